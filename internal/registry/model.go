@@ -1,0 +1,58 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Instance is one live backend of a service: where to send traffic and how much.
+type Instance struct {
+	ID       string            `json:"id"`
+	Address  string            `json:"address"` // host:port
+	Scheme   string            `json:"scheme,omitempty"`
+	Weight   int               `json:"weight"` // 0..65535; 0 drains the instance
+	Tags     []string          `json:"tags,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// TTLSeconds > 0 makes the instance a lease: it expires at ExpiresAt
+	// unless renewed by a heartbeat.
+	TTLSeconds int       `json:"ttl_s,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Maintenance, when enabled, makes the plugin answer 503 with Message.
+type Maintenance struct {
+	Enabled bool   `json:"enabled"`
+	Message string `json:"message,omitempty"`
+}
+
+// Service is a named group of instances, the unit the plugin resolves to.
+type Service struct {
+	Name        string      `json:"name"`
+	Tags        []string    `json:"tags,omitempty"`
+	Version     int64       `json:"version"`
+	Maintenance Maintenance `json:"maintenance"`
+	Instances   []Instance  `json:"instances"`
+}
+
+// Route is a go-proxy registration: host + path routed to one backend URL.
+// Options are kept as the client sent them (validated by the API layer), so
+// unknown option names survive a round trip.
+type Route struct {
+	Host         string          `json:"host"`
+	Path         string          `json:"path"`
+	Backend      string          `json:"backend"`
+	Options      json.RawMessage `json:"options,omitempty"`
+	RegisteredAt time.Time       `json:"registered_at"`
+}
+
+// Errors callers distinguish with errors.Is.
+var (
+	ErrRouteExists      = errors.New("route already exists")
+	ErrRouteNotFound    = errors.New("route not found")
+	ErrServiceNotFound  = errors.New("service not found")
+	ErrInstanceNotFound = errors.New("instance not found")
+	// ErrUnavailable wraps every failure to reach Redis.
+	ErrUnavailable = errors.New("registry store unavailable")
+)
