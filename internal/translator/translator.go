@@ -1,0 +1,359 @@
+package translator
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/routeopts"
+)
+
+// Tags every managed entity carries.
+const (
+	TagManaged    = "managed-by:service-registry"
+	TagHostPrefix = "sr-host:"
+	TagPathPrefix = "sr-path:"
+)
+
+// Plugin names.
+const (
+	PluginRegistry            = "service-registry"
+	PluginResponseTransformer = "response-transformer"
+)
+
+// Defaults applied when an option asks for a feature without saying how much.
+const (
+	kongDefaultTimeoutMS        = 60000
+	kongDefaultRetries          = 5
+	defaultRetryAttempts        = 3
+	defaultHealthCheckInterval  = 10 * time.Second
+	defaultHealthCheckPath      = "/"
+	defaultHealthCheckThreshold = 3
+	defaultTargetWeight         = 100
+)
+
+// RouteInput is one registered route with the registry service it resolves
+// to (registry.ServiceName(host, path)) and that service's live instances.
+type RouteInput struct {
+	Route     registry.Route
+	Service   string
+	Instances []registry.Instance
+}
+
+// Options are the parts of the desired state that come from adminsvc's
+// settings rather than from the registry.
+type Options struct {
+	// Redis is the service-registry plugin's config.redis record: how the
+	// plugin reaches the registry's Redis (host, port, password, ...). Empty
+	// values are left out so the plugin's schema defaults apply.
+	Redis map[string]any
+}
+
+// Translate computes the desired Kong state. It never fails as a whole: a
+// route that cannot be translated lands in State.Errors.
+func Translate(routes []RouteInput, opts Options) State {
+	st := State{Services: []Service{}, Upstreams: []Upstream{}}
+	for _, ri := range routes {
+		svc, up, err := translateRoute(ri, opts)
+		if err != nil {
+			st.Errors = append(st.Errors, RouteError{Host: ri.Route.Host, Path: ri.Route.Path, Error: err.Error()})
+			continue
+		}
+		st.Services = append(st.Services, svc)
+		st.Upstreams = append(st.Upstreams, up)
+	}
+	sort.Slice(st.Services, func(i, j int) bool { return st.Services[i].Name < st.Services[j].Name })
+	sort.Slice(st.Upstreams, func(i, j int) bool { return st.Upstreams[i].Name < st.Upstreams[j].Name })
+	return st
+}
+
+func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
+	r := ri.Route
+	name := ri.Service
+	if !validName(name) {
+		return Service{}, Upstream{}, fmt.Errorf("invalid kong name %q", name)
+	}
+	o, err := routeopts.ParseStored(r.Options)
+	if err != nil {
+		return Service{}, Upstream{}, err
+	}
+	be, err := url.Parse(r.Backend)
+	if err != nil || be.Host == "" {
+		return Service{}, Upstream{}, fmt.Errorf("backend: invalid url %q", r.Backend)
+	}
+	protocol := "http"
+	defaultPort := 80
+	switch be.Scheme {
+	case "http", "ws":
+	case "https", "wss":
+		// Kong OSS has no ws/wss service protocol: websockets are proxied
+		// as an HTTP upgrade over http/https.
+		protocol, defaultPort = "https", 443
+	default:
+		return Service{}, Upstream{}, fmt.Errorf("backend: unsupported scheme %q", be.Scheme)
+	}
+	beHost := be.Hostname()
+	bePort := defaultPort
+	if p := be.Port(); p != "" {
+		if bePort, err = strconv.Atoi(p); err != nil || bePort < 1 || bePort > 65535 {
+			return Service{}, Upstream{}, fmt.Errorf("backend: invalid port %q", p)
+		}
+	}
+	tags := Tags(r.Host, r.Path)
+	upName := upstreamName(name)
+
+	svc := Service{
+		ID:             ID("service", name),
+		Name:           name,
+		Protocol:       protocol,
+		Host:           upName,
+		Port:           bePort,
+		ConnectTimeout: kongDefaultTimeoutMS,
+		ReadTimeout:    kongDefaultTimeoutMS,
+		WriteTimeout:   kongDefaultTimeoutMS,
+		Retries:        kongDefaultRetries,
+		Tags:           tags,
+		Plugins:        []Plugin{},
+	}
+	if p := be.EscapedPath(); p != "" && p != "/" {
+		svc.Path = p
+	}
+	if o.Timeout > 0 {
+		ms := int(o.Timeout / time.Millisecond)
+		svc.ConnectTimeout, svc.ReadTimeout, svc.WriteTimeout = ms, ms, ms
+	}
+	if o.Retry != nil {
+		svc.Retries = 0
+		if o.Retry.Enabled {
+			attempts := o.Retry.MaxAttempts
+			if attempts == 0 {
+				attempts = defaultRetryAttempts
+			}
+			svc.Retries = min(attempts-1, 32767)
+		}
+	}
+
+	svc.Routes = []Route{{
+		ID:   ID("route", name),
+		Name: name,
+		// Kong OSS 3.x routes accept no ws/wss protocol: websocket is a
+		// documented no-op because Kong proxies Upgrade requests anyway.
+		Protocols:    []string{"http", "https"},
+		Hosts:        []string{r.Host},
+		Paths:        []string{r.Path},
+		StripPath:    false,
+		PreserveHost: true,
+		Tags:         tags,
+	}}
+
+	svc.Plugins = append(svc.Plugins, Plugin{
+		ID:      ID("plugin", name+"/"+PluginRegistry),
+		Name:    PluginRegistry,
+		Enabled: true,
+		Config:  registryConfig(name, o, opts),
+		Tags:    tags,
+	})
+	if len(o.Headers) > 0 {
+		add := make([]string, 0, len(o.Headers))
+		for k, v := range o.Headers {
+			add = append(add, k+":"+v)
+		}
+		sort.Strings(add)
+		svc.Plugins = append(svc.Plugins, Plugin{
+			ID:      ID("plugin", name+"/"+PluginResponseTransformer),
+			Name:    PluginResponseTransformer,
+			Enabled: true,
+			Config:  map[string]any{"add": map[string]any{"headers": add}},
+			Tags:    tags,
+		})
+	}
+
+	up := Upstream{
+		ID:         ID("upstream", upName),
+		Name:       upName,
+		Algorithm:  "round-robin",
+		HostHeader: beHost,
+		Tags:       tags,
+		Targets:    targets(name, net.JoinHostPort(beHost, strconv.Itoa(bePort)), ri.Instances, tags),
+	}
+	if o.HealthCheckPath != "" || o.HealthCheckInterval > 0 {
+		up.Healthchecks = healthchecks(protocol, o)
+	}
+	return svc, up, nil
+}
+
+func registryConfig(service string, o routeopts.Options, opts Options) map[string]any {
+	cfg := map[string]any{"registry": "redis", "service": service}
+	if len(opts.Redis) > 0 {
+		redis := make(map[string]any, len(opts.Redis))
+		for k, v := range opts.Redis {
+			if v == nil || v == "" {
+				continue
+			}
+			redis[k] = v
+		}
+		if len(redis) > 0 {
+			cfg["redis"] = redis
+		}
+	}
+	if rl := o.RateLimit; rl != nil {
+		m := map[string]any{"enabled": rl.Enabled}
+		if rl.RequestsPerMin > 0 {
+			m["requests_per_min"] = rl.RequestsPerMin
+		}
+		if rl.PerIP {
+			m["per_ip"] = true
+		}
+		cfg["rate_limit"] = m
+	}
+	if cb := o.CircuitBreaker; cb != nil {
+		m := map[string]any{"enabled": cb.Enabled}
+		if cb.FailureThreshold > 0 {
+			m["failure_threshold"] = cb.FailureThreshold
+		}
+		if cb.Timeout > 0 {
+			m["timeout_ms"] = int(cb.Timeout / time.Millisecond)
+		}
+		cfg["circuit_breaker"] = m
+	}
+	return cfg
+}
+
+func healthchecks(protocol string, o routeopts.Options) map[string]any {
+	path := o.HealthCheckPath
+	if path == "" {
+		path = defaultHealthCheckPath
+	}
+	interval := o.HealthCheckInterval
+	if interval == 0 {
+		interval = defaultHealthCheckInterval
+	}
+	secs := interval.Seconds()
+	return map[string]any{
+		"active": map[string]any{
+			"type":      protocol,
+			"http_path": path,
+			"healthy": map[string]any{
+				"interval":  secs,
+				"successes": 1,
+			},
+			"unhealthy": map[string]any{
+				"interval":      secs,
+				"http_failures": defaultHealthCheckThreshold,
+				"tcp_failures":  defaultHealthCheckThreshold,
+				"timeouts":      defaultHealthCheckThreshold,
+			},
+		},
+	}
+}
+
+// targets are the route's backend plus the registry service's instances; an
+// instance at the backend's address replaces it (its weight wins).
+func targets(service, backend string, instances []registry.Instance, tags []string) []Target {
+	byAddr := map[string]int{backend: defaultTargetWeight}
+	for _, in := range instances {
+		if in.Address == "" {
+			continue
+		}
+		w := in.Weight
+		if w < 0 {
+			w = 0
+		}
+		byAddr[in.Address] = min(w, 65535)
+	}
+	out := make([]Target, 0, len(byAddr))
+	for addr, w := range byAddr {
+		out = append(out, Target{ID: ID("target", service+"/"+addr), Target: addr, Weight: w, Tags: tags})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
+	return out
+}
+
+// Tags are the tags of every entity of the route host+path. Kong tags are
+// printable ASCII without ',' and '/', so the path is percent-encoded for
+// those two (and '%' itself), which keeps it readable and reversible; a host
+// or path that still breaks the rules is replaced by a short stable hash.
+func Tags(host, path string) []string {
+	return []string{TagManaged, TagHostPrefix + tagValue(host), TagPathPrefix + tagValue(path)}
+}
+
+var tagEscaper = strings.NewReplacer("%", "%25", "/", "%2F", ",", "%2C")
+
+func tagValue(s string) string {
+	v := tagEscaper.Replace(s)
+	if validTag(v) {
+		return v
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "h-" + hex.EncodeToString(sum[:6])
+}
+
+func validTag(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 32 || c == 127 || c == ',' || c == '/' || c > 244 {
+			return false
+		}
+	}
+	return true
+}
+
+// validName follows Kong's utf8_name: alphanumerics and . - _ ~.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '-', c == '_', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// upstreamName turns a service name into a valid Kong upstream name (a
+// hostname: letters, digits, '-', '.', '_'; no label ending in '-'; not all
+// digits and dots, which Kong would read as an IPv4 address).
+func upstreamName(service string) string {
+	b := []byte(strings.ToLower(service))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	labels := strings.Split(string(b), ".")
+	for i, l := range labels {
+		l = strings.TrimRight(l, "-")
+		if l == "" {
+			l = "x"
+		}
+		labels[i] = l
+	}
+	return strings.Join(labels, ".") + ".upstream"
+}
+
+// ID is the deterministic UUID of a managed entity (name-based, version 5
+// layout), so DB-less pushes are stable and DB-mode writes can upsert by id.
+func ID(kind, key string) string {
+	sum := sha1.Sum([]byte("service-registry/" + kind + "/" + key))
+	b := sum[:16]
+	b[6] = (b[6] & 0x0f) | 0x50
+	b[8] = (b[8] & 0x3f) | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
