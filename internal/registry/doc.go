@@ -1,0 +1,52 @@
+// Package registry is the registry of record: the model (services,
+// instances, routes), its Redis keyspace and the Store that reads and writes
+// it over any redis.UniversalClient (standalone, Sentinel, Cluster).
+//
+// # Keyspace
+//
+// Every key starts with "<prefix>:v1:" (prefix "sr" by default). A service's
+// keys share the hash tag {<service>} so one Lua script writes them all
+// atomically, even on Redis Cluster:
+//
+//	sr:v1:{svc}:service    hash  name, tags (JSON), maintenance (JSON)
+//	sr:v1:{svc}:instances  hash  instance id -> Instance JSON
+//	sr:v1:{svc}:leases     zset  instance id -> lease end (unix ms)
+//	sr:v1:{svc}:version    int   bumped by every write; never deleted
+//	sr:v1:{svc}:route      hash  member, spec (canonical JSON), registered_at
+//
+// A go-proxy route maps to exactly one service, ServiceName(host, path).
+// The global indexes share the tag {_index}:
+//
+//	sr:v1:{_index}:routes      zset  "host\x00path" (score 0, lexical order)
+//	sr:v1:{_index}:services    set   service names
+//	sr:v1:{_index}:generation  int   bumped by every write anywhere
+//	sr:v1:{_index}:epochs      hash  service -> version last applied to the indexes
+//	sr:v1:meta:schema          "1"   keyspace version (migrations/ moves it)
+//
+// Every write publishes "<version> <service>" on "<prefix>:v1:changes".
+//
+// # Atomicity across slots
+//
+// A Cluster script may touch one slot only, so a write is two steps: (1) one
+// script on the service's slot changes the records, bumps the version and
+// publishes; it returns the state it left. (2) one script on the index slot
+// applies that state (present/absent) to the indexes, unless the epochs hash
+// shows that a newer version of the service was applied already: concurrent
+// writers may run step 2 out of order, and the service version, not the
+// arrival order, decides. Records are the truth; the indexes converge to
+// them.
+//
+// A process dying between the steps leaves an index entry missing or
+// dangling. Readers never show a half-written route: ListRoutes and
+// ListServices skip an index entry whose record is gone and repair it by
+// re-running step 2 from the service's current state (safe under races for
+// the same epoch reason); RegisterRoute of an already-stored route re-runs
+// step 2 too, which heals a missing entry. CountRoutes is ZCARD of the index
+// and may count a dangling entry until a reader repairs it. The epochs hash
+// keeps one small field per service ever written.
+//
+// The store must not validate API input beyond what keeps the keyspace sane
+// (empty names or ids, braces in names, weights outside 0..65535): that is
+// the API layer's job. It never caches: readers that need a cache (the
+// plugin) build it on top (internal/discovery).
+package registry
