@@ -32,6 +32,6 @@ func (k keyspace) indexKeys() []string {
 	}
 }
 
-func (k keyspace) schema() string   { return k.prefix + ":v1:meta:schema" }
-func (k keyspace) channel() string  { return k.prefix + ":v1:changes" }
+func (k keyspace) schema() string          { return k.prefix + ":v1:meta:schema" }
+func (k keyspace) channel() string         { return k.prefix + ":v1:changes" }
 func routeMember(host, path string) string { return host + "\x00" + path }

@@ -58,7 +58,7 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
 return finish(0, cjson.encode({r[1], r[2]}))
 `)
 
-// ARGV: channel, service, '', id, instance JSON, expiry ms (0 = none)
+// ARGV: channel, service, ”, id, instance JSON, expiry ms (0 = none)
 var putInstanceScript = redis.NewScript(scriptTail + `
 redis.call('HSETNX', KEYS[1], 'name', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
@@ -70,7 +70,7 @@ end
 return finish(0)
 `)
 
-// Compare-and-swap of one instance: ARGV: channel, service, '', id, old JSON, new JSON, expiry ms.
+// Compare-and-swap of one instance: ARGV: channel, service, ”, id, old JSON, new JSON, expiry ms.
 var casInstanceScript = redis.NewScript(scriptTail + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {4, 0, 0, '', 0, ''} end
 local cur = redis.call('HGET', KEYS[2], ARGV[4])
@@ -85,7 +85,7 @@ end
 return finish(0)
 `)
 
-// ARGV: channel, service, '', id
+// ARGV: channel, service, ”, id
 var deleteInstanceScript = redis.NewScript(scriptTail + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {4, 0, 0, '', 0, ''} end
 if redis.call('HDEL', KEYS[2], ARGV[4]) == 0 then return {5, 0, 0, '', 0, ''} end
@@ -93,14 +93,14 @@ redis.call('ZREM', KEYS[3], ARGV[4])
 return finish(0)
 `)
 
-// ARGV: channel, service, '', field, JSON value
+// ARGV: channel, service, ”, field, JSON value
 var setFieldScript = redis.NewScript(scriptTail + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {4, 0, 0, '', 0, ''} end
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
 return finish(0)
 `)
 
-// Removes leases that ended at or before ARGV[4] (unix ms). ARGV: channel, service, '', now ms.
+// Removes leases that ended at or before ARGV[4] (unix ms). ARGV: channel, service, ”, now ms.
 var expireScript = redis.NewScript(scriptTail + `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
 if #ids == 0 then return {0, 0, 0, '', 0, '0'} end
