@@ -1,0 +1,70 @@
+package ratelimit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// LimitBy is what a limit counts requests by (config `rate_limit.limit_by`).
+type LimitBy string
+
+const (
+	ByService  LimitBy = "service"
+	ByRoute    LimitBy = "route"
+	ByIP       LimitBy = "ip"
+	ByConsumer LimitBy = "consumer"
+	ByHeader   LimitBy = "header"
+)
+
+// ParseLimitBy accepts the config values; empty means service.
+func ParseLimitBy(s string) (LimitBy, error) {
+	switch LimitBy(s) {
+	case "":
+		return ByService, nil
+	case ByService, ByRoute, ByIP, ByConsumer, ByHeader:
+		return LimitBy(s), nil
+	}
+	return "", fmt.Errorf("ratelimit: unknown limit_by %q", s)
+}
+
+// Key is the identity one request is counted under. scope separates plugin
+// instances (use the Kong plugin id, or service name when limiting a whole
+// service); value is the identity for by:
+//
+//	service:  the registry service name from the config (no PDK call)
+//	route:    the config's route_id (Kong adds it to the config; no PDK call)
+//	ip:       kong.client.get_forwarded_ip()
+//	consumer: kong.client.get_consumer().id (credential id when no consumer)
+//	header:   kong.request.get_header(header_name)
+//
+// Like Kong's rate-limiting plugin, an empty value falls back to the client
+// IP; ip is called only then, so the PDK call is spent only when needed.
+// ip may be nil when by is ByIP and value already holds the address.
+func Key(scope string, by LimitBy, value string, ip func() string) string {
+	if value == "" && ip != nil {
+		by, value = ByIP, ip()
+	}
+	return escape(scope) + ":" + string(by) + ":" + escape(value)
+}
+
+// escape keeps separators and hash-tag braces out of key parts, and bounds
+// the length of attacker-chosen values (headers) by hashing long ones.
+func escape(s string) string {
+	if len(s) > 128 {
+		sum := sha256.Sum256([]byte(s))
+		return "#" + hex.EncodeToString(sum[:16])
+	}
+	if !strings.ContainsAny(s, "%:{}") {
+		return s
+	}
+	r := strings.NewReplacer("%", "%25", ":", "%3A", "{", "%7B", "}", "%7D")
+	return r.Replace(s)
+}
+
+// redisKey is `<prefix>:v1:{rl:<key>}:<period>`: the hash tag puts every
+// limit of one request in one Cluster slot, so one script call sees them all.
+func redisKey(prefix, key string, l Limit) string {
+	return prefix + ":v1:{rl:" + key + "}:" + l.keySuffix()
+}

@@ -1,0 +1,138 @@
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxLimits is how many limits one request may be checked against (the
+// plugin uses at most two: per second and per minute).
+const MaxLimits = 4
+
+// Limit is one GCRA limit: Rate requests per Period, plus Burst requests
+// that may arrive at once ahead of the steady pace.
+//
+// The guarantee, cluster-wide: in every rolling window of length Period at
+// most Rate+Burst requests are admitted. Burst 0 means perfectly paced
+// traffic (one request every Period/Rate); a client that sends clumps needs
+// a Burst. This is stricter than Kong's fixed windows, which admit up to
+// 2×Rate across a window boundary.
+type Limit struct {
+	Rate   int
+	Period time.Duration
+	Burst  int
+}
+
+// PerSecond is rate requests per second with the given burst.
+func PerSecond(rate, burst int) Limit { return Limit{Rate: rate, Period: time.Second, Burst: burst} }
+
+// PerMinute is rate requests per minute with the given burst.
+func PerMinute(rate, burst int) Limit { return Limit{Rate: rate, Period: time.Minute, Burst: burst} }
+
+// ErrInvalidLimit reports a limit the limiter cannot enforce.
+var ErrInvalidLimit = errors.New("ratelimit: invalid limit")
+
+func (l Limit) validate() error {
+	if l.Rate <= 0 || l.Period <= 0 || l.Burst < 0 {
+		return fmt.Errorf("%w: %d per %s burst %d", ErrInvalidLimit, l.Rate, l.Period, l.Burst)
+	}
+	if l.interval() <= 0 {
+		return fmt.Errorf("%w: %d per %s is finer than a microsecond", ErrInvalidLimit, l.Rate, l.Period)
+	}
+	return nil
+}
+
+// interval is the emission interval in microseconds (the Lua script's unit).
+func (l Limit) interval() int64 { return l.Period.Microseconds() / int64(l.Rate) }
+
+// capacity is how far ahead of now the theoretical arrival time may run.
+func (l Limit) capacity() int64 { return l.interval() * int64(l.Burst+1) }
+
+// periodName labels the Redis key and the X-RateLimit-*-<Name> headers.
+func (l Limit) periodName() string {
+	switch l.Period {
+	case time.Second:
+		return "Second"
+	case time.Minute:
+		return "Minute"
+	case time.Hour:
+		return "Hour"
+	case 24 * time.Hour:
+		return "Day"
+	}
+	return ""
+}
+
+// keySuffix names the limit inside the request's hash-tagged key.
+func (l Limit) keySuffix() string {
+	switch l.Period {
+	case time.Second:
+		return "s"
+	case time.Minute:
+		return "m"
+	case time.Hour:
+		return "h"
+	case 24 * time.Hour:
+		return "d"
+	}
+	return fmt.Sprintf("%dms", l.Period.Milliseconds())
+}
+
+// PeriodResult is the state of one limit after a decision.
+type PeriodResult struct {
+	Limit Limit
+	// Remaining is how many more requests this limit would admit right now.
+	Remaining int
+	// RetryAfter is 0 when this limit admitted the request, otherwise how
+	// long until it would admit one.
+	RetryAfter time.Duration
+	// ResetAfter is how long until this limit is back to full capacity.
+	ResetAfter time.Duration
+}
+
+// Source says who made a decision.
+type Source uint8
+
+const (
+	SourceRedis    Source = iota // the Lua script on Redis
+	SourceCache                  // the local denied-key cache (no Redis call)
+	SourceFailOpen               // Redis failed, fault-tolerant policy admitted
+	SourceLocal                  // Redis failed, the local fallback limiter decided
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceRedis:
+		return "redis"
+	case SourceCache:
+		return "cache"
+	case SourceFailOpen:
+		return "fail-open"
+	case SourceLocal:
+		return "local"
+	}
+	return "unknown"
+}
+
+// Result is one decision. It is a value: no allocation per decision.
+type Result struct {
+	Allowed bool
+	Source  Source
+	n       int
+	periods [MaxLimits]PeriodResult
+}
+
+// Periods returns the per-limit results in the order the limits were given.
+// Empty when the fault-tolerant policy admitted without knowing the state.
+func (r *Result) Periods() []PeriodResult { return r.periods[:r.n] }
+
+// RetryAfter is how long until a denied request would be admitted
+// (the largest RetryAfter of the denying limits); 0 when allowed.
+func (r *Result) RetryAfter() time.Duration {
+	var d time.Duration
+	for _, p := range r.periods[:r.n] {
+		d = max(d, p.RetryAfter)
+	}
+	return d
+}
