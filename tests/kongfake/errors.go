@@ -1,0 +1,137 @@
+package kongfake
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// Kong error codes (kong/db/errors.lua).
+const (
+	codeSchemaViolation      = 2
+	codeForeignKeyViolation  = 4
+	codeUniqueViolation      = 5
+	codeInvalidOffset        = 7
+	codeInvalidSize          = 9
+	codeInvalidOptions       = 11
+	codeOperationUnsupported = 12
+	codeDeclarativeConfig    = 14
+)
+
+type apiError struct {
+	status int
+	body   map[string]any
+}
+
+func notFound() *apiError {
+	return &apiError{http.StatusNotFound, map[string]any{"message": "Not found"}}
+}
+
+func message(status int, msg string) *apiError {
+	return &apiError{status, map[string]any{"message": msg}}
+}
+
+// schemaViolation builds Kong's 400 code 2 body; the message lists the field
+// errors sorted by name like errors.lua does.
+func schemaViolation(fields map[string]any) *apiError {
+	var parts []string
+	if ent, ok := fields["@entity"].([]any); ok {
+		for _, e := range ent {
+			parts = append(parts, fmt.Sprint(e))
+		}
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		if k != "@entity" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if sub, ok := fields[k].(map[string]any); ok {
+			subKeys := make([]string, 0, len(sub))
+			for sk := range sub {
+				subKeys = append(subKeys, sk)
+			}
+			sort.Strings(subKeys)
+			for _, sk := range subKeys {
+				parts = append(parts, fmt.Sprintf("%s.%s: %v", k, sk, sub[sk]))
+			}
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: %v", k, fields[k]))
+	}
+	msg := "schema violation (" + strings.Join(parts, "; ") + ")"
+	if len(parts) != 1 {
+		msg = fmt.Sprintf("%d schema violations (%s)", len(parts), strings.Join(parts, "; "))
+	}
+	return &apiError{http.StatusBadRequest, map[string]any{
+		"code": codeSchemaViolation, "name": "schema violation", "message": msg, "fields": fields,
+	}}
+}
+
+func uniqueViolation(fields map[string]any) *apiError {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("{")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%s=%s", k, luaPretty(fields[k]))
+	}
+	b.WriteString("}")
+	return &apiError{http.StatusConflict, map[string]any{
+		"code": codeUniqueViolation, "name": "unique constraint violation",
+		"message": fmt.Sprintf("UNIQUE violation detected on '%s'", b.String()), "fields": fields,
+	}}
+}
+
+func luaPretty(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return fmt.Sprintf("%q", x)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + luaPretty(x[k])
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func foreignKeyViolation(field, parentKind string, key map[string]any) *apiError {
+	return &apiError{http.StatusBadRequest, map[string]any{
+		"code": codeForeignKeyViolation, "name": "foreign key violation",
+		"message": fmt.Sprintf("the foreign key '%s' does not reference an existing '%s' entity.", luaPretty(key), parentKind),
+		"fields":  map[string]any{field: key},
+	}}
+}
+
+func operationUnsupported(op, kind string) *apiError {
+	return &apiError{http.StatusMethodNotAllowed, map[string]any{
+		"code": codeOperationUnsupported, "name": "operation unsupported",
+		"message": fmt.Sprintf("cannot %s '%s' entities when not using a database", op, kind),
+	}}
+}
+
+func declarativeError(fields map[string]any) *apiError {
+	return &apiError{http.StatusBadRequest, map[string]any{
+		"code": codeDeclarativeConfig, "name": "invalid declarative configuration",
+		"message": "declarative config is invalid: " + luaPretty(fields), "fields": fields,
+	}}
+}
