@@ -136,3 +136,17 @@ func (r *Result) RetryAfter() time.Duration {
 	}
 	return d
 }
+
+// FromConfig maps the plugin's rate_limit config to limits:
+// requests_per_second and requests_per_min (0 = unset) each become a limit,
+// and burst applies to each of them. Nil when neither is set.
+func FromConfig(perSecond, perMinute, burst int) []Limit {
+	var ls []Limit
+	if perSecond > 0 {
+		ls = append(ls, PerSecond(perSecond, burst))
+	}
+	if perMinute > 0 {
+		ls = append(ls, PerMinute(perMinute, burst))
+	}
+	return ls
+}

@@ -29,8 +29,8 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // fakeClock is a settable local clock; Redis keeps its own real time.
 type fakeClock struct{ ns atomic.Int64 }
 
-func newFakeClock() *fakeClock     { c := &fakeClock{}; c.ns.Store(time.Now().UnixNano()); return c }
-func (c *fakeClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+func newFakeClock() *fakeClock           { c := &fakeClock{}; c.ns.Store(time.Now().UnixNano()); return c }
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func evalCalls(s *redistest.Server) int64 {

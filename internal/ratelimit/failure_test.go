@@ -1,0 +1,228 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+)
+
+// TestOverLimitCostsAlmostNoRedis: 3 nodes hammer one key far over its
+// limit; Redis commands spent on denied requests stay ≤ 0.05 per denial
+// (INFO commandstats, every command counted).
+func TestOverLimitCostsAlmostNoRedis(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	limits := []Limit{PerSecond(10, 0)}
+	var nodes []*Limiter
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, New(newClient(t, s.Addr), Options{Logger: quiet(), Timeout: time.Second}))
+	}
+	ctx := context.Background()
+	for _, n := range nodes { // load the script: not part of the steady state
+		if _, err := n.Allow(ctx, "warm", limits); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.ResetStats()
+	var admitted, denied atomic.Int64
+	stop := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				r, err := n.Allow(ctx, "hot", limits)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.Allowed {
+					admitted.Add(1)
+				} else {
+					denied.Add(1)
+				}
+				if i%64 == 63 {
+					time.Sleep(time.Millisecond) // leave CPU to Redis and the other tests
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cmds := s.TotalCalls("config|resetstat")
+	overLimit := cmds - admitted.Load() // every admission needs exactly one
+	perDenied := float64(overLimit) / float64(denied.Load())
+	t.Logf("admitted %d denied %d redis commands %d: %.4f commands per denied request", admitted.Load(), denied.Load(), cmds, perDenied)
+	if denied.Load() < 1000 {
+		t.Fatalf("only %d denials: not over the limit", denied.Load())
+	}
+	if admitted.Load() > 10+1 { // 10/s, one period plus the first
+		t.Fatalf("admitted %d in 1 s at 10/s burst 0", admitted.Load())
+	}
+	if perDenied > 0.05 {
+		t.Fatalf("%.4f redis commands per denied request, want <= 0.05", perDenied)
+	}
+}
+
+func p99(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[(len(d)*99)/100]
+}
+
+// TestRedisStoppedMidTest freezes Redis (SIGSTOP: connections stay open and
+// nothing answers, the worst case) under three nodes, then brings it back.
+func TestRedisStoppedMidTest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+	}{{"fail-open", FailOpen}, {"fail-closed", FailClosed}, {"local", FailLocal}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := redistest.Start(t, redistest.Options{})
+			const timeout = 20 * time.Millisecond
+			limits := []Limit{PerSecond(5, 0)}
+			var nodes []*Limiter
+			for i := 0; i < 3; i++ {
+				nodes = append(nodes, New(newClient(t, s.Addr), Options{
+					Logger: quiet(), Timeout: timeout, Policy: tc.policy, Nodes: 3, Backoff: 50 * time.Millisecond,
+				}))
+			}
+			ctx := context.Background()
+			key := "k-" + tc.name
+			for _, n := range nodes {
+				if r, err := n.Allow(ctx, key, limits); err != nil || r.Source != SourceRedis {
+					t.Fatalf("before: %+v %v", r, err)
+				}
+			}
+			s.Pause()
+			var mu sync.Mutex
+			var lat []time.Duration
+			var sources [4]int
+			var unavailable int
+			var wg sync.WaitGroup
+			for _, n := range nodes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 100; i++ {
+						t0 := time.Now()
+						// A fresh key: the deny cache must not answer for the policy.
+						r, err := n.Allow(ctx, key+"-frozen", limits)
+						d := time.Since(t0)
+						mu.Lock()
+						lat = append(lat, d)
+						switch {
+						case errors.Is(err, ErrUnavailable):
+							unavailable++
+						case err != nil:
+							t.Error(err)
+						default:
+							sources[r.Source]++
+						}
+						mu.Unlock()
+						time.Sleep(2 * time.Millisecond)
+					}
+				}()
+			}
+			wg.Wait()
+			got := p99(lat)
+			t.Logf("redis frozen: p99 %s max %s; sources %v unavailable %d", got, lat[len(lat)-1], sources, unavailable)
+			if got > timeout+5*time.Millisecond {
+				t.Errorf("p99 decision latency %s with redis frozen, want <= %s", got, timeout+5*time.Millisecond)
+			}
+			switch tc.policy {
+			case FailOpen:
+				if sources[SourceFailOpen] == 0 || unavailable != 0 || sources[SourceLocal] != 0 {
+					t.Errorf("fail-open: sources %v unavailable %d", sources, unavailable)
+				}
+			case FailClosed:
+				if unavailable == 0 || sources[SourceFailOpen]+sources[SourceLocal] != 0 {
+					t.Errorf("fail-closed: sources %v unavailable %d", sources, unavailable)
+				}
+			case FailLocal:
+				if sources[SourceLocal] == 0 || sources[SourceFailOpen] != 0 {
+					t.Errorf("local: sources %v", sources)
+				}
+			}
+			s.Resume()
+			// Limiting resumes without a restart: poll until every node
+			// decides on Redis again.
+			deadline := time.Now().Add(5 * time.Second)
+			for _, n := range nodes {
+				for {
+					r, err := n.Allow(ctx, "after-"+tc.name, limits)
+					if err == nil && r.Source == SourceRedis {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("limiting did not resume: %+v %v", r, err)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			// And it limits: burst 0 at 5/s, so back-to-back calls deny.
+			r, _ := nodes[0].Allow(ctx, "after-"+tc.name, limits)
+			if r.Allowed {
+				t.Fatal("not limiting after redis came back")
+			}
+		})
+	}
+}
+
+// TestRedisKilledFailsFast: a dead Redis (connection refused) must not cost
+// a timeout per decision either.
+func TestRedisKilledFailsFast(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	l := New(newClient(t, s.Addr), Options{Logger: quiet()})
+	limits := []Limit{PerSecond(5, 0)}
+	if _, err := l.Allow(context.Background(), "k", limits); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	var lat []time.Duration
+	for i := 0; i < 200; i++ {
+		t0 := time.Now()
+		r, err := l.Allow(context.Background(), "k", limits)
+		lat = append(lat, time.Since(t0))
+		if err != nil || !r.Allowed || r.Source != SourceFailOpen {
+			t.Fatalf("decision %d: %+v %v", i, r, err)
+		}
+	}
+	if got := p99(lat); got > 25*time.Millisecond {
+		t.Fatalf("p99 %s with redis dead", got)
+	}
+	st := l.Stats()
+	if st.RedisErrors == 0 || st.RedisErrors > 20 || st.FailOpen != 200 {
+		t.Fatalf("stats %+v: backoff should keep most decisions off the dead redis", st)
+	}
+}
+
+// TestLocalShare: the fallback limiter gives each node its share.
+func TestLocalShare(t *testing.T) {
+	clock := newFakeClock()
+	ll := newLocalLimiter(3, 100)
+	limits := []Limit{PerSecond(10, 5)} // share: 4/s, burst 1 → 2 at once
+	var admitted int
+	for i := 0; i < 10; i++ {
+		if ll.allow("k", limits, clock.Now()).Allowed {
+			admitted++
+		}
+	}
+	if admitted != 2 {
+		t.Fatalf("admitted %d at once, want 2 (4/s burst 1)", admitted)
+	}
+	admitted = 0
+	for i := 0; i < 1000; i++ { // one second in 1 ms steps
+		clock.Add(time.Millisecond)
+		if ll.allow("k", limits, clock.Now()).Allowed {
+			admitted++
+		}
+	}
+	if admitted != 4 {
+		t.Fatalf("admitted %d over the next second, want 4", admitted)
+	}
+}
