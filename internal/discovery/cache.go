@@ -1,0 +1,331 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/kong-service-registry/service-registry/internal/registry"
+)
+
+// Source is the part of the registry the cache reads; *registry.Store
+// satisfies it.
+type Source interface {
+	GetService(ctx context.Context, name string) (registry.Service, error)
+	ServiceVersion(ctx context.Context, name string) (int64, error)
+	Watch(ctx context.Context) (<-chan registry.Change, error)
+}
+
+// Options configures a Cache. Zero values mean the documented defaults.
+type Options struct {
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives one line per state transition; default slog.Default().
+	Logger *slog.Logger
+	// Timeout bounds each background Redis operation; default 2s.
+	Timeout time.Duration
+	// ResubscribeBackoff is the wait before re-subscribing to a lost
+	// change feed; default 500ms.
+	ResubscribeBackoff time.Duration
+}
+
+// Stats are the cache's counters, for metrics and tests.
+type Stats struct {
+	Loads       int64 // snapshots built from Redis
+	Checks      int64 // version checks (poll backstop)
+	Changes     int64 // change-feed messages received
+	Errors      int64 // failed Redis operations
+	StaleServes int64 // Get answered while Redis was unreachable
+	Subscribes  int64 // change-feed subscriptions made
+	Unavailable bool  // Redis currently unreachable (snapshots are stale)
+	Services    int   // services cached
+}
+
+// ErrUnavailable is returned by Get for a service never loaded while Redis
+// cannot be reached.
+var ErrUnavailable = errors.New("discovery: registry unavailable and no snapshot cached")
+
+type entry struct {
+	name       string
+	snap       atomic.Pointer[Snapshot]
+	checkedAt  atomic.Int64 // unix ns of the last successful load or check
+	again      atomic.Bool  // a refresh was requested
+	force      atomic.Bool  // the next refresh must reload (feed said newer)
+	refreshing atomic.Bool
+}
+
+// Cache holds snapshots for one Redis client. Create with New, stop with Close.
+type Cache struct {
+	src    Source
+	now    func() time.Time
+	log    *slog.Logger
+	opts   Options
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// entries is copy-on-write: lookups are one atomic load and a map read,
+	// no lock and no allocation.
+	entries atomic.Pointer[map[string]*entry]
+	mu      sync.Mutex // serialises writers of entries
+	group   singleflight.Group
+
+	down                                      atomic.Bool
+	loads, checks, changes, errs, stale, subs atomic.Int64
+	feedOnce                                  sync.Once
+}
+
+// New returns a cache over src. The change-feed subscription starts with
+// the first Get.
+func New(src Source, o Options) *Cache {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.ResubscribeBackoff <= 0 {
+		o.ResubscribeBackoff = 500 * time.Millisecond
+	}
+	c := &Cache{src: src, now: o.Now, log: o.Logger, opts: o}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	m := map[string]*entry{}
+	c.entries.Store(&m)
+	return c
+}
+
+// Now is the cache's clock (for Snapshot.Pick).
+func (c *Cache) Now() time.Time { return c.now() }
+
+// Close stops the feed and background refreshes and waits for them.
+func (c *Cache) Close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// Get returns the snapshot of service. In steady state it touches no
+// network: a snapshot older than maxAge triggers a background version
+// check and is returned as is. Only the first Get of a service waits for
+// Redis (ctx bounds that wait).
+func (c *Cache) Get(ctx context.Context, service string, maxAge time.Duration) (*Snapshot, error) {
+	if e := (*c.entries.Load())[service]; e != nil {
+		if s := e.snap.Load(); s != nil {
+			if c.down.Load() {
+				c.stale.Add(1)
+			}
+			if c.now().UnixNano()-e.checkedAt.Load() >= int64(maxAge) {
+				c.kick(e, false)
+			}
+			return s, nil
+		}
+	}
+	return c.load(ctx, service)
+}
+
+func (c *Cache) load(ctx context.Context, service string) (*Snapshot, error) {
+	c.feedOnce.Do(c.startFeed)
+	ch := c.group.DoChan(service, func() (any, error) {
+		// Detached from the caller: other requests share this load.
+		lctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
+		defer cancel()
+		e := c.entry(service)
+		if s := e.snap.Load(); s != nil {
+			return s, nil
+		}
+		s, err := c.fetch(lctx, e)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Snapshot), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("discovery: loading %s: %w", service, ctx.Err())
+	}
+}
+
+func (c *Cache) entry(service string) *entry {
+	if e := (*c.entries.Load())[service]; e != nil {
+		return e
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.entries.Load()
+	if e := old[service]; e != nil {
+		return e
+	}
+	m := make(map[string]*entry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	e := &entry{name: service}
+	m[service] = e
+	c.entries.Store(&m)
+	return e
+}
+
+// fetch loads the service from Redis and installs its snapshot.
+func (c *Cache) fetch(ctx context.Context, e *entry) (*Snapshot, error) {
+	svc, err := c.src.GetService(ctx, e.name)
+	found := err == nil
+	if errors.Is(err, registry.ErrServiceNotFound) {
+		// Remember the version so a later creation is seen as newer.
+		v, verr := c.src.ServiceVersion(ctx, e.name)
+		if verr != nil {
+			c.failed(verr)
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, verr)
+		}
+		svc, err = registry.Service{Name: e.name, Version: v}, nil
+	}
+	if err != nil {
+		c.failed(err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	c.ok()
+	s := NewSnapshot(svc, found, c.now())
+	c.loads.Add(1)
+	// Never replace a newer snapshot with an older one (a slow load racing
+	// a fast one).
+	for {
+		old := e.snap.Load()
+		if old != nil && old.Version > s.Version {
+			s = old
+			break
+		}
+		if e.snap.CompareAndSwap(old, s) {
+			break
+		}
+	}
+	e.checkedAt.Store(c.now().UnixNano())
+	return s, nil
+}
+
+// kick schedules a background refresh of e; at most one runs per service.
+func (c *Cache) kick(e *entry, force bool) {
+	if force {
+		e.force.Store(true)
+	}
+	e.again.Store(true)
+	if !e.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			for e.again.Swap(false) {
+				if c.ctx.Err() != nil {
+					e.refreshing.Store(false)
+					return
+				}
+				c.refresh(e)
+			}
+			e.refreshing.Store(false)
+			// A kick between the loop's last check and the Store above
+			// found refreshing still true and left: pick it up.
+			if !e.again.Load() || !e.refreshing.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
+}
+
+func (c *Cache) refresh(e *entry) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
+	defer cancel()
+	cur := e.snap.Load()
+	if !e.force.Swap(false) && cur != nil {
+		c.checks.Add(1)
+		v, err := c.src.ServiceVersion(ctx, e.name)
+		if err != nil {
+			c.failed(err)
+			return
+		}
+		c.ok()
+		if v == cur.Version {
+			e.checkedAt.Store(c.now().UnixNano())
+			return
+		}
+	}
+	_, _ = c.fetch(ctx, e)
+}
+
+func (c *Cache) failed(err error) {
+	c.errs.Add(1)
+	if c.ctx.Err() != nil {
+		return
+	}
+	if c.down.CompareAndSwap(false, true) {
+		c.log.Warn("service-registry: registry unreachable, serving cached snapshots", "error", err)
+	}
+}
+
+func (c *Cache) ok() {
+	if c.down.CompareAndSwap(true, false) {
+		c.log.Info("service-registry: registry reachable again")
+	}
+}
+
+func (c *Cache) startFeed() {
+	c.wg.Add(1)
+	go c.feed()
+}
+
+// feed keeps one subscription to the change feed alive until Close.
+func (c *Cache) feed() {
+	defer c.wg.Done()
+	for c.ctx.Err() == nil {
+		ch, err := c.src.Watch(c.ctx)
+		if err != nil {
+			c.failed(err)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(c.opts.ResubscribeBackoff):
+			}
+			continue
+		}
+		c.subs.Add(1)
+		c.ok()
+		// Messages may have been lost before this subscription: check
+		// everything cached once.
+		if c.subs.Load() > 1 {
+			for _, e := range *c.entries.Load() {
+				c.kick(e, false)
+			}
+		}
+		for ch2 := range ch {
+			c.changes.Add(1)
+			e := (*c.entries.Load())[ch2.Service]
+			if e == nil {
+				continue
+			}
+			if s := e.snap.Load(); s == nil || ch2.Version > s.Version {
+				c.kick(e, true)
+			}
+		}
+	}
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats {
+	return Stats{
+		Loads: c.loads.Load(), Checks: c.checks.Load(), Changes: c.changes.Load(),
+		Errors: c.errs.Load(), StaleServes: c.stale.Load(), Subscribes: c.subs.Load(),
+		Unavailable: c.down.Load(), Services: len(*c.entries.Load()),
+	}
+}
