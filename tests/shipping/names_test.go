@@ -1,0 +1,180 @@
+package shipping
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path"
+	"strings"
+	"testing"
+)
+
+const (
+	pluginName     = "service-registry"
+	kongPrefix     = "/usr/local/kong" // the kong image's prefix and go-pdk's default
+	wantStartCmd   = "/usr/local/bin/service-registry"
+	pluginSettings = "plugins pluginserver_names pluginserver_service_registry_start_cmd pluginserver_service_registry_query_cmd pluginserver_service_registry_socket prefix"
+)
+
+// kongSettings is one place that configures Kong: kong.conf keys, or KONG_*
+// variables with the prefix removed and lowercased.
+type kongSettings struct {
+	where string
+	conf  map[string]string
+}
+
+func fromEnv(where string, env map[string]string) kongSettings {
+	conf := map[string]string{}
+	for k, v := range env {
+		if strings.HasPrefix(k, "KONG_") {
+			conf[strings.ToLower(strings.TrimPrefix(k, "KONG_"))] = v
+		}
+	}
+	return kongSettings{where: where, conf: conf}
+}
+
+// allKongSettings gathers every place the repository configures Kong.
+func allKongSettings(t *testing.T) []kongSettings {
+	t.Helper()
+	var out []kongSettings
+	if b, err := os.ReadFile(rootPath("kong", "kong.conf")); err == nil {
+		out = append(out, kongSettings{where: "kong/kong.conf", conf: parseKongConf(b)})
+	} else if hasGoCode("plugins/service-registry") {
+		t.Errorf("kong/kong.conf is missing: %v", err)
+	} else {
+		t.Log("kong/kong.conf not written yet; checking the others")
+	}
+	kong := stageByName(parseDockerfile(t), "kong")
+	if kong == nil {
+		t.Fatal("Dockerfile: no stage named kong")
+	}
+	out = append(out, fromEnv("Dockerfile (kong stage)", kong.Env))
+	for name, svc := range m(yamlDocs(t, "deploy", "docker-compose.yml")[0]["services"]) {
+		env := composeEnv(svc)
+		if _, ok := env["KONG_PLUGINS"]; ok || strings.Contains(composeImage(svc), "/kong:") {
+			out = append(out, fromEnv("deploy/docker-compose.yml service "+name, env))
+		}
+	}
+	for _, c := range k8sContainers(t) {
+		if c.env["KONG_PLUGINS"] != "" || strings.Contains(c.image, "/kong:") {
+			out = append(out, fromEnv("deploy/k8s/"+c.file+" "+c.name, c.env))
+		}
+	}
+	return out
+}
+
+// effective applies the image's environment under a place's own settings
+// (compose and Kubernetes run the image, so its ENV is there unless
+// overridden).
+func effective(image kongSettings, ks kongSettings) map[string]string {
+	out := map[string]string{}
+	if ks.where != "kong/kong.conf" {
+		for k, v := range image.conf {
+			out[k] = v
+		}
+	}
+	for k, v := range ks.conf {
+		out[k] = v
+	}
+	return out
+}
+
+// TestPluginNamedTheSameEverywhere: kong.conf, the Dockerfile, compose and
+// Kubernetes load the plugin under one name, one start command, one query
+// command and one socket, and those agree with how go-pdk names things.
+func TestPluginNamedTheSameEverywhere(t *testing.T) {
+	all := allKongSettings(t)
+	var image kongSettings
+	for _, ks := range all {
+		if strings.HasPrefix(ks.where, "Dockerfile") {
+			image = ks
+		}
+	}
+	if len(all) < 3 {
+		t.Fatalf("found Kong settings in only %d places", len(all))
+	}
+	for _, ks := range all {
+		conf := effective(image, ks)
+		where := ks.where
+		plugins := splitList(conf["plugins"])
+		if !contains(plugins, "bundled") || !contains(plugins, pluginName) {
+			t.Errorf("%s: plugins = %q, want bundled and %s", where, conf["plugins"], pluginName)
+		}
+		if names := splitList(conf["pluginserver_names"]); !contains(names, pluginName) {
+			t.Errorf("%s: pluginserver_names = %q, want %s", where, conf["pluginserver_names"], pluginName)
+		}
+		start := conf["pluginserver_service_registry_start_cmd"]
+		if start != wantStartCmd {
+			t.Errorf("%s: start_cmd = %q, want %q", where, start, wantStartCmd)
+		}
+		startExe := strings.Fields(start + " x")[0]
+		if path.Base(startExe) != pluginName {
+			// go-pdk names the socket after the executable.
+			t.Errorf("%s: the executable %q is not named %s; go-pdk would open %s.socket", where, startExe, pluginName, path.Base(startExe))
+		}
+		if q := conf["pluginserver_service_registry_query_cmd"]; q != startExe+" -dump" {
+			t.Errorf("%s: query_cmd = %q, want %q", where, q, startExe+" -dump")
+		}
+		prefix := conf["prefix"]
+		if prefix == "" {
+			prefix = kongPrefix
+		}
+		if prefix != kongPrefix && !strings.Contains(start, "-kong-prefix "+prefix) {
+			t.Errorf("%s: prefix %s but the start command does not pass -kong-prefix %s (Kong 3.9 does not)", where, prefix, prefix)
+		}
+		if sock := conf["pluginserver_service_registry_socket"]; sock != "" && sock != prefix+"/"+pluginName+".socket" {
+			t.Errorf("%s: socket %q; go-pdk listens on %s/%s.socket", where, sock, prefix, pluginName)
+		}
+	}
+	kong := stageByName(parseDockerfile(t), "kong")
+	if !contains(kong.Copies, wantStartCmd) {
+		t.Errorf("Dockerfile kong stage copies %v, not %s", kong.Copies, wantStartCmd)
+	}
+}
+
+// TestDumpAgreesWithKongSettings runs the built plugin's query command the
+// way Kong does and checks the name and the socket it reports.
+func TestDumpAgreesWithKongSettings(t *testing.T) {
+	bin := pluginBinary(t)
+	out, err := exec.Command(bin, "-dump").Output()
+	if err != nil {
+		t.Fatalf("%s -dump: %v", pluginName, err)
+	}
+	var dump struct {
+		Protocol   string
+		SocketPath string
+		Plugins    []struct{ Name string }
+	}
+	if err := json.Unmarshal(out, &dump); err != nil {
+		t.Fatalf("-dump is not JSON: %v\n%s", err, out)
+	}
+	if dump.Protocol != "ProtoBuf:1" {
+		t.Errorf("-dump Protocol = %q, want ProtoBuf:1", dump.Protocol)
+	}
+	if len(dump.Plugins) == 0 || dump.Plugins[0].Name != pluginName {
+		t.Fatalf("-dump Plugins[0].Name = %+v, want %s (Kong uses Plugins[0])", dump.Plugins, pluginName)
+	}
+	// Kong's socket for this plugin server is <prefix>/<name>.socket.
+	if want := kongPrefix + "/" + pluginName + ".socket"; dump.SocketPath != want {
+		t.Errorf("-dump SocketPath = %q; Kong connects to %q", dump.SocketPath, want)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
