@@ -131,6 +131,7 @@ type instance struct {
 	probesOut atomic.Int32 // admitted probes whose outcome is pending
 	lastUsed  atomic.Int64 // ns
 	closedAt  atomic.Int64 // ns
+	halfSince atomic.Int64 // ns, when the current half-open period began here
 	win       window
 
 	// Since the last sync (swapped out by it).
@@ -322,6 +323,7 @@ func (b *Breakers) toHalfOpen(in *instance) {
 	}
 	in.tokens.Store(tokens)
 	in.probesOut.Store(0)
+	in.halfSince.Store(b.o.Now().UnixNano())
 	in.state.Store(int32(HalfOpen))
 }
 

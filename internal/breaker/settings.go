@@ -26,6 +26,10 @@ type Settings struct {
 	// HalfOpenMaxCalls probes are let through per half-open period,
 	// cluster-wide. Default 1.
 	HalfOpenMaxCalls int
+	// ProbeTimeout is how long a half-open period waits for the outcome of
+	// its probes before granting a fresh budget (a probe's outcome can be
+	// lost). Default 60s, Kong's default upstream read timeout.
+	ProbeTimeout time.Duration
 	// FailureStatuses are upstream statuses counted as failures.
 	// Default 500–599.
 	FailureStatuses []int
@@ -53,13 +57,16 @@ func (s *Settings) defaults() error {
 	if s.MaxOpenTimeout == 0 {
 		s.MaxOpenTimeout = 8 * s.OpenTimeout
 	}
+	if s.ProbeTimeout == 0 {
+		s.ProbeTimeout = 60 * time.Second
+	}
 	if s.HalfOpenMaxCalls == 0 {
 		s.HalfOpenMaxCalls = 1
 	}
 	switch {
 	case s.FailureThreshold < 0, s.FailureRatio < 0, s.FailureRatio > 1, s.MinCalls < 0,
 		s.Window < 10*time.Millisecond, s.OpenTimeout < time.Millisecond,
-		s.MaxOpenTimeout < s.OpenTimeout, s.HalfOpenMaxCalls < 0:
+		s.MaxOpenTimeout < s.OpenTimeout, s.HalfOpenMaxCalls < 0, s.ProbeTimeout < 0:
 		return fmt.Errorf("%w: %+v", ErrInvalidSettings, *s)
 	}
 	return nil

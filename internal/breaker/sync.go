@@ -23,7 +23,8 @@ import (
 // (then 4 is the node's trailing consecutive failures, else they add up),
 // 5 "1" node tripped, 6 "1" node's probe succeeded in period 7 (gen),
 // 8 "1" node wants a probe token, 9 threshold, 10 ratio, 11 min calls,
-// 12 window ms, 13 open ms, 14 max open ms, 15 half-open max calls, 16 ttl ms.
+// 12 window ms, 13 open ms, 14 max open ms, 15 half-open max calls, 16 ttl ms,
+// 17 probe timeout ms.
 //
 // Reply: {state 0/1/2 (2 = half-open), gen, ms until the open period ends,
 // probe granted 0/1, trips}.
@@ -96,7 +97,7 @@ elseif now >= untl then
   elseif ARGV[5] == '1' then
     open()
   elseif ARGV[8] == '1' then
-    if probes >= halfmax and now - untl > openms then
+    if probes >= halfmax and now - untl > tonumber(ARGV[17]) then
       -- probes whose outcome never came: a fresh budget
       probes = 0; untl = now
     end
@@ -237,7 +238,8 @@ func (b *Breakers) collect(in *instance, now int64) *news {
 	n.tripped = in.tripped.Swap(false)
 	n.probed = in.probeOK.Swap(false)
 	st := State(in.state.Load())
-	wantProbe := (st == HalfOpen && in.tokens.Load() <= 0 && in.probesOut.Load() <= 0) ||
+	lost := now-in.halfSince.Load() > int64(b.o.ProbeTimeout)
+	wantProbe := (st == HalfOpen && in.tokens.Load() <= 0 && (in.probesOut.Load() <= 0 || lost)) ||
 		(st == Open && now >= in.openUntil.Load())
 	s := &b.o.Settings
 	n.args = []any{
@@ -245,6 +247,7 @@ func (b *Breakers) collect(in *instance, now int64) *news {
 		flag(wantProbe), s.FailureThreshold, strconv.FormatFloat(s.FailureRatio, 'f', -1, 64), s.MinCalls,
 		s.Window.Milliseconds(), s.OpenTimeout.Milliseconds(), s.MaxOpenTimeout.Milliseconds(),
 		s.HalfOpenMaxCalls, (2*max(s.Window, s.MaxOpenTimeout) + b.o.IdleTTL).Milliseconds(),
+		s.ProbeTimeout.Milliseconds(),
 	}
 	return n
 }
@@ -300,12 +303,16 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 			if local != HalfOpen {
 				in.tokens.Store(0)
 				in.probesOut.Store(0)
+				in.halfSince.Store(now)
 				in.state.Store(int32(HalfOpen))
 			}
 			in.gen.Store(gen)
 			in.trips.Store(trips)
 			in.openUntil.Store(now + int64(remaining))
 			if granted {
+				if now-in.halfSince.Load() > int64(b.o.ProbeTimeout) {
+					in.halfSince.Store(now) // a fresh budget after lost probes
+				}
 				in.tokens.Add(1)
 			}
 		}

@@ -1,0 +1,217 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+)
+
+// node is one Kong node: its own client, its own Breakers, its sync loop.
+func node(t *testing.T, c Client, s Settings) *Breakers {
+	t.Helper()
+	b, err := New(Options{Settings: s, Redis: c, Logger: quiet()}) // the default 200 ms sync
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return b
+}
+
+func nodes(t *testing.T, addr string, s Settings) []*Breakers {
+	var out []*Breakers
+	for i := 0; i < 3; i++ {
+		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = c.Close() })
+		out = append(out, node(t, c, s))
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func allState(ns []*Breakers, addr string, s State) func() bool {
+	return func() bool {
+		for _, n := range ns {
+			if n.State(addr) != s {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// A backend that starts failing on one node is open on all three within
+// 500 ms of the threshold crossing; recovery through one probe closes it
+// everywhere.
+func TestClusterOpensEverywhereAndRecovers(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ns := nodes(t, s.Addr, Settings{FailureThreshold: 5, OpenTimeout: 300 * time.Millisecond})
+	const addr = "10.0.0.1:8080"
+	for _, n := range ns { // every node knows the instance (it served it)
+		call(t, n, addr, Success)
+	}
+	for i := 0; i < 5; i++ {
+		if err := call(t, ns[0], addr, Failure); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ns[0].State(addr) != Open {
+		t.Fatal("not open on the failing node")
+	}
+	d := waitFor(t, 500*time.Millisecond, "open on all 3 nodes", allState(ns, addr, Open))
+	t.Logf("open on all nodes %s after the threshold crossing", d)
+
+	// After the open period one node gets the probe, its success closes all.
+	var probe Ticket
+	waitFor(t, 3*time.Second, "a probe admitted", func() bool {
+		for _, n := range ns {
+			if tk, err := n.Allow(addr); err == nil {
+				probe = tk
+				return true
+			}
+		}
+		return false
+	})
+	probe.Done(Success)
+	waitFor(t, 500*time.Millisecond, "closed on all 3 nodes", allState(ns, addr, Closed))
+}
+
+// Failures spread over the nodes, none reaching the threshold alone, add up
+// in Redis and open the instance everywhere.
+func TestClusterCountsAddUp(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ns := nodes(t, s.Addr, Settings{FailureThreshold: 5, FailureRatio: 0.9, MinCalls: 1000, OpenTimeout: time.Minute})
+	const addr = "10.0.0.2:8080"
+	for _, n := range ns {
+		for i := 0; i < 2; i++ {
+			call(t, n, addr, Failure)
+		}
+		if n.State(addr) != Closed {
+			t.Fatal("2 failures opened a node alone")
+		}
+		// Let this node's sync deliver before the next one fails: the
+		// cluster sees 2, 4, 6 consecutive failures.
+		syncs := n.Stats().Syncs
+		waitFor(t, time.Second, "a sync", func() bool { return n.Stats().Syncs >= syncs+2 })
+	}
+	waitFor(t, 500*time.Millisecond, "open on all nodes from shared counts", allState(ns, addr, Open))
+}
+
+// Half-open lets at most HalfOpenMaxCalls probes through across the cluster.
+func TestClusterHalfOpenBudget(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	const max = 2
+	ns := nodes(t, s.Addr, Settings{FailureThreshold: 1, OpenTimeout: time.Second, HalfOpenMaxCalls: max})
+	const addr = "10.0.0.3:8080"
+	for _, n := range ns {
+		call(t, n, addr, Success)
+	}
+	call(t, ns[0], addr, Failure)
+	waitFor(t, 500*time.Millisecond, "open everywhere", allState(ns, addr, Open))
+	// Every node tries hard for 2.5 s (the open second, then several sync
+	// rounds of half-open); no outcome is reported, so the period never
+	// resolves.
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(2500 * time.Millisecond)
+	for _, n := range ns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if _, err := n.Allow(addr); err == nil {
+					admitted.Add(1)
+				} else if !errors.Is(err, ErrOpen) {
+					t.Error(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := admitted.Load(); got == 0 || got > max {
+		t.Fatalf("%d probes admitted cluster-wide, want 1..%d", got, max)
+	}
+	t.Logf("%d probes admitted cluster-wide (max %d)", admitted.Load(), max)
+}
+
+// Redis down: every node keeps breaking locally, and recovers locally.
+func TestClusterRedisDownBreaksLocally(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ns := nodes(t, s.Addr, Settings{FailureThreshold: 3, OpenTimeout: 200 * time.Millisecond})
+	const addr = "10.0.0.4:8080"
+	for _, n := range ns {
+		call(t, n, addr, Success)
+	}
+	s.Kill()
+	waitFor(t, 2*time.Second, "syncs failing", func() bool { return ns[1].Stats().SyncFailures > 0 })
+	for i := 0; i < 3; i++ {
+		call(t, ns[1], addr, Failure)
+	}
+	if ns[1].State(addr) != Open || ns[0].State(addr) != Closed {
+		t.Fatalf("local trip: node1 %s node0 %s", ns[1].State(addr), ns[0].State(addr))
+	}
+	var probe Ticket
+	waitFor(t, 2*time.Second, "a local probe", func() bool {
+		tk, err := ns[1].Allow(addr)
+		probe = tk
+		return err == nil
+	})
+	probe.Done(Success)
+	if ns[1].State(addr) != Closed {
+		t.Fatal("local probe did not close")
+	}
+}
+
+// The sync pipeline spans the slots of a 3-master Redis Cluster.
+func TestClusterModeRedis(t *testing.T) {
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
+	var ns []*Breakers
+	for i := 0; i < 3; i++ {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = cc.Close() })
+		ns = append(ns, node(t, cc, Settings{FailureThreshold: 2, OpenTimeout: time.Minute}))
+	}
+	addrs := []string{"10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80", "10.1.0.4:80", "10.1.0.5:80", "10.1.0.6:80"}
+	for _, a := range addrs {
+		for _, n := range ns {
+			call(t, n, a, Success)
+		}
+	}
+	for _, a := range addrs[:3] {
+		call(t, ns[0], a, Failure)
+		call(t, ns[0], a, Failure)
+	}
+	for _, a := range addrs[:3] {
+		waitFor(t, 2*time.Second, "open on all nodes "+a, allState(ns, a, Open))
+	}
+	for _, a := range addrs[3:] {
+		if !allState(ns, a, Closed)() {
+			t.Fatalf("%s opened", a)
+		}
+	}
+	if d, all := ns[2].AllOpen(addrs[:3]); !all || d <= 0 {
+		t.Fatalf("AllOpen %s %v", d, all)
+	}
+}
