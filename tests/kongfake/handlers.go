@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -64,7 +65,15 @@ func (f *Fake) route(r *http.Request, segs []string) (int, any, *apiError) {
 	case "schemas":
 		return f.schemas(segs[1:])
 	case "tags":
-		return http.StatusOK, map[string]any{"data": []any{}, "next": nil}, nil
+		if len(segs) != 2 || r.Method != http.MethodGet {
+			return 0, nil, notFound()
+		}
+		return f.byTag(r, segs[1])
+	case "targets":
+		// Kong disables the top-level target endpoints (kong/api/routes/targets.lua).
+		if len(segs) <= 2 {
+			return 0, nil, notFound()
+		}
 	}
 	k := kinds[segs[0]]
 	if k == nil {
@@ -153,6 +162,10 @@ func (f *Fake) entity(r *http.Request, k *kindDef, key, parentField string, pare
 		}
 		if cur != nil {
 			return f.write(r, k, cur["id"].(string), map[string]any{"created_at": cur["created_at"]}, forced)
+		}
+		// Kong's target PUT only updates (update_target_cb): 404 when absent.
+		if k.name == "targets" {
+			return 0, nil, notFound()
 		}
 		if isUUID(key) {
 			return f.write(r, k, key, map[string]any{}, forced)
@@ -336,6 +349,10 @@ func (f *Fake) write(r *http.Request, k *kindDef, id string, base, forced map[st
 		return 0, nil, aerr
 	}
 	now := float64(f.opts.Now().Unix())
+	if k.name == "targets" {
+		// targets use auto_timestamp_ms: seconds with millisecond fraction.
+		now = float64(f.opts.Now().UnixMilli()) / 1000
+	}
 	if c, ok := base["created_at"].(float64); ok {
 		ent["created_at"] = c
 	} else {
@@ -660,4 +677,50 @@ func coerceValue(fd field, v any) any {
 		}
 	}
 	return v
+}
+
+// byTag serves /tags/{tag}: one row per entity carrying the tag, paged.
+func (f *Fake) byTag(r *http.Request, tag string) (int, any, *apiError) {
+	q := r.URL.Query()
+	size := 100
+	if s := q.Get("size"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, nil, &apiError{http.StatusBadRequest, map[string]any{"code": codeInvalidSize, "name": "invalid size", "message": "size must be an integer between 1 and 1000"}}
+		}
+		size = n
+	}
+	start := ""
+	if o := q.Get("offset"); o != "" {
+		b, err := base64.RawURLEncoding.DecodeString(o)
+		if err != nil {
+			return 0, nil, &apiError{http.StatusBadRequest, map[string]any{"code": codeInvalidOffset, "name": "invalid offset", "message": "'" + o + "' is not a valid offset: bad base64 encoding"}}
+		}
+		start = string(b)
+	}
+	type row struct{ kind, id string }
+	var rows []row
+	f.mu.Lock()
+	for kind, ents := range f.db {
+		for id, e := range ents {
+			if matchTags(e, []string{tag}, true) && kind+"/"+id >= start {
+				rows = append(rows, row{kind, id})
+			}
+		}
+	}
+	f.mu.Unlock()
+	sort.Slice(rows, func(i, j int) bool { return rows[i].kind+"/"+rows[i].id < rows[j].kind+"/"+rows[j].id })
+	body := map[string]any{"next": nil}
+	if len(rows) > size {
+		next := base64.RawURLEncoding.EncodeToString([]byte(rows[size].kind + "/" + rows[size].id))
+		body["offset"] = next
+		body["next"] = "/tags/" + url.PathEscape(tag) + "?offset=" + url.QueryEscape(next)
+		rows = rows[:size]
+	}
+	data := make([]any, len(rows))
+	for i, rw := range rows {
+		data[i] = map[string]any{"entity_name": rw.kind, "entity_id": rw.id, "tag": tag}
+	}
+	body["data"] = data
+	return http.StatusOK, body, nil
 }

@@ -1,0 +1,151 @@
+package kongsync
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kong-service-registry/service-registry/internal/translator"
+)
+
+// dblessSync pushes the whole declarative config: the operator's base
+// config plus the registry's entities. A push replaces everything in Kong,
+// so it happens only when the config changed or Kong lost it.
+type dblessSync struct {
+	c    *client
+	base map[string]any
+	// lastBody is the hash of the last pushed body; lastHash is Kong's
+	// configuration_hash right after that push.
+	lastBody [32]byte
+	lastHash string
+}
+
+func parseBase(raw []byte) (map[string]any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return map[string]any{}, nil
+	}
+	var v any
+	if err := yaml.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("kong base config: %w", err)
+	}
+	// Re-encode through JSON so nested maps have string keys.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("kong base config: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("kong base config: expected a mapping: %w", err)
+	}
+	return m, nil
+}
+
+// BuildDeclarative returns the declarative config (JSON) for a DB-less push:
+// base's entities, minus any tagged managed-by (the registry owns those),
+// plus st's services and upstreams.
+func BuildDeclarative(base map[string]any, st translator.State) ([]byte, error) {
+	doc := make(map[string]any, len(base)+2)
+	for k, v := range base {
+		doc[k] = v
+	}
+	if doc["_format_version"] == nil {
+		doc["_format_version"] = "3.0"
+	}
+	services := unmanaged(base["services"])
+	for _, s := range st.Services {
+		services = append(services, s)
+	}
+	upstreams := unmanaged(base["upstreams"])
+	for _, u := range st.Upstreams {
+		upstreams = append(upstreams, u)
+	}
+	doc["services"] = services
+	doc["upstreams"] = upstreams
+	if p, ok := base["plugins"]; ok {
+		doc["plugins"] = unmanaged(p)
+	}
+	if r, ok := base["routes"]; ok {
+		doc["routes"] = unmanaged(r)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encoding declarative config: %w", err)
+	}
+	return b, nil
+}
+
+func unmanaged(v any) []any {
+	list, _ := v.([]any)
+	out := make([]any, 0, len(list))
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok && hasTag(m, translator.TagManaged) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+type kongStatus struct {
+	ConfigurationHash string `json:"configuration_hash"`
+}
+
+func (d *dblessSync) apply(ctx context.Context, st translator.State) (Result, error) {
+	body, err := BuildDeclarative(d.base, st)
+	if err != nil {
+		return Result{}, err
+	}
+	sum := sha256.Sum256(body)
+	var status kongStatus
+	if err := d.c.do(ctx, http.MethodGet, "/status", nil, nil, &status); err != nil {
+		return Result{}, err
+	}
+	// Kong restarted (empty hash) or someone else pushed: Kong's hash moved.
+	if sum == d.lastBody && d.lastHash != "" && status.ConfigurationHash == d.lastHash {
+		return Result{Unchanged: len(st.Services)}, nil
+	}
+	if err := d.push(ctx, body); err != nil {
+		return Result{}, err
+	}
+	d.lastBody = sum
+	if err := d.c.do(ctx, http.MethodGet, "/status", nil, nil, &status); err != nil {
+		d.lastHash = ""
+		return Result{Pushed: true, Updated: len(st.Services)}, nil
+	}
+	d.lastHash = status.ConfigurationHash
+	return Result{Pushed: true, Updated: len(st.Services)}, nil
+}
+
+func (d *dblessSync) push(ctx context.Context, body []byte) error {
+	var err error
+	for attempt := 0; attempt < d.c.attempts; attempt++ {
+		if attempt > 0 {
+			t := time.NewTimer(d.c.backoff << (attempt - 1))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		d.c.calls.Add(1)
+		start := time.Now()
+		err = d.c.kc.ReloadDeclarativeRawConfig(ctx, bytes.NewReader(body), false, true)
+		if d.c.latency != nil {
+			d.c.latency(time.Since(start))
+		}
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("kong POST /config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package kongsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/translator"
+)
+
+// Kong modes.
+const (
+	ModeAuto   = "auto"
+	ModeDB     = "db"
+	ModeDBLess = "dbless"
+)
+
+// Options configure a Syncer. Zero values mean the documented defaults.
+type Options struct {
+	AdminURL string      // default http://127.0.0.1:8001
+	Mode     string      // auto (ask Kong's /), db or dbless; default auto
+	Headers  http.Header // sent with every call (e.g. Kong-Admin-Token)
+	// Timeout bounds each Admin API call; default 10s.
+	Timeout time.Duration
+	// Attempts per call when Kong answers 5xx or the connection fails;
+	// default 3.
+	Attempts int
+	// Concurrency bounds parallel DB-mode writes; default 8.
+	Concurrency int
+	// BaseConfig is the operator's kong.yml (YAML or JSON): its entities are
+	// kept in every DB-less push.
+	BaseConfig []byte
+	// DeepEvery makes every Nth DB-mode apply list each upstream's targets
+	// (catching target edits made in Kong); default 10. Other applies list
+	// targets only for upstreams whose desired targets changed or that lost
+	// a target.
+	DeepEvery int
+	Logger    *slog.Logger
+	// ObserveLatency, when set, receives the duration of every Admin API call.
+	ObserveLatency func(time.Duration)
+}
+
+// Result describes one apply.
+type Result struct {
+	Mode      string
+	Created   int
+	Updated   int
+	Deleted   int
+	Unchanged int
+	Pushed    bool  // DB-less: a /config push happened
+	Calls     int64 // Admin API calls made
+	Duration  time.Duration
+}
+
+// Changes is the number of entities written or removed.
+func (r Result) Changes() int { return r.Created + r.Updated + r.Deleted }
+
+// Syncer applies desired states to one Kong.
+type Syncer struct {
+	o      Options
+	c      *client
+	log    *slog.Logger
+	mu     sync.Mutex // one apply at a time
+	mode   string
+	db     *dbSync
+	dbless *dblessSync
+}
+
+// NewSyncer validates options; it does not contact Kong.
+func NewSyncer(o Options) (*Syncer, error) {
+	if o.AdminURL == "" {
+		o.AdminURL = "http://127.0.0.1:8001"
+	}
+	if o.Mode == "" {
+		o.Mode = ModeAuto
+	}
+	switch o.Mode {
+	case ModeAuto, ModeDB, ModeDBLess:
+	default:
+		return nil, fmt.Errorf("kong mode %q: expected auto, db or dbless", o.Mode)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.DeepEvery <= 0 {
+		o.DeepEvery = 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	c, err := newClient(strings.TrimRight(o.AdminURL, "/"), o.Headers, o.Timeout, o.Attempts)
+	if err != nil {
+		return nil, err
+	}
+	c.latency = o.ObserveLatency
+	base, err := parseBase(o.BaseConfig)
+	if err != nil {
+		return nil, err
+	}
+	s := &Syncer{o: o, c: c, log: o.Logger}
+	s.db = &dbSync{c: c, concurrency: o.Concurrency, deepEvery: o.DeepEvery, applied: map[string]string{}}
+	s.dbless = &dblessSync{c: c, base: base}
+	if o.Mode != ModeAuto {
+		s.mode = o.Mode
+	}
+	return s, nil
+}
+
+// Calls is the number of Admin API calls made so far.
+func (s *Syncer) Calls() int64 { return s.c.calls.Load() }
+
+// Mode resolves the Kong mode, asking GET / when configured as auto.
+func (s *Syncer) Mode(ctx context.Context) (string, error) {
+	if s.mode != "" {
+		return s.mode, nil
+	}
+	var info struct {
+		Version       string `json:"version"`
+		Configuration struct {
+			Database string `json:"database"`
+		} `json:"configuration"`
+	}
+	if err := s.c.do(ctx, http.MethodGet, "/", nil, nil, &info); err != nil {
+		return "", fmt.Errorf("detecting kong mode: %w", err)
+	}
+	mode := ModeDB
+	if info.Configuration.Database == "off" {
+		mode = ModeDBLess
+	}
+	s.log.Info("kong mode detected", "mode", mode, "kong_version", info.Version)
+	s.mode = mode
+	return mode, nil
+}
+
+// Apply makes Kong equal to st (entities tagged managed-by only).
+func (s *Syncer) Apply(ctx context.Context, st translator.State) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	calls := s.c.calls.Load()
+	mode, err := s.Mode(ctx)
+	if err != nil {
+		return Result{Calls: s.c.calls.Load() - calls}, err
+	}
+	var res Result
+	if mode == ModeDBLess {
+		res, err = s.dbless.apply(ctx, st)
+	} else {
+		var f flat
+		if f, err = flatten(st); err == nil {
+			res, err = s.db.apply(ctx, f)
+		}
+	}
+	res.Mode = mode
+	res.Calls = s.c.calls.Load() - calls
+	res.Duration = time.Since(start)
+	return res, err
+}
+
+// ForgetApplied makes the next DB-mode apply check every upstream's targets
+// (used when this replica becomes the leader: another one wrote meanwhile).
+func (s *Syncer) ForgetApplied() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.db.applied = map[string]string{}
+	s.dbless.lastHash = ""
+}
+
+var errNotLeader = errors.New("lost the kong sync lease")

@@ -1,0 +1,52 @@
+package kongfake
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kong-service-registry/service-registry/tests/kongschema"
+)
+
+// RegistrySchema loads the service-registry plugin's checked-in -dump
+// snapshot (kong/schemas/service-registry.json) so the fake validates plugin
+// configs like Kong. Without the snapshot it logs that and returns nil
+// (configs accepted as is).
+func RegistrySchema(t testing.TB) PluginSchema {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("kongfake: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "kong", "schemas", "service-registry.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		t.Log("kongfake: kong/schemas/service-registry.json missing; plugin configs are not validated")
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("kongfake: %v", err)
+	}
+	p, err := kongschema.ParseDump(b)
+	if err != nil {
+		t.Fatalf("kongfake: parsing plugin schema: %v", err)
+	}
+	return p
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
