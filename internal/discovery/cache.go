@@ -112,21 +112,35 @@ func (c *Cache) Close() {
 	c.wg.Wait()
 }
 
+// Peek returns the cached snapshot of service without ever waiting: false
+// when the service was never loaded. Like Get it schedules a background
+// version check when the snapshot is older than maxAge. It does not
+// allocate.
+func (c *Cache) Peek(service string, maxAge time.Duration) (*Snapshot, bool) {
+	e := (*c.entries.Load())[service]
+	if e == nil {
+		return nil, false
+	}
+	s := e.snap.Load()
+	if s == nil {
+		return nil, false
+	}
+	if c.down.Load() {
+		c.stale.Add(1)
+	}
+	if c.now().UnixNano()-e.checkedAt.Load() >= int64(maxAge) {
+		c.kick(e, false)
+	}
+	return s, true
+}
+
 // Get returns the snapshot of service. In steady state it touches no
 // network: a snapshot older than maxAge triggers a background version
 // check and is returned as is. Only the first Get of a service waits for
 // Redis (ctx bounds that wait).
 func (c *Cache) Get(ctx context.Context, service string, maxAge time.Duration) (*Snapshot, error) {
-	if e := (*c.entries.Load())[service]; e != nil {
-		if s := e.snap.Load(); s != nil {
-			if c.down.Load() {
-				c.stale.Add(1)
-			}
-			if c.now().UnixNano()-e.checkedAt.Load() >= int64(maxAge) {
-				c.kick(e, false)
-			}
-			return s, nil
-		}
+	if s, ok := c.Peek(service, maxAge); ok {
+		return s, nil
 	}
 	return c.load(ctx, service)
 }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kong-service-registry/service-registry/internal/discovery"
+	"github.com/kong-service-registry/service-registry/internal/registry"
+)
+
+// backend is everything kept per distinct Redis setting set: the client,
+// the store over it and the discovery cache (one change-feed subscription).
+// It lives for the whole process: plugin instances come and go with config
+// versions, the cache must not.
+type backend struct {
+	rdb     redis.UniversalClient
+	store   *registry.Store
+	cache   *discovery.Cache
+	timeout time.Duration
+}
+
+type backendRegistry struct {
+	mu sync.Mutex
+	m  map[string]*backend
+}
+
+var backends = &backendRegistry{m: map[string]*backend{}}
+
+func (r *backendRegistry) get(rc RedisConfig) *backend {
+	key := redisKey(rc)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.m[key]; b != nil {
+		return b
+	}
+	rdb := newRedisClient(rc)
+	store := registry.NewStore(rdb, registry.Options{Prefix: rc.KeyPrefix})
+	b := &backend{
+		rdb:     rdb,
+		store:   store,
+		cache:   discovery.New(store, discovery.Options{Logger: logger()}),
+		timeout: time.Duration(rc.TimeoutMs) * time.Millisecond,
+	}
+	r.m[key] = b
+	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisAddr(rc), "prefix", rc.KeyPrefix)
+	return b
+}
+
+// closeAll stops every backend (tests; the process otherwise ends with Kong).
+func (r *backendRegistry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, b := range r.m {
+		b.cache.Close()
+		_ = b.rdb.Close()
+		delete(r.m, k)
+	}
+}
+
+func redisMode(rc RedisConfig) string {
+	switch {
+	case len(rc.ClusterNodes) > 0:
+		return "cluster"
+	case rc.SentinelMaster != "":
+		return "sentinel"
+	}
+	return "standalone"
+}
+
+func redisAddr(rc RedisConfig) string {
+	return net.JoinHostPort(rc.Host, strconv.Itoa(rc.Port))
+}
+
+// newRedisClient builds the client for one setting set. Timeouts come from
+// timeout_ms; go-redis retries are off so a dead Redis costs one timeout,
+// not several, and the discovery cache serves its last snapshot.
+func newRedisClient(rc RedisConfig) redis.UniversalClient {
+	timeout := time.Duration(rc.TimeoutMs) * time.Millisecond
+	var tlsConf *tls.Config
+	if rc.SSL {
+		name := rc.ServerName
+		if name == "" {
+			name = rc.Host
+		}
+		tlsConf = &tls.Config{ServerName: name, InsecureSkipVerify: !rc.SSLVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // ssl_verify=false is the operator's explicit choice, as in Kong
+	}
+	switch redisMode(rc) {
+	case "cluster":
+		addrs := make([]string, len(rc.ClusterNodes))
+		for i, n := range rc.ClusterNodes {
+			addrs[i] = net.JoinHostPort(n.IP, strconv.Itoa(n.Port))
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: addrs, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConf,
+			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
+		})
+	case "sentinel":
+		addrs := make([]string, len(rc.SentinelNodes))
+		for i, n := range rc.SentinelNodes {
+			addrs[i] = net.JoinHostPort(n.Host, strconv.Itoa(n.Port))
+		}
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: rc.SentinelMaster, SentinelAddrs: addrs, Username: rc.Username, Password: rc.Password,
+			DB: rc.Database, TLSConfig: tlsConf,
+			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
+		})
+	}
+	return redis.NewClient(&redis.Options{
+		Addr: redisAddr(rc), Username: rc.Username, Password: rc.Password, DB: rc.Database, TLSConfig: tlsConf,
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
+	})
+}
+
+var (
+	logOnce sync.Once
+	log     *slog.Logger
+)
+
+// logger writes to stderr, which Kong copies into its error.log.
+func logger() *slog.Logger {
+	logOnce.Do(func() { log = slog.New(slog.NewTextHandler(os.Stderr, nil)) })
+	return log
+}

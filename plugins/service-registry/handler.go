@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/Kong/go-pdk"
+
+	"github.com/kong-service-registry/service-registry/internal/discovery"
+)
+
+// kongAPI is the part of the PDK the handlers use. Every method is one PDK
+// call (one socket round trip in a real Kong), so tests count them here.
+type kongAPI interface {
+	SetTarget(host string, port int) error
+	// Exit ends the request with a JSON body.
+	Exit(status int, body []byte)
+	// RouterService returns the id and name of the Kong service matched.
+	RouterService() (id, name string, err error)
+}
+
+type pdkAPI struct{ k *pdk.PDK }
+
+var jsonHeaders = map[string][]string{"Content-Type": {"application/json"}}
+
+func (p pdkAPI) SetTarget(host string, port int) error { return p.k.Service.SetTarget(host, port) }
+func (p pdkAPI) Exit(status int, body []byte)          { p.k.Response.Exit(status, body, jsonHeaders) }
+func (p pdkAPI) RouterService() (string, string, error) {
+	s, err := p.k.Router.GetService()
+	return s.Id, s.Name, err
+}
+
+var internalError = messageJSON("An unexpected error occurred")
+
+// Access runs rate limit → breaker admit → pick → set_target.
+func (c *Config) Access(kong *pdk.PDK) { c.access(pdkAPI{kong}) }
+
+// Log records the outcome for the circuit breaker (nothing while the
+// breaker is not wired: 0 PDK calls).
+func (c *Config) Log(kong *pdk.PDK) { c.log(pdkAPI{kong}) }
+
+func (c *Config) access(k kongAPI) {
+	defer recoverHandler(k, "access")
+	cp := c.compile()
+	if cp.err != nil {
+		k.Exit(500, cp.message)
+		return
+	}
+	// 1. Rate limit (internal/ratelimit plugs in here; it answers the
+	//    client itself when the request is over the limit).
+	if cp.rateLimit != nil && !cp.rateLimit(k) {
+		return
+	}
+	// 2. Breaker admission: the picker skips instances whose breaker is open.
+	skip := cp.skip
+	// 3. Pick. registry = kong: Kong's upstream decides, no PDK call here.
+	if cp.backend == nil {
+		return
+	}
+	name, ok := c.serviceName(k)
+	if !ok {
+		return
+	}
+	ttl := time.Duration(c.CacheTTLMs) * time.Millisecond
+	snap, ok := cp.backend.cache.Peek(name, ttl)
+	if !ok {
+		var err error
+		if snap, err = c.firstLoad(cp, name, ttl); err != nil {
+			logger().Warn("service-registry: no snapshot for service", "service", name, "error", err)
+			k.Exit(503, noInstance(name))
+			return
+		}
+	}
+	if snap.Maintenance.Enabled {
+		msg := snap.Maintenance.Message
+		if msg == "" {
+			msg = "service " + name + " is under maintenance"
+		}
+		k.Exit(503, messageJSON(msg))
+		return
+	}
+	t, ok := snap.Pick(cp.backend.cache.Now(), skip)
+	if !ok {
+		k.Exit(503, noInstance(name))
+		return
+	}
+	// 4. Target.
+	if err := k.SetTarget(t.Host, t.Port); err != nil {
+		logger().Error("service-registry: set_target failed", "service", name, "target", t.Addr, "error", err)
+	}
+}
+
+func noInstance(name string) []byte { return messageJSON("no healthy instance for service " + name) }
+
+// firstLoad waits for the very first snapshot of a service, bounded by a
+// few Redis timeouts.
+func (c *Config) firstLoad(cp *compiled, name string, ttl time.Duration) (*discovery.Snapshot, error) {
+	wait := 5 * cp.backend.timeout
+	if wait < 100*time.Millisecond {
+		wait = 100 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	return cp.backend.cache.Get(ctx, name, ttl)
+}
+
+func (c *Config) log(k kongAPI) {
+	defer recoverHandler(k, "log")
+	cp := c.compile()
+	if cp.err != nil || cp.record == nil {
+		return
+	}
+	cp.record(k)
+}
+
+// serviceNames caches Kong service id → name for every instance of the
+// process, so resolving the default registry service costs one
+// kong.router.get_service per Kong service, not per request.
+var serviceNames sync.Map // string -> string
+
+// serviceName is the registry service of this request: config `service`,
+// else the Kong service's name.
+func (c *Config) serviceName(k kongAPI) (string, bool) {
+	if c.Service != "" {
+		return c.Service, true
+	}
+	if p := c.resolved.Load(); p != nil {
+		return *p, true
+	}
+	if c.serviceID != "" {
+		if v, ok := serviceNames.Load(c.serviceID); ok {
+			name := v.(string)
+			c.resolved.Store(&name)
+			return name, true
+		}
+	}
+	id, name, err := k.RouterService()
+	if err != nil || name == "" {
+		logger().Error("service-registry: cannot resolve the registry service (set config.service)", "error", err)
+		k.Exit(500, messageJSON("service-registry: invalid config: service: required when the Kong service has no name"))
+		return "", false
+	}
+	// A global plugin (no service_id) serves many Kong services: resolve
+	// per request there; scoped to one service, remember it.
+	if c.serviceID != "" && (id == "" || id == c.serviceID) {
+		serviceNames.Store(c.serviceID, name)
+		c.resolved.Store(&name)
+	}
+	return name, true
+}
+
+// recoverHandler keeps a panic from killing the plugin server (and with it
+// every request on this Kong node): log it, answer 500 in the access phase.
+func recoverHandler(k kongAPI, phase string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	logger().Error("service-registry: panic in handler", "phase", phase, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	if phase != "access" {
+		return
+	}
+	defer func() { _ = recover() }()
+	k.Exit(500, internalError)
+}
