@@ -1,0 +1,22 @@
+// Package harness plays Kong 3.9's side of the external plugin protocol so that
+// tests run the real plugin binary the way Kong does, without Docker or Kong.
+//
+// It follows Kong's source (kong/runloop/plugin_servers/{plugin,process}.lua,
+// rpc/pb_rpc.lua, kong/pdk/*.lua) and /work/shared/KONG-FACTS.md:
+//   - process: runs `<bin> -dump` (the query command), validates plugin configs with
+//     kongschema, starts `<bin> -kong-prefix <dir>`, copies its output to a log
+//     with the `[name:pid] ` prefix and respawns it when it exits;
+//   - protocol: little-endian uint32 frames over the plugin's unix socket, a pool
+//     of keepalive connections, Kong's sequence numbers checked on every reply,
+//     instances cached per plugin entity and __seq__, the event/PDK-call loop,
+//     response.exit never answered;
+//   - PDK: the methods a plugin calls, answered with Kong's semantics, the log
+//     phase limited to what Kong saved for its timer; unimplemented methods fail
+//     the test loudly;
+//   - HTTP: a real loopback proxy with Kong's router rules, retries, Host header,
+//     error bodies and headers, the log event after the response is sent.
+//
+// It counts events and PDK calls per request for tests and benchmarks.
+// It is a test instrument: nothing outside tests may import it, and it must not
+// take shortcuts around the socket (no in-process plugin calls).
+package harness

@@ -1,0 +1,679 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type hostPort struct {
+	host string
+	port int
+}
+
+type headerOp struct {
+	op     string // set, add, clear
+	name   string
+	values []string
+}
+
+type exitInfo struct {
+	status  int
+	body    []byte
+	headers map[string][]string
+}
+
+// savedData is what plugin.lua keeps for the log timer.
+type savedData struct {
+	serialize       []byte
+	responseStatus  int
+	requestHeaders  http.Header
+	responseHeaders http.Header
+	source          string
+}
+
+type tryInfo struct {
+	IP    string `json:"ip"`
+	Port  int    `json:"port"`
+	Start int64  `json:"balancer_start"`
+	Lat   int64  `json:"balancer_latency"`
+	State string `json:"state,omitempty"`
+	Code  int    `json:"code,omitempty"`
+}
+
+// reqCtx is one request as the plugin sees it through the PDK.
+type reqCtx struct {
+	k          *Kong
+	phase      string
+	req        *http.Request
+	reqHeaders http.Header
+	clientIP   string
+	clientPort int
+	serverPort int
+	route      *Route
+	service    *Service
+	start      time.Time
+	requestID  string
+	stats      *RequestStats
+
+	sharedMu sync.Mutex
+	shared   map[string]any
+	ngxCtx   map[string]any
+
+	respHeaders       http.Header
+	clearedResp       []string
+	upstreamHeaderOps []headerOp
+	upstreamPath      *string
+	upstreamQuery     *string
+	upstreamMethod    string
+	target            *hostPort
+	upstreamOverride  string
+	exit              *exitInfo
+
+	// filled while proxying, for serialize and get_var
+	upstreamURI string
+	tries       []tryInfo
+	status      int
+	proxyLat    int64
+	upstreamLat int64
+	saved       *savedData
+}
+
+func (rc *reqCtx) host() string {
+	h := rc.req.Host
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	return strings.ToLower(h)
+}
+
+// ngxVar answers kong.nginx.get_var for the variables a plugin may ask.
+func (rc *reqCtx) ngxVar(name string) (string, bool) {
+	switch name {
+	case "host":
+		return rc.host(), true
+	case "remote_addr", "realip_remote_addr", "binary_remote_addr":
+		return rc.clientIP, true
+	case "remote_port":
+		return strconv.Itoa(rc.clientPort), true
+	case "server_port":
+		return strconv.Itoa(rc.serverPort), true
+	case "scheme":
+		return "http", true
+	case "request_method":
+		return rc.req.Method, true
+	case "request_uri":
+		return rc.req.URL.RequestURI(), true
+	case "uri":
+		return rc.req.URL.Path, true
+	case "upstream_uri":
+		return rc.upstreamURI, rc.upstreamURI != ""
+	case "status":
+		if rc.status == 0 {
+			return "", false
+		}
+		return strconv.Itoa(rc.status), true
+	case "upstream_addr":
+		if len(rc.tries) == 0 {
+			return "", false
+		}
+		parts := make([]string, len(rc.tries))
+		for i, t := range rc.tries {
+			parts[i] = net.JoinHostPort(t.IP, strconv.Itoa(t.Port))
+		}
+		return strings.Join(parts, ", "), true
+	case "upstream_status":
+		if len(rc.tries) == 0 {
+			return "", false
+		}
+		parts := make([]string, len(rc.tries))
+		for i, t := range rc.tries {
+			if t.State == "failed" {
+				parts[i] = strconv.Itoa(t.Code)
+			} else {
+				parts[i] = strconv.Itoa(rc.status)
+			}
+		}
+		return strings.Join(parts, ", "), true
+	case "kong_request_id":
+		return rc.requestID, true
+	}
+	if strings.HasPrefix(name, "http_") {
+		v := rc.reqHeaders.Get(headerName(strings.TrimPrefix(name, "http_")))
+		return v, v != ""
+	}
+	return "", false
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ServeHTTP is Kong's proxy path: router, access, balancer with retries,
+// response, then the log phase in the background after the response.
+func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	k.totalRequests.Add(1)
+	rc := &reqCtx{
+		k: k, req: r, start: time.Now(), requestID: newRequestID(),
+		stats: newStats(r), shared: map[string]any{}, ngxCtx: map[string]any{},
+		respHeaders: http.Header{}, reqHeaders: withHost(r.Header, r.Host),
+	}
+	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		rc.clientIP = host
+		rc.clientPort, _ = strconv.Atoi(port)
+	}
+	if _, port, err := net.SplitHostPort(k.ln.Addr().String()); err == nil {
+		rc.serverPort, _ = strconv.Atoi(port)
+	}
+	k.statsMu.Lock()
+	if k.keepStats {
+		k.requests = append(k.requests, rc.stats)
+	}
+	k.statsMu.Unlock()
+
+	route, svc, matchedPath := k.match(r)
+	if route == nil {
+		// The router runs before any plugin: no plugin phase at all.
+		rc.status = http.StatusNotFound
+		k.kongError(rc, w, http.StatusNotFound, "no Route matched with those values")
+		rc.stats.Status = rc.status
+		close(rc.stats.done)
+		return
+	}
+	rc.route, rc.service = route, svc
+	rc.upstreamURI = upstreamURI(route, svc, r.URL.EscapedPath(), matchedPath)
+	pe := k.pluginFor(route, svc)
+
+	source := "service"
+	if pe != nil && k.phases["access"] {
+		err := k.handleEvent(rc, pe, "access")
+		switch {
+		case err == nil:
+		case errors.Is(err, errExit):
+			source = "exit"
+		case k.opts.FailOpen && !isLuaError(err):
+			// Kong 3.4: the error is logged, the phase skipped, the request proxied.
+			k.logLine("[kong] err pluginserver error: " + err.Error())
+		default:
+			k.logLine("[kong] err pluginserver error: " + err.Error())
+			source = "error"
+		}
+	}
+
+	var respHeaders http.Header
+	switch source {
+	case "exit":
+		respHeaders = k.writeExit(rc, w)
+	case "error":
+		respHeaders = k.kongError(rc, w, http.StatusInternalServerError, "An unexpected error occurred")
+	default:
+		respHeaders, source = k.proxy(rc, w)
+	}
+	rc.stats.Status = rc.status
+
+	if pe == nil || !k.phases["log"] {
+		close(rc.stats.done)
+		return
+	}
+	// plugin.lua: the log handler runs in a timer with the data saved now.
+	rc.saved = &savedData{
+		serialize:       k.serialize(rc, respHeaders, source),
+		responseStatus:  rc.status,
+		requestHeaders:  rc.reqHeaders,
+		responseHeaders: respHeaders,
+		source:          map[string]string{"service": "service", "exit": "exit", "error": "error"}[source],
+	}
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	k.logWG.Add(1)
+	go func() {
+		defer k.logWG.Done()
+		defer close(rc.stats.done)
+		if err := k.handleEvent(rc, pe, "log"); err != nil {
+			k.logLine("[kong] err log phase: " + err.Error())
+		}
+	}()
+}
+
+func isLuaError(err error) bool {
+	var le *luaError
+	return errors.As(err, &le) || errors.Is(err, errUnimplemented)
+}
+
+// match is the router: routes with more matching criteria first (hosts before
+// paths before methods), plain hosts before wildcards, longest prefix path.
+func (k *Kong) match(r *http.Request) (*Route, *Service, string) {
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	path := r.URL.Path
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	type cand struct {
+		route    *Route
+		criteria int
+		mask     int
+		plain    bool
+		pathLen  int
+		matched  string
+	}
+	var cands []cand
+	for _, rt := range k.routes {
+		c := cand{route: rt}
+		if len(rt.Hosts) > 0 {
+			ok := false
+			for _, h := range rt.Hosts {
+				if h == host {
+					ok, c.plain = true, true
+					break
+				}
+				if wildcardMatch(h, host) {
+					ok = true
+				}
+			}
+			if !ok {
+				continue
+			}
+			c.criteria++
+			c.mask |= 4
+		}
+		if len(rt.Paths) > 0 {
+			best := -1
+			for _, p := range rt.Paths {
+				if strings.HasPrefix(path, p) && len(p) > best {
+					best, c.matched = len(p), p
+				}
+			}
+			if best < 0 {
+				continue
+			}
+			c.pathLen = best
+			c.criteria++
+			c.mask |= 2
+		}
+		if len(rt.Methods) > 0 {
+			ok := false
+			for _, m := range rt.Methods {
+				if strings.EqualFold(m, r.Method) {
+					ok = true
+				}
+			}
+			if !ok {
+				continue
+			}
+			c.criteria++
+			c.mask |= 1
+		}
+		cands = append(cands, c)
+	}
+	if len(cands) == 0 {
+		return nil, nil, ""
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.criteria != b.criteria {
+			return a.criteria > b.criteria
+		}
+		// Kong's traditional router orders categories of equal size by
+		// their bits: hosts before paths before methods.
+		if a.mask != b.mask {
+			return a.mask > b.mask
+		}
+		if a.plain != b.plain {
+			return a.plain
+		}
+		return a.pathLen > b.pathLen
+	})
+	best := cands[0]
+	return best.route, k.services[best.route.Service], best.matched
+}
+
+func wildcardMatch(pattern, host string) bool {
+	switch {
+	case strings.HasPrefix(pattern, "*."):
+		return strings.HasSuffix(host, pattern[1:]) && len(host) > len(pattern)-1
+	case strings.HasSuffix(pattern, ".*"):
+		return strings.HasPrefix(host, pattern[:len(pattern)-1]) && len(host) > len(pattern)-1
+	}
+	return false
+}
+
+// upstreamURI joins the service path and the request path as Kong's default
+// path_handling (v0) does, after strip_path.
+func upstreamURI(rt *Route, svc *Service, reqPath, matched string) string {
+	rem := reqPath
+	if rt.stripPath() && matched != "" {
+		rem = strings.TrimPrefix(reqPath, matched)
+	}
+	base := svc.Path
+	if base == "" {
+		base = "/"
+	}
+	switch {
+	case rem == "":
+		return base
+	case strings.HasSuffix(base, "/") && strings.HasPrefix(rem, "/"):
+		return base + rem[1:]
+	case !strings.HasSuffix(base, "/") && !strings.HasPrefix(rem, "/"):
+		return base + "/" + rem
+	}
+	return base + rem
+}
+
+// kongHeaders adds the headers Kong puts on responses it makes itself.
+func (k *Kong) kongHeaders(rc *reqCtx, h http.Header) {
+	h.Set("Server", "kong/"+k.opts.Version)
+	h.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(rc.start).Milliseconds(), 10))
+	h.Set("X-Kong-Request-Id", rc.requestID)
+}
+
+// applyAccessHeaders puts the headers set with kong.response.* in access on a
+// response (header_filter does it for proxied and Kong-made responses alike).
+func (rc *reqCtx) applyAccessHeaders(h http.Header) {
+	for _, name := range rc.clearedResp {
+		h.Del(name)
+	}
+	for name, vs := range rc.respHeaders {
+		h[name] = append([]string(nil), vs...)
+	}
+}
+
+// kongError is kong.response.error with Kong 3.9's JSON template.
+func (k *Kong) kongError(rc *reqCtx, w http.ResponseWriter, status int, msg string) http.Header {
+	body := fmt.Sprintf("{\n  \"message\":\"%s\",\n  \"request_id\":\"%s\"\n}", msg, rc.requestID)
+	h := w.Header()
+	rc.applyAccessHeaders(h)
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	k.kongHeaders(rc, h)
+	rc.status = status
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+	return h.Clone()
+}
+
+// writeExit is kong.response.exit(status, body, headers) with a string body:
+// earlier headers kept, exit headers set, the body as given.
+func (k *Kong) writeExit(rc *reqCtx, w http.ResponseWriter) http.Header {
+	ex := rc.exit
+	h := w.Header()
+	rc.applyAccessHeaders(h)
+	hasLen := false
+	for name, vs := range ex.headers {
+		if strings.EqualFold(name, "Transfer-Encoding") {
+			continue
+		}
+		if strings.EqualFold(name, "Content-Length") {
+			hasLen = true
+		}
+		h[name] = vs
+	}
+	if !hasLen {
+		h.Set("Content-Length", strconv.Itoa(len(ex.body)))
+	}
+	k.kongHeaders(rc, h)
+	rc.status = ex.status
+	w.WriteHeader(ex.status)
+	_, _ = w.Write(ex.body)
+	return h.Clone()
+}
+
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// proxy is the balancer and upstream exchange with service.retries: a failed
+// connection is retried, on the same target when the plugin set one.
+func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
+	r := rc.req
+	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil {
+		return k.kongError(rc, w, http.StatusBadRequest, "Bad request"), "error"
+	}
+	svc := rc.service
+	upName := rc.upstreamOverride
+	if upName == "" && k.upstreamByName(svc.Host) != nil {
+		upName = svc.Host
+	}
+	method := r.Method
+	if rc.upstreamMethod != "" {
+		method = rc.upstreamMethod
+	}
+	uri := rc.upstreamURI
+	if rc.upstreamPath != nil {
+		uri = *rc.upstreamPath
+	}
+	query := r.URL.RawQuery
+	if rc.upstreamQuery != nil {
+		query = *rc.upstreamQuery
+	}
+	if query != "" {
+		uri += "?" + query
+	}
+	rc.upstreamURI = uri
+	proxyStart := time.Now()
+	rc.proxyLat = proxyStart.Sub(rc.start).Milliseconds()
+	tries := svc.retries() + 1
+	var lastErr error
+	for i := 0; i < tries; i++ {
+		tgt, hostHeader, err := k.pick(rc, svc, upName)
+		if err != nil {
+			lastErr = err
+			break
+		}
+		ti := tryInfo{IP: tgt.host, Port: tgt.port, Start: time.Now().UnixMilli()}
+		req, err := http.NewRequest(method, "http://"+net.JoinHostPort(tgt.host, strconv.Itoa(tgt.port))+uri, bytes.NewReader(body))
+		if err != nil {
+			lastErr = err
+			break
+		}
+		req.Header = r.Header.Clone()
+		for _, hh := range hopHeaders {
+			req.Header.Del(hh)
+		}
+		req.Host = hostHeader
+		req.Header.Set("X-Forwarded-For", appendXFF(r.Header.Get("X-Forwarded-For"), rc.clientIP))
+		req.Header.Set("X-Forwarded-Proto", "http")
+		req.Header.Set("X-Forwarded-Host", rc.host())
+		req.Header.Set("X-Forwarded-Port", strconv.Itoa(rc.serverPort))
+		req.Header.Set("X-Forwarded-Path", r.URL.Path)
+		req.Header.Set("X-Real-IP", rc.clientIP)
+		req.Header.Set("X-Kong-Request-Id", rc.requestID)
+		for _, op := range rc.upstreamHeaderOps {
+			switch op.op {
+			case "set":
+				if strings.EqualFold(op.name, "host") {
+					req.Host = op.values[0]
+					continue
+				}
+				req.Header[headerName(op.name)] = op.values
+			case "add":
+				for _, v := range op.values {
+					req.Header.Add(op.name, v)
+				}
+			case "clear":
+				req.Header.Del(op.name)
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(svc.ConnectTimeout+svc.ReadTimeout)*time.Millisecond)
+		dialStart := time.Now()
+		resp, err := k.transport.RoundTrip(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			ti.State, ti.Code = "failed", 502
+			if errors.Is(err, context.DeadlineExceeded) {
+				ti.Code = 504
+			}
+			ti.Lat = time.Since(dialStart).Milliseconds()
+			rc.tries = append(rc.tries, ti)
+			lastErr = err
+			continue
+		}
+		rc.tries = append(rc.tries, ti)
+		rc.upstreamLat = time.Since(dialStart).Milliseconds()
+		h := w.Header()
+		for name, vs := range resp.Header {
+			h[name] = vs
+		}
+		for _, hh := range hopHeaders {
+			h.Del(hh)
+		}
+		rc.applyAccessHeaders(h)
+		h.Set("Via", "1.1 kong/"+k.opts.Version)
+		h.Set("X-Kong-Upstream-Latency", strconv.FormatInt(rc.upstreamLat, 10))
+		h.Set("X-Kong-Proxy-Latency", strconv.FormatInt(rc.proxyLat, 10))
+		h.Set("X-Kong-Request-Id", rc.requestID)
+		rc.status = resp.StatusCode
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		_ = resp.Body.Close()
+		cancel()
+		return h.Clone(), "service"
+	}
+	// The last failed try carries no state: Kong records a try's failure only
+	// when the balancer starts the next one.
+	if n := len(rc.tries); n > 0 {
+		rc.tries[n-1].State, rc.tries[n-1].Code = "", 0
+	}
+	k.logLine(fmt.Sprintf("[kong] err upstream failed after %d tries: %v", len(rc.tries), lastErr))
+	if errors.Is(lastErr, context.DeadlineExceeded) {
+		return k.kongError(rc, w, http.StatusGatewayTimeout, "The upstream server is timing out"), "error"
+	}
+	return k.kongError(rc, w, http.StatusBadGateway, "An invalid response was received from the upstream server"), "error"
+}
+
+func appendXFF(prior, ip string) string {
+	if prior == "" {
+		return ip
+	}
+	return prior + ", " + ip
+}
+
+// pick chooses the target of one try and the Host header to send.
+func (k *Kong) pick(rc *reqCtx, svc *Service, upName string) (hostPort, string, error) {
+	if rc.target != nil {
+		// set_target sets ngx.var.upstream_host = host, so the Host header is the
+		// target host without its port (pdk/service.lua, runloop access.after).
+		return *rc.target, rc.target.host, nil
+	}
+	var tgt hostPort
+	hostname := svc.Host
+	if upName != "" {
+		t, err := k.nextTarget(upName)
+		if err != nil {
+			return hostPort{}, "", err
+		}
+		tgt = t
+		hostname = t.host
+		if u := k.upstreamByName(upName); u != nil && u.HostHeader != "" {
+			hostname = u.HostHeader
+		}
+	} else {
+		tgt = hostPort{host: svc.Host, port: svc.port()}
+	}
+	if rc.route.PreserveHost {
+		return tgt, rc.req.Host, nil
+	}
+	// balancer.set_host_header: the port is added unless it is 80 for http.
+	if tgt.port != 80 {
+		hostname = net.JoinHostPort(hostname, strconv.Itoa(tgt.port))
+	}
+	return tgt, hostname, nil
+}
+
+// nextTarget is a weighted round robin over the upstream's targets.
+func (k *Kong) nextTarget(name string) (hostPort, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	u := k.upstreams[name]
+	if u == nil {
+		return hostPort{}, fmt.Errorf("upstream %q not found", name)
+	}
+	var slots []string
+	for _, t := range u.Targets {
+		w := 100
+		if t.Weight != nil {
+			w = *t.Weight
+		}
+		for i := 0; i < (w+9)/10; i++ {
+			slots = append(slots, t.Target)
+		}
+	}
+	if len(slots) == 0 {
+		return hostPort{}, fmt.Errorf("failure to get a peer from the ring-balancer")
+	}
+	n := k.rr[name]
+	k.rr[name] = n + 1
+	h, p, err := net.SplitHostPort(slots[n%len(slots)])
+	if err != nil {
+		return hostPort{}, fmt.Errorf("target %q: %w", slots[n%len(slots)], err)
+	}
+	port, _ := strconv.Atoi(p)
+	return hostPort{host: h, port: port}, nil
+}
+
+// serialize is kong.log.serialize for the saved log data (the fields a plugin
+// reads: request, upstream_uri, response, tries, latencies, service, route).
+func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []byte {
+	lower := func(h http.Header) map[string]any {
+		m := map[string]any{}
+		for name, vs := range h {
+			if len(vs) == 1 {
+				m[strings.ToLower(name)] = vs[0]
+			} else {
+				m[strings.ToLower(name)] = vs
+			}
+		}
+		return m
+	}
+	total := time.Since(rc.start).Milliseconds()
+	tries := rc.tries
+	if tries == nil {
+		tries = []tryInfo{}
+	}
+	svc, rt := rc.service, rc.route
+	doc := map[string]any{
+		"request": map[string]any{
+			"uri": rc.req.URL.RequestURI(), "method": rc.req.Method,
+			"url":     "http://" + rc.req.Host + rc.req.URL.RequestURI(),
+			"headers": lower(rc.reqHeaders), "querystring": map[string]any{}, "size": rc.req.ContentLength,
+			"id": rc.requestID,
+		},
+		"upstream_uri": rc.upstreamURI,
+		"response":     map[string]any{"status": rc.status, "headers": lower(respHeaders)},
+		"tries":        tries,
+		"latencies": map[string]any{
+			"kong": rc.proxyLat, "proxy": rc.upstreamLat, "request": total, "receive": 0,
+		},
+		"service": map[string]any{
+			"id": svc.ID, "name": svc.Name, "host": svc.Host, "port": svc.port(), "protocol": svc.protocol(),
+			"path": svc.Path, "retries": svc.retries(), "connect_timeout": svc.ConnectTimeout,
+			"read_timeout": svc.ReadTimeout, "write_timeout": svc.WriteTimeout, "ws_id": defaultWorkspace,
+		},
+		"route": map[string]any{
+			"id": rt.ID, "name": rt.Name, "hosts": rt.Hosts, "paths": rt.Paths, "strip_path": rt.stripPath(),
+			"preserve_host": rt.PreserveHost, "protocols": rt.Protocols, "service": map[string]any{"id": svc.ID},
+			"ws_id": defaultWorkspace,
+		},
+		"client_ip":  rc.clientIP,
+		"started_at": rc.start.UnixMilli(),
+		"source":     map[string]string{"service": "upstream", "exit": "kong", "error": "kong"}[source],
+		"workspace":  defaultWorkspace, "workspace_name": "default",
+	}
+	b, _ := json.Marshal(doc)
+	return b
+}
