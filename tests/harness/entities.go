@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-
 )
 
 // Service is a Kong service. Zero values mean Kong's defaults.
@@ -333,5 +332,3 @@ func (k *Kong) pluginFor(route *Route, svc *Service) *pluginEntity {
 	}
 	return best
 }
-
-

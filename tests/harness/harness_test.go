@@ -140,7 +140,9 @@ func TestRealProcessOverSocket(t *testing.T) {
 	defer c.Close()
 	raw, _ := c.(*net.UnixConn).SyscallConn()
 	var cred *syscall.Ucred
-	_ = raw.Control(func(fd uintptr) { cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED) })
+	_ = raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
 	if err != nil || int(cred.Pid) != pid {
 		t.Fatalf("socket peer pid = %v (%v), want %d", cred, err, pid)
 	}

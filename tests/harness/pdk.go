@@ -44,7 +44,7 @@ var logPhaseAPI = map[string]bool{
 	"kong.response.get_header": true, "kong.response.get_source": true,
 	"kong.nginx.req_start_time": true, "kong.nginx.get_subsystem": true,
 	"kong.node.get_id": true,
-	"kong.log.alert": true, "kong.log.crit": true, "kong.log.err": true, "kong.log.warn": true,
+	"kong.log.alert":   true, "kong.log.crit": true, "kong.log.err": true, "kong.log.warn": true,
 	"kong.log.notice": true, "kong.log.info": true, "kong.log.debug": true,
 }
 
@@ -609,4 +609,3 @@ func withHost(h http.Header, host string) http.Header {
 	}
 	return c
 }
-
