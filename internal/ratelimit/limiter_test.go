@@ -244,10 +244,14 @@ type fixedWindow struct {
 }
 
 func (f *fixedWindow) allow(ctx context.Context, key string, now time.Time) (bool, error) {
-	k := fmt.Sprintf("fw:{%s}:%d", key, now.Unix())
+	return f.allowPeriod(ctx, key, time.Second, now)
+}
+
+func (f *fixedWindow) allowPeriod(ctx context.Context, key string, period time.Duration, now time.Time) (bool, error) {
+	k := fmt.Sprintf("fw:{%s}:%d", key, now.UnixNano()/int64(period))
 	pipe := f.c.TxPipeline()
 	incr := pipe.Incr(ctx, k)
-	pipe.Expire(ctx, k, 2*time.Second)
+	pipe.Expire(ctx, k, 2*period)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, err
 	}

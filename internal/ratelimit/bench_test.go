@@ -1,0 +1,129 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+)
+
+// decide is one rate-limit decision by some limiter under test.
+type decide func(ctx context.Context, key string) (bool, error)
+
+// runDecisions measures one limiter side by side with the others on the
+// same Redis: decisions/s, Redis commands per decision (INFO
+// commandstats, counting the commands scripts run too), round trips per
+// decision, p50/p99 latency per decision, share admitted.
+func runDecisions(b *testing.B, s *redistest.Server, key string, d decide) {
+	ctx := context.Background()
+	if _, err := d(ctx, "warm"); err != nil { // loads scripts
+		b.Fatal(err)
+	}
+	s.ResetStats()
+	var mu sync.Mutex
+	var lats []time.Duration
+	var admitted, errs atomic.Int64
+	b.SetParallelism(4) // 8 concurrent requests on 2 cores, like a busy Kong worker set
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 4096)
+		for pb.Next() {
+			t0 := time.Now()
+			ok, err := d(ctx, key)
+			local = append(local, time.Since(t0))
+			if err != nil {
+				errs.Add(1)
+			} else if ok {
+				admitted.Add(1)
+			}
+		}
+		mu.Lock()
+		lats = append(lats, local...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if errs.Load() > 0 {
+		b.Fatalf("%d errors", errs.Load())
+	}
+	cmds := s.TotalCalls("config|resetstat")
+	calls := s.CommandCalls()
+	// One script call or one MULTI..EXEC pipeline is one round trip.
+	trips := calls["evalsha"] + calls["eval"] + calls["exec"]
+	slices.Sort(lats)
+	n := float64(b.N)
+	b.ReportMetric(n/elapsed.Seconds(), "decisions/s")
+	b.ReportMetric(float64(cmds)/n, "redis-cmds/decision") // script-internal commands included
+	b.ReportMetric(float64(trips)/n, "round-trips/decision")
+	b.ReportMetric(lats[len(lats)/2].Seconds()*1e6, "p50-µs")
+	b.ReportMetric(lats[len(lats)*99/100].Seconds()*1e6, "p99-µs")
+	b.ReportMetric(100*float64(admitted.Load())/n, "%admitted")
+}
+
+// BenchmarkLimiters: our GCRA vs go-redis/redis_rate vs a fixed window
+// (INCR+EXPIRE in a MULTI), same Redis, same load.
+//
+//	under:   every request admitted (limit far above the load)
+//	over:    10/s on one key, nearly every request denied
+//	two:     per-second + per-minute limits, admitted; redis_rate needs one
+//	         call per limit and is not all-or-nothing, the others do one trip
+func BenchmarkLimiters(b *testing.B) {
+	s := redistest.Start(b, redistest.Options{})
+	rdb := s.Client()
+	ours := New(rdb, Options{Timeout: time.Second, Logger: quiet()})
+	rr := redis_rate.NewLimiter(rdb)
+	fw := &fixedWindow{c: rdb}
+
+	type scenario struct {
+		name   string
+		limits []Limit
+	}
+	for _, sc := range []scenario{
+		{"under", []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}}},
+		{"over", []Limit{PerSecond(10, 0)}},
+		{"two", []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}, {Rate: 6000000, Period: time.Minute, Burst: 100000}}},
+	} {
+		key := "bench-" + sc.name
+		b.Run(sc.name+"/gcra", func(b *testing.B) {
+			runDecisions(b, s, key, func(ctx context.Context, key string) (bool, error) {
+				r, err := ours.Allow(ctx, key, sc.limits)
+				return r.Allowed, err
+			})
+		})
+		b.Run(sc.name+"/redis_rate", func(b *testing.B) {
+			runDecisions(b, s, key, func(ctx context.Context, key string) (bool, error) {
+				ok := true
+				for i, l := range sc.limits {
+					r, err := rr.Allow(ctx, fmt.Sprint(key, i), redis_rate.Limit{Rate: l.Rate, Period: l.Period, Burst: l.Burst + 1})
+					if err != nil {
+						return false, err
+					}
+					ok = ok && r.Allowed > 0
+				}
+				return ok, nil
+			})
+		})
+		b.Run(sc.name+"/fixed_window", func(b *testing.B) {
+			runDecisions(b, s, key, func(ctx context.Context, key string) (bool, error) {
+				ok := true
+				for i, l := range sc.limits {
+					fw.limit = int64(l.Rate)
+					admit, err := fw.allowPeriod(ctx, fmt.Sprint(key, i), l.Period, time.Now())
+					if err != nil {
+						return false, err
+					}
+					ok = ok && admit
+				}
+				return ok, nil
+			})
+		})
+	}
+}
