@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Kong/go-pdk/test"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/registry"
+)
+
+// fakeKong records the PDK calls a handler makes.
+type fakeKong struct {
+	calls     []string
+	host      string
+	port      int
+	status    int
+	body      string
+	svcID     string
+	svcName   string
+	targetErr error
+}
+
+func (f *fakeKong) SetTarget(host string, port int) error {
+	f.calls = append(f.calls, "kong.service.set_target")
+	f.host, f.port = host, port
+	return f.targetErr
+}
+
+func (f *fakeKong) Exit(status int, body []byte) {
+	f.calls = append(f.calls, "kong.response.exit")
+	f.status, f.body = status, string(body)
+}
+
+func (f *fakeKong) RouterService() (string, string, error) {
+	f.calls = append(f.calls, "kong.router.get_service")
+	return f.svcID, f.svcName, nil
+}
+
+type fixture struct {
+	srv   *redistest.Server
+	store *registry.Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	srv := redistest.Start(t, redistest.Options{})
+	rdb := srv.Client()
+	t.Cleanup(func() { _ = rdb.Close() })
+	return &fixture{srv: srv, store: registry.NewStore(rdb, registry.Options{})}
+}
+
+func (fx *fixture) config(t *testing.T, extra string) *Config {
+	t.Helper()
+	js := fmt.Sprintf(`{"registry":"redis","redis":{"host":"127.0.0.1","port":%d,"timeout_ms":200}%s}`, fx.srv.Port, extra)
+	return decode(t, js)
+}
+
+func (fx *fixture) put(t *testing.T, svc, id, addr string, w int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := fx.store.PutInstance(ctx, svc, registry.Instance{ID: id, Address: addr, Weight: w}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAccessSetsTarget(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "orders", "a", "10.1.0.1:8080", 1)
+	c := fx.config(t, `,"service":"orders"`)
+	k := &fakeKong{}
+	c.access(k)
+	if k.host != "10.1.0.1" || k.port != 8080 || k.status != 0 {
+		t.Fatalf("target %s:%d status %d %s", k.host, k.port, k.status, k.body)
+	}
+	// Steady state: exactly one PDK call per request (set_target).
+	for i := 0; i < 100; i++ {
+		k := &fakeKong{}
+		c.access(k)
+		if len(k.calls) != 1 || k.calls[0] != "kong.service.set_target" {
+			t.Fatalf("request %d: PDK calls %v", i, k.calls)
+		}
+	}
+	// A new config version (new instance) shares the process-wide cache:
+	// no Redis round trip on its first request either.
+	fx.srv.ResetStats()
+	c2 := fx.config(t, `,"service":"orders","__seq__":2`)
+	c2.access(&fakeKong{})
+	if n := fx.srv.TotalCalls("config|resetstat", "hello"); n != 0 {
+		t.Errorf("new instance made %d Redis calls: %v", n, fx.srv.CommandCalls())
+	}
+}
+
+func TestAccessWeightedAndSkipsZero(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "w", "a", "10.0.0.1:80", 1)
+	fx.put(t, "w", "b", "10.0.0.2:80", 3)
+	fx.put(t, "w", "z", "10.0.0.9:80", 0)
+	c := fx.config(t, `,"service":"w"`)
+	counts := map[string]int{}
+	for i := 0; i < 400; i++ {
+		k := &fakeKong{}
+		c.access(k)
+		counts[k.host]++
+	}
+	if counts["10.0.0.1"] != 100 || counts["10.0.0.2"] != 300 || counts["10.0.0.9"] != 0 {
+		t.Fatalf("distribution %v", counts)
+	}
+}
+
+func TestAccessNoInstance(t *testing.T) {
+	fx := newFixture(t)
+	for name, extra := range map[string]string{"unknown": "", "drained": "drained"} {
+		svc := "svc-" + name
+		if extra != "" {
+			fx.put(t, svc, "a", "10.0.0.1:80", 0)
+		}
+		c := fx.config(t, `,"service":"`+svc+`"`)
+		k := &fakeKong{}
+		c.access(k)
+		want := `{"message":"no healthy instance for service ` + svc + `"}`
+		if k.status != 503 || k.body != want || k.host != "" {
+			t.Errorf("%s: %d %s (target %q)", name, k.status, k.body, k.host)
+		}
+	}
+}
+
+func TestAccessMaintenance(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "m", "a", "10.0.0.1:80", 1)
+	if err := fx.store.SetMaintenance(context.Background(), "m", registry.Maintenance{Enabled: true, Message: "back at 5"}); err != nil {
+		t.Fatal(err)
+	}
+	c := fx.config(t, `,"service":"m"`)
+	k := &fakeKong{}
+	c.access(k)
+	if k.status != 503 || k.body != `{"message":"back at 5"}` || k.host != "" {
+		t.Fatalf("maintenance: %d %s", k.status, k.body)
+	}
+}
+
+func TestAccessBadConfig(t *testing.T) {
+	c := decode(t, `{"registry":"bogus","redis":{"port":70000}}`)
+	for i := 0; i < 3; i++ {
+		k := &fakeKong{}
+		c.access(k)
+		var body struct{ Message string }
+		_ = json.Unmarshal([]byte(k.body), &body)
+		if k.status != 500 || !strings.HasPrefix(body.Message, "service-registry: invalid config: ") ||
+			!strings.Contains(body.Message, "registry: expected one of: kong, redis") ||
+			!strings.Contains(body.Message, "redis.port: value should be between 1 and 65535") {
+			t.Fatalf("bad config: %d %s", k.status, k.body)
+		}
+	}
+}
+
+func TestAccessRegistryKongPassThrough(t *testing.T) {
+	c := decode(t, `{}`)
+	k := &fakeKong{}
+	c.access(k)
+	if len(k.calls) != 0 {
+		t.Fatalf("registry=kong made PDK calls: %v", k.calls)
+	}
+	c.log(k)
+	if len(k.calls) != 0 {
+		t.Fatalf("log phase made PDK calls: %v", k.calls)
+	}
+}
+
+func TestAccessDefaultServiceName(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "kong-svc", "a", "10.0.0.5:81", 1)
+	c := fx.config(t, `,"service_id":{"id":"sid-1"}`)
+	k := &fakeKong{svcID: "sid-1", svcName: "kong-svc"}
+	c.access(k)
+	if k.host != "10.0.0.5" || len(k.calls) != 2 {
+		t.Fatalf("first request: %v %s", k.calls, k.host)
+	}
+	k = &fakeKong{svcID: "sid-1", svcName: "kong-svc"}
+	c.access(k)
+	if len(k.calls) != 1 {
+		t.Fatalf("name not cached: %v", k.calls)
+	}
+	// Another instance of the same service (new config version): cached
+	// process-wide by service id.
+	c2 := fx.config(t, `,"service_id":"sid-1","__seq__":9`)
+	k = &fakeKong{svcID: "sid-1", svcName: "kong-svc"}
+	c2.access(k)
+	if len(k.calls) != 1 || k.host != "10.0.0.5" {
+		t.Fatalf("new instance: %v", k.calls)
+	}
+}
+
+func TestAccessRecoversPanics(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "p", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"p"`)
+	c.compile().skip = func(string) bool { panic("boom") }
+	k := &fakeKong{}
+	c.access(k)
+	if k.status != 500 || k.body != `{"message":"An unexpected error occurred"}` {
+		t.Fatalf("after panic: %d %s", k.status, k.body)
+	}
+	c.compile().record = func(kongAPI) { panic("boom in log") }
+	c.log(k) // must return
+}
+
+func TestStaleSnapshotWhenRedisDown(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "s", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"s","cache_ttl_ms":10`)
+	c.access(&fakeKong{})
+	fx.srv.Kill()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		k := &fakeKong{}
+		c.access(k)
+		if k.host != "10.0.0.1" {
+			t.Fatalf("request failed with Redis down: %d %s", k.status, k.body)
+		}
+		if c.compile().backend.cache.Stats().Unavailable {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("cache never noticed Redis is down")
+}
+
+// The same paths through go-pdk's own test environment (real PDK bridge).
+func TestGoPDKEnvironment(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "g", "a", "10.0.0.1:80", 1)
+	req := test.Request{Method: "GET", Url: "http://example.com/x"}
+
+	env, err := test.New(t, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.DoHttps(fx.config(t, `,"service":"g"`))
+	if env.ClientRes.Status != 200 {
+		t.Errorf("target set: status %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+
+	env, _ = test.New(t, req)
+	env.DoHttps(fx.config(t, `,"service":"none"`))
+	if env.ClientRes.Status != 503 || string(env.ClientRes.Body) != `{"message":"no healthy instance for service none"}` {
+		t.Errorf("no instance: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+
+	env, _ = test.New(t, req)
+	env.DoHttps(decode(t, `{"registry":"bogus"}`))
+	if env.ClientRes.Status != 500 || !strings.Contains(string(env.ClientRes.Body), "service-registry: invalid config: registry: expected one of: kong, redis") {
+		t.Errorf("bad config: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+
+	env, _ = test.New(t, req)
+	env.DoHttps(decode(t, `{"registry":"kong"}`))
+	if env.ClientRes.Status != 200 {
+		t.Errorf("pass-through: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+}
