@@ -21,7 +21,7 @@ type decide func(ctx context.Context, key string) (bool, error)
 // same Redis: decisions/s, Redis commands per decision (INFO
 // commandstats, counting the commands scripts run too), round trips per
 // decision, p50/p99 latency per decision, share admitted.
-func runDecisions(b *testing.B, s *redistest.Server, key string, d decide) {
+func runDecisions(b *testing.B, s *redistest.Server, key string, serial bool, d decide) {
 	ctx := context.Background()
 	if _, err := d(ctx, "warm"); err != nil { // loads scripts
 		b.Fatal(err)
@@ -33,9 +33,9 @@ func runDecisions(b *testing.B, s *redistest.Server, key string, d decide) {
 	b.SetParallelism(4) // 8 concurrent requests on 2 cores, like a busy Kong worker set
 	b.ResetTimer()
 	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
+	loop := func(next func() bool) {
 		local := make([]time.Duration, 0, 4096)
-		for pb.Next() {
+		for next() {
 			t0 := time.Now()
 			ok, err := d(ctx, key)
 			local = append(local, time.Since(t0))
@@ -48,7 +48,13 @@ func runDecisions(b *testing.B, s *redistest.Server, key string, d decide) {
 		mu.Lock()
 		lats = append(lats, local...)
 		mu.Unlock()
-	})
+	}
+	if serial { // one caller at a time: the latency a decision adds, without queueing
+		i := 0
+		loop(func() bool { i++; return i <= b.N })
+	} else {
+		b.RunParallel(func(pb *testing.PB) { loop(pb.Next) })
+	}
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if errs.Load() > 0 {
@@ -71,7 +77,8 @@ func runDecisions(b *testing.B, s *redistest.Server, key string, d decide) {
 // BenchmarkLimiters: our GCRA vs go-redis/redis_rate vs a fixed window
 // (INCR+EXPIRE in a MULTI), same Redis, same load.
 //
-//	under:   every request admitted (limit far above the load)
+//	under:   every request admitted (limit far above the load), 8 callers
+//	under-serial: the same with one caller: p50/p99 are the added latency
 //	over:    10/s on one key, nearly every request denied
 //	two:     per-second + per-minute limits, admitted; redis_rate needs one
 //	         call per limit and is not all-or-nothing, the others do one trip
@@ -84,22 +91,24 @@ func BenchmarkLimiters(b *testing.B) {
 
 	type scenario struct {
 		name   string
+		serial bool
 		limits []Limit
 	}
 	for _, sc := range []scenario{
-		{"under", []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}}},
-		{"over", []Limit{PerSecond(10, 0)}},
-		{"two", []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}, {Rate: 6000000, Period: time.Minute, Burst: 100000}}},
+		{"under", false, []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}}},
+		{"under-serial", true, []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}}},
+		{"over", false, []Limit{PerSecond(10, 0)}},
+		{"two", false, []Limit{{Rate: 100000, Period: time.Second, Burst: 100000}, {Rate: 6000000, Period: time.Minute, Burst: 100000}}},
 	} {
 		key := "bench-" + sc.name
 		b.Run(sc.name+"/gcra", func(b *testing.B) {
-			runDecisions(b, s, key, func(ctx context.Context, key string) (bool, error) {
+			runDecisions(b, s, key, sc.serial, func(ctx context.Context, key string) (bool, error) {
 				r, err := ours.Allow(ctx, key, sc.limits)
 				return r.Allowed, err
 			})
 		})
 		b.Run(sc.name+"/redis_rate", func(b *testing.B) {
-			runDecisions(b, s, key, func(ctx context.Context, key string) (bool, error) {
+			runDecisions(b, s, key, sc.serial, func(ctx context.Context, key string) (bool, error) {
 				ok := true
 				for i, l := range sc.limits {
 					r, err := rr.Allow(ctx, fmt.Sprint(key, i), redis_rate.Limit{Rate: l.Rate, Period: l.Period, Burst: l.Burst + 1})
@@ -112,7 +121,7 @@ func BenchmarkLimiters(b *testing.B) {
 			})
 		})
 		b.Run(sc.name+"/fixed_window", func(b *testing.B) {
-			runDecisions(b, s, key, func(ctx context.Context, key string) (bool, error) {
+			runDecisions(b, s, key, sc.serial, func(ctx context.Context, key string) (bool, error) {
 				ok := true
 				for i, l := range sc.limits {
 					fw.limit = int64(l.Rate)
