@@ -74,6 +74,7 @@ type Kong struct {
 	transport *http.Transport
 	logWG     sync.WaitGroup
 
+	pendingLogs   atomic.Int64
 	totalRequests atomic.Int64
 	totalEvents   atomic.Int64
 	totalCalls    atomic.Int64
@@ -473,6 +474,18 @@ func (k *Kong) WaitRequests(ctx context.Context, n int) ([]*RequestStats, error)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// WaitIdle polls until no log phase is running (they run after responses).
+func (k *Kong) WaitIdle(ctx context.Context) error {
+	for k.pendingLogs.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("log phases still running: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Totals are counters over the harness's life: requests, events, PDK calls.

@@ -241,8 +241,10 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.Flush()
 	}
 	k.logWG.Add(1)
+	k.pendingLogs.Add(1)
 	go func() {
 		defer k.logWG.Done()
+		defer k.pendingLogs.Add(-1)
 		defer close(rc.stats.done)
 		if err := k.handleEvent(rc, pe, "log"); err != nil {
 			k.logLine("[kong] err log phase: " + err.Error())
