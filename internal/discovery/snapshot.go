@@ -44,7 +44,12 @@ type Snapshot struct {
 	// produces). Pick walks it with one atomic counter: no lock.
 	schedule []uint32
 	next     atomic.Uint64
+	leases   bool
 }
+
+// HasLeases reports whether any target can expire: only then does Pick
+// need the current time (reading the clock is most of a pick's cost).
+func (s *Snapshot) HasLeases() bool { return s.leases }
 
 // NewSnapshot builds the snapshot of svc; found=false builds an empty one.
 func NewSnapshot(svc registry.Service, found bool, now time.Time) *Snapshot {
@@ -64,6 +69,7 @@ func NewSnapshot(svc registry.Service, found bool, now time.Time) *Snapshot {
 		t := Target{ID: in.ID, Addr: in.Address, Host: host, Port: port, Weight: in.Weight}
 		if in.TTLSeconds > 0 && !in.ExpiresAt.IsZero() {
 			t.expires = in.ExpiresAt.UnixNano()
+			s.leases = true
 		}
 		s.Targets = append(s.Targets, t)
 	}
@@ -132,23 +138,27 @@ func buildSchedule(ts []Target) []uint32 {
 	return out
 }
 
-// usable says whether t may take a request now.
+// usable says whether t may take a request now (0: do not check leases).
 func (t *Target) usable(now int64, skip func(addr string) bool) bool {
-	if t.expires != 0 && t.expires <= now {
+	if now != 0 && t.expires != 0 && t.expires <= now {
 		return false
 	}
 	return skip == nil || !skip(t.Addr)
 }
 
-// Pick returns the next target in weighted order, skipping expired leases
-// and any target skip rejects (the circuit breaker's open instances).
-// Safe for concurrent use; it does not allocate.
+// Pick returns the next target in weighted order, skipping leases expired
+// at now and any target skip rejects (the circuit breaker's open
+// instances). A zero now skips the lease check (see HasLeases). Safe for
+// concurrent use; it does not allocate.
 func (s *Snapshot) Pick(now time.Time, skip func(addr string) bool) (Target, bool) {
 	n := uint64(len(s.schedule))
 	if n == 0 {
 		return Target{}, false
 	}
-	nowNs := now.UnixNano()
+	var nowNs int64
+	if !now.IsZero() {
+		nowNs = now.UnixNano()
+	}
 	start := s.next.Add(1) - 1
 	// The next few slots keep the weighted order among the remaining
 	// targets; after that fall back to a linear scan so that a service

@@ -115,6 +115,9 @@ func TestPickSkipsExpiredAndSkipped(t *testing.T) {
 	if !seen["i0"] {
 		t.Error("lease not yet expired but never picked")
 	}
+	if !s.HasLeases() || NewSnapshot(svcWith(1), true, t0).HasLeases() {
+		t.Error("HasLeases wrong")
+	}
 	if _, ok := s.Pick(later, func(string) bool { return true }); ok {
 		t.Error("picked although everything is skipped")
 	}

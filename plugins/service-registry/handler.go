@@ -82,7 +82,11 @@ func (c *Config) access(k kongAPI) {
 		k.Exit(503, messageJSON(msg))
 		return
 	}
-	t, ok := snap.Pick(cp.backend.cache.Now(), skip)
+	var now time.Time // zero: no lease to check, no clock read
+	if snap.HasLeases() {
+		now = cp.backend.cache.Now()
+	}
+	t, ok := snap.Pick(now, skip)
 	if !ok {
 		k.Exit(503, noInstance(name))
 		return
