@@ -45,15 +45,16 @@ EXPOSE 8080
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/echo-backend"]
 
-# Default target: Kong 3.9 with the plugin. Kong starts the executable as an
-# embedded go-pdk plugin server; the executable's base name is the plugin
-# name and names its socket (<prefix>/service-registry.socket). Kong 3.9 does
-# not pass -kong-prefix, so the plugin uses go-pdk's default /usr/local/kong,
-# which is this image's prefix: do not change KONG_PREFIX without adding
-# "-kong-prefix <prefix>" to the start command.
+# Default target: Kong 3.9 with the plugin (the same settings as
+# kong/kong.conf). Kong starts the executable as an embedded go-pdk plugin
+# server; the executable's base name is the plugin name and names its socket
+# <kong-prefix>/service-registry.socket. Kong 3.9 does not pass -kong-prefix
+# itself, so the start command does; /usr/local/kong is this image's prefix.
+# Changing KONG_PREFIX means changing the start command and the socket too.
 FROM kong:${KONG_VERSION} AS kong
 COPY --from=build /out/service-registry /usr/local/bin/service-registry
 ENV KONG_PLUGINS=bundled,service-registry \
     KONG_PLUGINSERVER_NAMES=service-registry \
-    KONG_PLUGINSERVER_SERVICE_REGISTRY_START_CMD=/usr/local/bin/service-registry \
-    KONG_PLUGINSERVER_SERVICE_REGISTRY_QUERY_CMD="/usr/local/bin/service-registry -dump"
+    KONG_PLUGINSERVER_SERVICE_REGISTRY_START_CMD="/usr/local/bin/service-registry -kong-prefix /usr/local/kong" \
+    KONG_PLUGINSERVER_SERVICE_REGISTRY_QUERY_CMD="/usr/local/bin/service-registry -dump" \
+    KONG_PLUGINSERVER_SERVICE_REGISTRY_SOCKET=/usr/local/kong/service-registry.socket
