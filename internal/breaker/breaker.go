@@ -132,6 +132,7 @@ type instance struct {
 	lastUsed  atomic.Int64 // ns
 	closedAt  atomic.Int64 // ns
 	halfSince atomic.Int64 // ns, when the current half-open period began here
+	demand    atomic.Bool  // a request wanted this instance while it had no probe token
 	win       window
 
 	// Since the last sync (swapped out by it).
@@ -192,6 +193,7 @@ func (b *Breakers) Allow(addr string) (Ticket, error) {
 		for {
 			n := in.tokens.Load()
 			if n <= 0 {
+				in.demand.Store(true) // ask the cluster for a token at the next sync
 				return Ticket{}, &OpenError{Addr: addr, RetryAfter: b.o.SyncInterval}
 			}
 			if in.tokens.CompareAndSwap(n, n-1) {
@@ -344,7 +346,9 @@ func (b *Breakers) State(addr string) State {
 
 // Skip tells the instance picker to pass over addr: it is open, or
 // half-open with no probe this node could send. It reserves nothing; call
-// Allow on the instance finally picked.
+// Allow on the instance finally picked. Asking about a half-open instance
+// is what makes this node ask the cluster for a probe token, so tokens go
+// to nodes that have traffic for the instance.
 func (b *Breakers) Skip(addr string) bool {
 	_, ok := b.retryAfter(addr, b.o.Now().UnixNano())
 	return ok
@@ -361,9 +365,13 @@ func (b *Breakers) retryAfter(addr string, now int64) (time.Duration, bool) {
 		if until := in.openUntil.Load(); now < until {
 			return time.Duration(until - now), true
 		}
-		return 0, b.o.Redis != nil && b.syncOK.Load() // half-open on next Allow, tokens from sync
+		if b.o.Redis != nil && b.syncOK.Load() { // half-open; tokens come from the sync
+			in.demand.Store(true)
+			return b.o.SyncInterval, true
+		}
 	case HalfOpen:
 		if in.tokens.Load() <= 0 {
+			in.demand.Store(true)
 			return b.o.SyncInterval, true
 		}
 	}

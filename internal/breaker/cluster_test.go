@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"math/rand"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,4 +215,58 @@ func TestClusterModeRedis(t *testing.T) {
 	if d, all := ns[2].AllOpen(addrs[:3]); !all || d <= 0 {
 		t.Fatalf("AllOpen %s %v", d, all)
 	}
+}
+
+// Nodes without traffic for an instance do not take its probe budget.
+func TestClusterIdleNodesLeaveTheProbe(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ns := nodes(t, s.Addr, Settings{FailureThreshold: 1, OpenTimeout: 300 * time.Millisecond, HalfOpenMaxCalls: 1})
+	const addr = "10.0.0.5:8080"
+	for _, n := range ns {
+		call(t, n, addr, Success)
+	}
+	call(t, ns[1], addr, Failure)
+	waitFor(t, 500*time.Millisecond, "open everywhere", allState(ns, addr, Open))
+	// Only node 0 has traffic; nodes 1 and 2 keep syncing but never ask.
+	var probe Ticket
+	waitFor(t, 2*time.Second, "node 0 gets the probe", func() bool {
+		tk, err := ns[0].Allow(addr)
+		probe = tk
+		return err == nil
+	})
+	probe.Done(Success)
+	waitFor(t, 500*time.Millisecond, "closed everywhere", allState(ns, addr, Closed))
+}
+
+// 1 % random failures over 10 000 calls spread across three syncing nodes
+// never open the instance (seeded RNG).
+func TestClusterLowErrorRateNeverOpens(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ns := nodes(t, s.Addr, Settings{}) // the defaults: 5 consecutive, 50 % over 10 s
+	const addr = "10.0.0.6:8080"
+	rng := rand.New(rand.NewSource(7))
+	fails := 0
+	for i := 0; i < 10000; i++ {
+		o := Success
+		if rng.Float64() < 0.01 {
+			o = Failure
+			fails++
+		}
+		n := ns[i%3]
+		if err := call(t, n, addr, o); err != nil {
+			t.Fatalf("call %d refused after %d failures: %v", i, fails, err)
+		}
+		if i%10 == 9 {
+			time.Sleep(time.Millisecond) // spread the calls over several syncs
+		}
+	}
+	syncs := ns[0].Stats().Syncs
+	waitFor(t, 2*time.Second, "a last sync", func() bool { return ns[0].Stats().Syncs > syncs })
+	if !allState(ns, addr, Closed)() {
+		t.Fatal("opened at 1 % errors")
+	}
+	if fails < 50 || ns[0].Stats().Syncs < 2 {
+		t.Fatalf("%d failures over %d syncs: the test tests nothing", fails, ns[0].Stats().Syncs)
+	}
+	t.Logf("%d failures in 10000 calls over %d syncs: closed everywhere", fails, ns[0].Stats().Syncs)
 }

@@ -238,9 +238,12 @@ func (b *Breakers) collect(in *instance, now int64) *news {
 	n.tripped = in.tripped.Swap(false)
 	n.probed = in.probeOK.Swap(false)
 	st := State(in.state.Load())
+	// Only nodes with traffic for the instance ask for a probe token:
+	// a token granted to an idle node would hold up the probe budget.
 	lost := now-in.halfSince.Load() > int64(b.o.ProbeTimeout)
-	wantProbe := (st == HalfOpen && in.tokens.Load() <= 0 && (in.probesOut.Load() <= 0 || lost)) ||
-		(st == Open && now >= in.openUntil.Load())
+	wantProbe := in.demand.Swap(false) &&
+		((st == HalfOpen && in.tokens.Load() <= 0 && (in.probesOut.Load() <= 0 || lost)) ||
+			(st == Open && now >= in.openUntil.Load()))
 	s := &b.o.Settings
 	n.args = []any{
 		n.calls, n.fails, flag(n.success), in.consec.Load(), flag(n.tripped), flag(n.probed), in.gen.Load(),

@@ -37,14 +37,19 @@ func (l Limit) validate() error {
 	if l.Rate <= 0 || l.Period <= 0 || l.Burst < 0 {
 		return fmt.Errorf("%w: %d per %s burst %d", ErrInvalidLimit, l.Rate, l.Period, l.Burst)
 	}
-	if l.interval() <= 0 {
+	if int64(l.Rate) > l.Period.Microseconds() {
 		return fmt.Errorf("%w: %d per %s is finer than a microsecond", ErrInvalidLimit, l.Rate, l.Period)
 	}
 	return nil
 }
 
-// interval is the emission interval in microseconds (the Lua script's unit).
-func (l Limit) interval() int64 { return l.Period.Microseconds() / int64(l.Rate) }
+// interval is the emission interval in microseconds (the Lua script's unit),
+// rounded up: rounding down would let a rolling period hold one request
+// more than Rate+Burst (3/s → 333333 µs fits 3 intervals in a second).
+func (l Limit) interval() int64 {
+	p, r := l.Period.Microseconds(), int64(l.Rate)
+	return (p + r - 1) / r
+}
 
 // capacity is how far ahead of now the theoretical arrival time may run.
 func (l Limit) capacity() int64 { return l.interval() * int64(l.Burst+1) }

@@ -366,3 +366,15 @@ func TestAccuracyThreeNodes(t *testing.T) {
 		t.Fatalf("fixed window admitted %d in a rolling second: the traffic did not show the boundary effect", f)
 	}
 }
+
+// TestIntervalRoundsUp: with 3/s a truncated interval (333333 µs) would fit
+// a fourth request into one second.
+func TestIntervalRoundsUp(t *testing.T) {
+	l := PerSecond(3, 0)
+	if got := l.interval(); got != 333334 {
+		t.Fatalf("interval %d", got)
+	}
+	if 3*l.interval() < time.Second.Microseconds() {
+		t.Fatal("three intervals fit in one period")
+	}
+}
