@@ -291,18 +291,21 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		res, err := r.ReconcileOnce(actx)
 		cancel()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			if errors.Is(err, errNotLeader) {
 				r.leader.Store(false)
 			}
 			backoff = min(max(backoff*2, 500*time.Millisecond), r.o.Interval)
-			r.log.Warn("kong reconcile failed; will retry", "error", err, "retry_in", backoff)
+			r.log.Warn("kong reconcile failed; will retry", "error", err, "retry_in", backoff.String())
 			full.Reset(backoff)
 			continue
 		}
 		backoff = 0
 		if res.Changes() > 0 || res.Pushed {
 			r.log.Info("kong reconciled", "mode", res.Mode, "created", res.Created, "updated", res.Updated,
-				"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration)
+				"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration.String())
 		}
 		full.Reset(r.o.Interval)
 	}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/routeopts"
+)
+
+const storeTimeout = 3 * time.Second
+
+var (
+	labelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// Kong's route path characters (typedefs.lua validate_path).
+	pathRe = regexp.MustCompile(`^/[A-Za-z0-9._~/%:@!$&'()*+,;=-]*$`)
+	pctRe  = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+)
+
+// validHost accepts an RFC 1123 hostname, optionally "*." + hostname
+// (Kong's leftmost wildcard); not an IP address (Kong refuses those in
+// route hosts).
+func validHost(h string) error {
+	if h == "" {
+		return badRequest("host: required")
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if len(name) > 253 || strings.Contains(name, "*") {
+		return badRequest("host: invalid hostname %q", h)
+	}
+	if net.ParseIP(name) != nil {
+		return badRequest("host: must be a hostname, not an ip address")
+	}
+	for _, l := range strings.Split(name, ".") {
+		if !labelRe.MatchString(l) {
+			return badRequest("host: invalid hostname %q", h)
+		}
+	}
+	if strings.Trim(name, "0123456789.") == "" {
+		return badRequest("host: invalid hostname %q", h)
+	}
+	return nil
+}
+
+func validPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return badRequest("path: must start with /")
+	}
+	if len(p) > 1024 {
+		return badRequest("path: longer than 1024 characters")
+	}
+	if !pathRe.MatchString(p) {
+		return badRequest("path: invalid characters in %q", p)
+	}
+	if strings.Contains(pctRe.ReplaceAllString(p, ""), "%") {
+		return badRequest("path: invalid percent-encoding in %q", p)
+	}
+	return nil
+}
+
+func validBackend(b string) error {
+	u, err := url.Parse(b)
+	if err != nil || u.Host == "" || !u.IsAbs() {
+		return badRequest("backend: must be an absolute http, https, ws or wss url")
+	}
+	switch u.Scheme {
+	case "http", "https", "ws", "wss":
+	default:
+		return badRequest("backend: scheme %q not supported (http, https, ws, wss)", u.Scheme)
+	}
+	if u.User != nil {
+		return badRequest("backend: credentials in the url are not supported")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return badRequest("backend: query and fragment are not supported")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return badRequest("backend: invalid port %q", p)
+		}
+	}
+	host := u.Hostname()
+	if net.ParseIP(host) == nil {
+		for _, l := range strings.Split(strings.ToLower(host), ".") {
+			if !regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`).MatchString(l) {
+				return badRequest("backend: invalid host %q", host)
+			}
+		}
+	}
+	return nil
+}
+
+type registerReq struct {
+	Host, Path, Backend string
+	Options             json.RawMessage
+}
+
+// parseRegister validates a /register body (also used by import).
+func parseRegister(m map[string]json.RawMessage) (registerReq, routeopts.Options, error) {
+	var r registerReq
+	var err error
+	if r.Host, err = stringField(m, "host", true); err != nil {
+		return r, routeopts.Options{}, err
+	}
+	if r.Path, err = stringField(m, "path", true); err != nil {
+		return r, routeopts.Options{}, err
+	}
+	if r.Backend, err = stringField(m, "backend", true); err != nil {
+		return r, routeopts.Options{}, err
+	}
+	// DNS names are case-insensitive; one spelling keeps names and
+	// idempotency stable.
+	r.Host = strings.ToLower(r.Host)
+	if err := validHost(r.Host); err != nil {
+		return r, routeopts.Options{}, err
+	}
+	if err := validPath(r.Path); err != nil {
+		return r, routeopts.Options{}, err
+	}
+	if err := validBackend(r.Backend); err != nil {
+		return r, routeopts.Options{}, err
+	}
+	opts, canon, err := routeopts.Parse(m["options"])
+	if err != nil {
+		return r, routeopts.Options{}, badRequest("%s", err.Error())
+	}
+	r.Options = canon
+	return r, opts, nil
+}
+
+func (srv *server) register(c echo.Context) error {
+	m, err := readObject(c)
+	if err != nil {
+		return err
+	}
+	req, opts, err := parseRegister(m)
+	if err != nil {
+		return err
+	}
+	for _, name := range opts.Unknown {
+		if _, seen := srv.unknown.LoadOrStore(name, true); !seen {
+			srv.log.Warn("unknown route option kept as is", "option", name)
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	stored, created, err := srv.store.RegisterRoute(ctx, registry.Route{Host: req.Host, Path: req.Path, Backend: req.Backend, Options: req.Options})
+	switch {
+	case errors.Is(err, registry.ErrRouteExists):
+		srv.m.conflicts.Add(1)
+		return &apiError{http.StatusConflict, "route already exists"}
+	case errors.Is(err, registry.ErrInvalid):
+		return badRequest("%s", strings.TrimPrefix(err.Error(), "invalid registry input: "))
+	case err != nil:
+		return err
+	}
+	if created {
+		srv.m.registrations.Add(1)
+		srv.log.Info("audit", "action", "register", "host", stored.Host, "path", stored.Path,
+			"backend", stored.Backend, "service", registry.ServiceName(stored.Host, stored.Path), "client", clientID(c))
+		srv.rec.Trigger()
+	}
+	return c.JSON(http.StatusOK, struct {
+		Status  string `json:"status"`
+		Host    string `json:"host"`
+		Path    string `json:"path"`
+		Backend string `json:"backend"`
+	}{"registered", stored.Host, stored.Path, stored.Backend})
+}
+
+func (srv *server) deregister(c echo.Context) error {
+	m, err := readObject(c)
+	if err != nil {
+		return err
+	}
+	host, err := stringField(m, "host", true)
+	if err != nil {
+		return err
+	}
+	path, err := stringField(m, "path", true)
+	if err != nil {
+		return err
+	}
+	host = strings.ToLower(host)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	r, err := srv.store.DeregisterRoute(ctx, host, path)
+	switch {
+	case errors.Is(err, registry.ErrRouteNotFound):
+		return &apiError{http.StatusNotFound, "route not found"}
+	case err != nil:
+		return err
+	}
+	srv.m.deregistrations.Add(1)
+	srv.log.Info("audit", "action", "deregister", "host", r.Host, "path", r.Path, "backend", r.Backend, "client", clientID(c))
+	srv.rec.Trigger()
+	return c.JSON(http.StatusOK, struct {
+		Status string `json:"status"`
+		Host   string `json:"host"`
+		Path   string `json:"path"`
+	}{"deregistered", r.Host, r.Path})
+}
+
+// routeJSON is a GET /routes row: the go-proxy shape plus options (an
+// addition, so a dump can be re-imported with everything).
+type routeJSON struct {
+	Host         string          `json:"host"`
+	Path         string          `json:"path"`
+	Backend      string          `json:"backend"`
+	Options      json.RawMessage `json:"options,omitempty"`
+	RegisteredAt string          `json:"registered_at"`
+}
+
+func (srv *server) routes(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
+	defer cancel()
+	rs, err := srv.store.ListRoutes(ctx)
+	if err != nil {
+		return err
+	}
+	out := make([]routeJSON, len(rs))
+	for i, r := range rs {
+		out[i] = routeJSON{Host: r.Host, Path: r.Path, Backend: r.Backend, Options: r.Options,
+			RegisteredAt: r.RegisteredAt.UTC().Format(time.RFC3339)}
+	}
+	return c.JSON(http.StatusOK, struct {
+		Routes []routeJSON `json:"routes"`
+		Total  int         `json:"total"`
+	}{out, len(out)})
+}
+
+func (srv *server) health(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	n, err := srv.store.CountRoutes(ctx)
+	if err != nil {
+		srv.log.Warn("health: registry store unavailable", "error", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{
+			"status": "unhealthy", "error": "registry store unavailable",
+		})
+	}
+	body := map[string]any{"status": "healthy", "registered_routes": n}
+	if pending, err := srv.rec.Pending(ctx); err == nil {
+		body["pending_changes"] = pending
+	}
+	st := srv.rec.Stats()
+	kong := map[string]any{"leader": st.Leader}
+	if st.LastError != "" {
+		kong["last_error"] = st.LastError
+	}
+	if !st.LastApply.IsZero() {
+		kong["last_apply"] = st.LastApply.UTC().Format(time.RFC3339)
+	}
+	body["kong"] = kong
+	return c.JSON(http.StatusOK, body)
+}
+
+func (srv *server) metrics(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	var g gauges
+	if n, err := srv.store.CountRoutes(ctx); err == nil {
+		g.routes, g.up = int64(n), true
+	}
+	if p, err := srv.rec.Pending(ctx); err == nil {
+		g.pending = p
+	}
+	g.leader = srv.rec.Stats().Leader
+	c.Response().Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	c.Response().WriteHeader(http.StatusOK)
+	srv.m.write(c.Response(), g)
+	return nil
+}

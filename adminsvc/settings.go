@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Settings are every knob of adminsvc.
+type Settings struct {
+	Listen          string
+	RedisURL        string
+	RedisSentinel   string // master name; enables Sentinel
+	RedisSentinels  string // comma-separated host:port
+	RedisCluster    string // comma-separated host:port; enables Cluster
+	RedisPrefix     string
+	KongAdminURL    string
+	KongAdminToken  string
+	KongMode        string
+	KongBaseConfig  string
+	KongTimeout     time.Duration
+	KongConcurrency int
+	Reconcile       time.Duration
+	APIKeys         string
+	APIKeysFile     string
+	RateLimit       int
+	BodyLimit       int64
+	NoMigrate       bool
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+	ReplicaID       string
+
+	// How the Kong plugin reaches Redis, when not the same as adminsvc.
+	PluginRedisHost        string
+	PluginRedisPort        int
+	PluginRedisPassword    string
+	PluginRedisDatabase    int
+	PluginRedisSSL         bool
+	PluginRedisServerName  string
+	PluginRedisTimeoutMS   int
+	PluginRedisSentinel    string
+	PluginRedisSentinels   string
+	PluginRedisClusterNode string
+}
+
+// settingsFlags registers every setting on fs with its SR_* variable as
+// the default when set; flags parsed afterwards win.
+func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (apply func() error) {
+	var errs []error
+	str := func(p *string, name, env, def, help string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" (env "+env+")")
+	}
+	// Secrets never become flag defaults: --help would print them.
+	var secrets []func(set map[string]bool)
+	secret := func(p *string, name, env, def, help string) {
+		fs.StringVar(p, name, def, help+" (env "+env+")")
+		secrets = append(secrets, func(set map[string]bool) {
+			if v := getenv(env); v != "" && !set[name] {
+				*p = v
+			}
+		})
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: invalid duration %q", env, v))
+			} else {
+				def = d
+			}
+		}
+		fs.DurationVar(p, name, def, help+" (env "+env+")")
+	}
+	integer := func(p *int, name, env string, def int, help string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: invalid integer %q", env, v))
+			} else {
+				def = n
+			}
+		}
+		fs.IntVar(p, name, def, help+" (env "+env+")")
+	}
+	boolean := func(p *bool, name, env string, def bool, help string) {
+		if v := getenv(env); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: invalid boolean %q", env, v))
+			} else {
+				def = b
+			}
+		}
+		fs.BoolVar(p, name, def, help+" (env "+env+")")
+	}
+	str(&s.Listen, "listen", "SR_LISTEN", ":81", "address of the registry API")
+	secret(&s.RedisURL, "redis-url", "SR_REDIS_URL", "redis://127.0.0.1:6379/0", "registry Redis (redis:// or rediss:// for TLS)")
+	str(&s.RedisSentinel, "redis-sentinel-master", "SR_REDIS_SENTINEL_MASTER", "", "Sentinel master name (enables Sentinel; password and db from --redis-url)")
+	str(&s.RedisSentinels, "redis-sentinel-addrs", "SR_REDIS_SENTINEL_ADDRS", "", "Sentinel addresses, comma-separated host:port")
+	str(&s.RedisCluster, "redis-cluster-addrs", "SR_REDIS_CLUSTER_ADDRS", "", "Redis Cluster seed addresses, comma-separated host:port (enables Cluster)")
+	str(&s.RedisPrefix, "redis-prefix", "SR_REDIS_PREFIX", "sr", "prefix of every registry key")
+	str(&s.KongAdminURL, "kong-admin-url", "SR_KONG_ADMIN_URL", "http://127.0.0.1:8001", "Kong Admin API")
+	secret(&s.KongAdminToken, "kong-admin-token", "SR_KONG_ADMIN_TOKEN", "", "sent as Kong-Admin-Token when set")
+	str(&s.KongMode, "kong-mode", "SR_KONG_MODE", "auto", "auto (ask Kong's /), db or dbless")
+	str(&s.KongBaseConfig, "kong-base-config", "SR_KONG_BASE_CONFIG", "", "operator's kong.yml merged into DB-less pushes")
+	dur(&s.KongTimeout, "kong-timeout", "SR_KONG_TIMEOUT", 10*time.Second, "timeout of each Kong Admin API call")
+	integer(&s.KongConcurrency, "kong-concurrency", "SR_KONG_CONCURRENCY", 8, "parallel Kong writes in DB mode")
+	dur(&s.Reconcile, "reconcile-interval", "SR_RECONCILE_INTERVAL", 30*time.Second, "full reconcile with Kong at least this often")
+	secret(&s.APIKeys, "api-keys", "SR_API_KEYS", "", "comma-separated API keys; none = open API (a warning is logged)")
+	str(&s.APIKeysFile, "api-keys-file", "SR_API_KEYS_FILE", "", "file with one API key per line (# comments)")
+	integer(&s.RateLimit, "rate-limit", "SR_RATE_LIMIT", 600, "requests per minute per client (API key or IP) on the registry API; 0 = off")
+	var bodyLimit int
+	integer(&bodyLimit, "body-limit", "SR_BODY_LIMIT", 1<<20, "largest request body in bytes (413 above)")
+	boolean(&s.NoMigrate, "no-migrate", "SR_NO_MIGRATE", false, "do not run keyspace migrations at start")
+	dur(&s.ShutdownTimeout, "shutdown-timeout", "SR_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
+	str(&s.LogLevel, "log-level", "SR_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&s.LogFormat, "log-format", "SR_LOG_FORMAT", "json", "json or text")
+	str(&s.ReplicaID, "replica-id", "SR_REPLICA_ID", "", "name of this replica in the Kong sync lease (default hostname-pid)")
+	str(&s.PluginRedisHost, "plugin-redis-host", "SR_PLUGIN_REDIS_HOST", "", "Redis host the Kong plugin uses (default: host of --redis-url)")
+	integer(&s.PluginRedisPort, "plugin-redis-port", "SR_PLUGIN_REDIS_PORT", 0, "Redis port the Kong plugin uses (default: port of --redis-url)")
+	secret(&s.PluginRedisPassword, "plugin-redis-password", "SR_PLUGIN_REDIS_PASSWORD", "", "Redis password the Kong plugin uses (default: from --redis-url)")
+	integer(&s.PluginRedisDatabase, "plugin-redis-database", "SR_PLUGIN_REDIS_DATABASE", -1, "Redis database the Kong plugin uses (default: from --redis-url)")
+	boolean(&s.PluginRedisSSL, "plugin-redis-ssl", "SR_PLUGIN_REDIS_SSL", false, "the Kong plugin uses TLS to Redis (default: true for rediss://)")
+	str(&s.PluginRedisServerName, "plugin-redis-server-name", "SR_PLUGIN_REDIS_SERVER_NAME", "", "TLS server name for the plugin's Redis")
+	integer(&s.PluginRedisTimeoutMS, "plugin-redis-timeout-ms", "SR_PLUGIN_REDIS_TIMEOUT_MS", 0, "the plugin's Redis timeout (default: plugin's own, 20)")
+	str(&s.PluginRedisSentinel, "plugin-redis-sentinel-master", "SR_PLUGIN_REDIS_SENTINEL_MASTER", "", "Sentinel master for the plugin (default: --redis-sentinel-master)")
+	str(&s.PluginRedisSentinels, "plugin-redis-sentinel-nodes", "SR_PLUGIN_REDIS_SENTINEL_NODES", "", "Sentinel nodes for the plugin (default: --redis-sentinel-addrs)")
+	str(&s.PluginRedisClusterNode, "plugin-redis-cluster-nodes", "SR_PLUGIN_REDIS_CLUSTER_NODES", "", "Cluster nodes for the plugin (default: --redis-cluster-addrs)")
+	return func() error {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, apply := range secrets {
+			apply(set)
+		}
+		s.BodyLimit = int64(bodyLimit)
+		switch s.KongMode {
+		case "auto", "db", "dbless":
+		default:
+			errs = append(errs, fmt.Errorf("kong-mode %q: expected auto, db or dbless", s.KongMode))
+		}
+		if s.Reconcile <= 0 {
+			errs = append(errs, errors.New("reconcile-interval must be positive"))
+		}
+		if s.RateLimit < 0 {
+			errs = append(errs, errors.New("rate-limit must not be negative"))
+		}
+		if s.BodyLimit <= 0 {
+			errs = append(errs, errors.New("body-limit must be positive"))
+		}
+		if _, err := url.Parse(s.KongAdminURL); err != nil {
+			errs = append(errs, fmt.Errorf("kong-admin-url: %w", err))
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// parseSettings reads env then flags (flags win).
+func parseSettings(name string, args []string, getenv func(string) string, out io.Writer) (*Settings, *flag.FlagSet, error) {
+	s := &Settings{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	apply := settingsFlags(fs, s, getenv)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage:\n  %s [flags]                 serve the registry API\n  %s migrate up|status [flags]\n  %s import [flags] routes.json\n\nFlags (every flag also reads the SR_* variable shown; flags win):\n", name, name, name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fs, err
+	}
+	if err := apply(); err != nil {
+		return nil, fs, err
+	}
+	return s, fs, nil
+}
+
+// loadAPIKeys merges SR_API_KEYS and the keys file.
+func (s *Settings) loadAPIKeys() ([]string, error) {
+	var keys []string
+	for _, k := range strings.Split(s.APIKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if s.APIKeysFile != "" {
+		f, err := os.Open(s.APIKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("api keys file: %w", err)
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			keys = append(keys, line)
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("api keys file: %w", err)
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/kong-service-registry/service-registry/internal/registry"
+)
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+func (srv *server) openapi(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/json", openapiDoc)
+}
+
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, registry.ErrServiceNotFound):
+		return &apiError{http.StatusNotFound, "service not found"}
+	case errors.Is(err, registry.ErrInstanceNotFound):
+		return &apiError{http.StatusNotFound, "instance not found"}
+	case errors.Is(err, registry.ErrInvalid):
+		return badRequest("%s", strings.TrimPrefix(err.Error(), "invalid registry input: "))
+	}
+	return err
+}
+
+func (srv *server) listServices(c echo.Context) error {
+	var tags []string
+	for _, t := range strings.Split(c.QueryParam("tags"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tags = append(tags, t)
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
+	defer cancel()
+	svcs, err := srv.store.ListServices(ctx, tags)
+	if err != nil {
+		return storeErr(err)
+	}
+	if svcs == nil {
+		svcs = []registry.Service{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"services": svcs, "total": len(svcs)})
+}
+
+func (srv *server) getService(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	s, err := srv.store.GetService(ctx, c.Param("name"))
+	if err != nil {
+		return storeErr(err)
+	}
+	return c.JSON(http.StatusOK, s)
+}
+
+func (srv *server) setTags(c echo.Context) error {
+	var body struct {
+		Tags []string `json:"tags"`
+	}
+	if err := decodeStrict(c, &body); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	if err := srv.store.SetServiceTags(ctx, c.Param("name"), body.Tags); err != nil {
+		return storeErr(err)
+	}
+	srv.log.Info("audit", "action", "set_tags", "service", c.Param("name"), "tags", body.Tags, "client", clientID(c))
+	return c.JSON(http.StatusOK, map[string]any{"status": "updated", "service": c.Param("name"), "tags": body.Tags})
+}
+
+// decodeStrict decodes a JSON object body into v; wrong types and unknown
+// fields are 400s naming the field.
+func decodeStrict(c echo.Context, v any) error {
+	m, err := readObject(c)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(m)
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return badRequest("%s: expected %s", te.Field, jsonKind(te.Type.Kind().String()))
+		}
+		msg := strings.TrimPrefix(err.Error(), "json: ")
+		return badRequest("%s", msg)
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "an integer"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "a boolean"
+	case k == "slice":
+		return "an array"
+	case k == "map", k == "struct":
+		return "an object"
+	}
+	return k
+}
+
+type instanceReq struct {
+	Address  string            `json:"address"`
+	Scheme   string            `json:"scheme"`
+	Weight   *int              `json:"weight"`
+	TTL      int               `json:"ttl_s"`
+	Tags     []string          `json:"tags"`
+	Metadata map[string]string `json:"metadata"`
+}
+
+func validAddress(a string) error {
+	h, p, err := net.SplitHostPort(a)
+	if err != nil || h == "" {
+		return badRequest("address: expected host:port")
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return badRequest("address: invalid port %q", p)
+	}
+	return nil
+}
+
+func (srv *server) putInstance(c echo.Context) error {
+	var req instanceReq
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	if err := validAddress(req.Address); err != nil {
+		return err
+	}
+	weight := 100
+	if req.Weight != nil {
+		weight = *req.Weight
+	}
+	if weight < 0 || weight > registry.MaxWeight {
+		return badRequest("weight: must be between 0 and %d", registry.MaxWeight)
+	}
+	if req.TTL < 0 {
+		return badRequest("ttl_s: must not be negative")
+	}
+	switch req.Scheme {
+	case "", "http", "https":
+	default:
+		return badRequest("scheme: expected http or https")
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	in, err := srv.store.PutInstance(ctx, c.Param("name"), registry.Instance{
+		ID: c.Param("id"), Address: req.Address, Scheme: req.Scheme, Weight: weight,
+		TTLSeconds: req.TTL, Tags: req.Tags, Metadata: req.Metadata,
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	srv.log.Info("audit", "action", "put_instance", "service", c.Param("name"), "instance", in.ID,
+		"address", in.Address, "weight", in.Weight, "ttl_s", in.TTLSeconds, "client", clientID(c))
+	srv.rec.Trigger()
+	return c.JSON(http.StatusOK, in)
+}
+
+func (srv *server) patchInstance(c echo.Context) error {
+	var req struct {
+		Weight *int `json:"weight"`
+	}
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	if req.Weight == nil {
+		return badRequest("weight: required")
+	}
+	if *req.Weight < 0 || *req.Weight > registry.MaxWeight {
+		return badRequest("weight: must be between 0 and %d", registry.MaxWeight)
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	in, err := srv.store.PatchInstance(ctx, c.Param("name"), c.Param("id"), *req.Weight)
+	if err != nil {
+		return storeErr(err)
+	}
+	srv.log.Info("audit", "action", "patch_instance", "service", c.Param("name"), "instance", in.ID, "weight", in.Weight, "client", clientID(c))
+	srv.rec.Trigger()
+	return c.JSON(http.StatusOK, in)
+}
+
+func (srv *server) deleteInstance(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	if err := srv.store.DeleteInstance(ctx, c.Param("name"), c.Param("id")); err != nil {
+		return storeErr(err)
+	}
+	srv.log.Info("audit", "action", "delete_instance", "service", c.Param("name"), "instance", c.Param("id"), "client", clientID(c))
+	srv.rec.Trigger()
+	return c.JSON(http.StatusOK, map[string]string{"status": "deleted", "service": c.Param("name"), "id": c.Param("id")})
+}
+
+func (srv *server) heartbeat(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	in, err := srv.store.Heartbeat(ctx, c.Param("name"), c.Param("id"))
+	if err != nil {
+		return storeErr(err)
+	}
+	return c.JSON(http.StatusOK, in)
+}
+
+func (srv *server) maintenance(c echo.Context) error {
+	var req registry.Maintenance
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	if err := srv.store.SetMaintenance(ctx, c.Param("name"), req); err != nil {
+		return storeErr(err)
+	}
+	srv.log.Info("audit", "action", "maintenance", "service", c.Param("name"), "enabled", req.Enabled, "client", clientID(c))
+	return c.JSON(http.StatusOK, map[string]any{"service": c.Param("name"), "maintenance": req})
+}
+
+// serviceHealth reports each instance's lease and weight state and the
+// plugin's shared circuit-breaker state (read from the breaker's Redis hash
+// <prefix>:v1:{cb:<service>|<address>}: st 0 closed / 1 open, until ms).
+func (srv *server) serviceHealth(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	name := c.Param("name")
+	s, err := srv.store.GetService(ctx, name)
+	if err != nil {
+		return storeErr(err)
+	}
+	now := time.Now()
+	type instHealth struct {
+		ID        string     `json:"id"`
+		Address   string     `json:"address"`
+		Weight    int        `json:"weight"`
+		Status    string     `json:"status"`
+		Breaker   string     `json:"breaker"`
+		ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	}
+	out := make([]instHealth, 0, len(s.Instances))
+	healthy := 0
+	for _, in := range s.Instances {
+		h := instHealth{ID: in.ID, Address: in.Address, Weight: in.Weight, Status: "healthy", Breaker: "closed"}
+		if !in.ExpiresAt.IsZero() {
+			t := in.ExpiresAt
+			h.ExpiresAt = &t
+		}
+		switch {
+		case in.TTLSeconds > 0 && !in.ExpiresAt.IsZero() && !in.ExpiresAt.After(now):
+			h.Status = "expired"
+		case in.Weight == 0:
+			h.Status = "draining"
+		}
+		vals, err := srv.rdb.HMGet(ctx, fmt.Sprintf("%s:v1:{cb:%s|%s}", srv.s.RedisPrefix, name, in.Address), "st", "until").Result()
+		if err == nil && len(vals) == 2 && vals[0] != nil {
+			st, _ := strconv.Atoi(fmt.Sprint(vals[0]))
+			until, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+			if st == 1 {
+				h.Breaker = "open"
+				if now.UnixMilli() >= until {
+					h.Breaker = "half_open"
+				}
+			}
+		} else if err != nil {
+			h.Breaker = "unknown"
+		}
+		if h.Status == "healthy" && h.Breaker != "open" {
+			healthy++
+		}
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	status := "healthy"
+	switch {
+	case s.Maintenance.Enabled:
+		status = "maintenance"
+	case healthy == 0:
+		status = "unhealthy"
+	case healthy < len(out):
+		status = "degraded"
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"service": name, "status": status, "maintenance": s.Maintenance,
+		"healthy_instances": healthy, "instances": out,
+	})
+}
+
+// events streams registry changes as server-sent events until the client
+// goes away or the server shuts down.
+func (srv *server) events(c echo.Context) error {
+	ctx := c.Request().Context()
+	ch, err := srv.store.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": connected\n\n")
+	w.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-srv.shutdown():
+			return nil
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+		case ch1, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			b, _ := json.Marshal(map[string]any{"service": ch1.Service, "version": ch1.Version})
+			fmt.Fprintf(w, "event: change\nid: %d\ndata: %s\n\n", ch1.Version, b)
+		}
+		w.Flush()
+	}
+}
