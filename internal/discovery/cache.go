@@ -315,12 +315,11 @@ func (c *Cache) feed() {
 		}
 		c.subs.Add(1)
 		c.ok()
-		// Messages may have been lost before this subscription: check
-		// everything cached once.
-		if c.subs.Load() > 1 {
-			for _, e := range *c.entries.Load() {
-				c.kick(e, false)
-			}
+		// Changes made before this subscription was live (the first one
+		// starts together with the first load; later ones follow a lost
+		// connection) were not heard: check everything cached once.
+		for _, e := range *c.entries.Load() {
+			c.kick(e, false)
 		}
 		for ch2 := range ch {
 			c.changes.Add(1)

@@ -270,3 +270,33 @@ func TestSteadyStateNoRedisCommands(t *testing.T) {
 		t.Fatalf("%d Redis commands for %d picks (allowed %d)", calls, picks, allowed)
 	}
 }
+
+// lateFeed subscribes only when released, to open the window between the
+// first load and a live subscription.
+type lateFeed struct {
+	*registry.Store
+	release chan struct{}
+}
+
+func (l lateFeed) Watch(ctx context.Context) (<-chan registry.Change, error) {
+	select {
+	case <-l.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return l.Store.Watch(ctx)
+}
+
+// A change made after the first load but before the subscription is live
+// is still picked up (without waiting for the poll backstop).
+func TestChangeBeforeSubscriptionIsSeen(t *testing.T) {
+	e := newEnv(t)
+	e.put(t, "api", "a", 1)
+	lf := lateFeed{Store: e.store, release: make(chan struct{})}
+	c := newCache(t, lf, discovery.Options{})
+	get(t, c, "api", time.Hour)
+	e.put(t, "api", "b", 1)
+	close(lf.release)
+	v, _ := e.store.ServiceVersion(context.Background(), "api")
+	waitVersion(t, c, "api", v, time.Hour, 2*time.Second)
+}
