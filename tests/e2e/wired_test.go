@@ -1,0 +1,45 @@
+package e2e
+
+import (
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const modulePath = "github.com/kong-service-registry/service-registry/"
+
+// requireWired skips a scenario whose subsystem the plugin does not import
+// yet (rate limiting and breaking land in the plugin after discovery). It
+// reads the plugin's imports, so once the package is wired in, the scenario
+// always runs: it can never be skipped by a plugin that misbehaves.
+func requireWired(t *testing.T, pkg string) {
+	t.Helper()
+	files, err := filepath.Glob("../../plugins/service-registry/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("plugin sources not found: %v", err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		af, err := parser.ParseFile(fset, f, src, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range af.Imports {
+			if p, _ := strconv.Unquote(im.Path.Value); p == modulePath+pkg {
+				return
+			}
+		}
+	}
+	t.Skipf("the plugin does not import %s yet: scenario not applicable", pkg)
+}
