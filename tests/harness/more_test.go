@@ -1,0 +1,109 @@
+package harness
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
+)
+
+// The plugin server forgets an instance (as after a restart): go-pdk answers
+// "no plugin instance" by closing the connection, Kong sees "closed", resets
+// its instances, starts a new one and retries the event.
+func TestNoPluginInstanceRetry(t *testing.T) {
+	be, _ := backend(t)
+	k, id := setup(t, Options{}, be.URL, map[string]any{"mode": "getters"})
+	if resp, _ := get(t, k.URL()+"/t"); resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	k.instMu.Lock()
+	inst := k.instances[id]
+	k.instMu.Unlock()
+	// Close it behind Kong's back, on the plugin's own socket.
+	if _, err := k.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdCloseInstance{
+		CmdCloseInstance: &pb.CmdCloseInstance{InstanceId: inst.id},
+	}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := get(t, k.URL()+"/t")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Path") != "/t" || k.InstancesStarted() != 2 {
+		t.Fatalf("status %d, X-Path %q, started %d", resp.StatusCode, resp.Header.Get("X-Path"), k.InstancesStarted())
+	}
+	st := lastRequest(t, k, 2)
+	if st.Events["access"] != 2 {
+		t.Fatalf("want the access event sent twice (failed, retried): %v", st)
+	}
+}
+
+// Concurrent requests use several plugin connections from the pool.
+func TestConnectionPool(t *testing.T) {
+	be, _ := backend(t)
+	k, _ := setup(t, Options{}, be.URL, map[string]any{"mode": "getters"})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				if resp, _ := get(t, k.URL()+"/t"); resp.StatusCode != 200 {
+					t.Error(resp.Status)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := k.ConnectionsOpened(); n < 2 || n > 80 {
+		t.Fatalf("%d connections for 80 concurrent requests: want a pool (several, reused)", n)
+	}
+}
+
+// Without set_target: an upstream's targets in weighted round robin, Host
+// is the target host:port (or the upstream's host_header), preserve_host
+// keeps the client's Host.
+func TestUpstreamTargetsAndHost(t *testing.T) {
+	var mu sync.Mutex
+	hosts := map[string]int{}
+	hits := map[string]int{}
+	mk := func(name string) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hosts[r.Host]++
+			hits[name]++
+			mu.Unlock()
+		}))
+		t.Cleanup(s.Close)
+		return s.Listener.Addr().String()
+	}
+	a, b := mk("a"), mk("b")
+	k := Start(t, Options{Binary: srtestBin})
+	k.AddUpstream(Upstream{Name: "up", Targets: []Target{{Target: a, Weight: Int(100)}, {Target: b, Weight: Int(300)}}})
+	k.AddService(Service{Name: "s", Host: "up"})
+	if _, err := k.AddRoute(Route{Name: "r", Service: "s", Paths: []string{"/u"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.AddRoute(Route{Name: "p", Service: "s", Paths: []string{"/p"}, PreserveHost: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		get(t, k.URL()+"/u")
+	}
+	mu.Lock()
+	if hits["a"] != 10 || hits["b"] != 30 {
+		t.Errorf("weights 100/300 gave %v", hits)
+	}
+	ha, _, _ := net.SplitHostPort(a)
+	_, pa, _ := net.SplitHostPort(a)
+	if hosts[ha+":"+pa] != 10 {
+		t.Errorf("Host headers %v, want target host:port", hosts)
+	}
+	mu.Unlock()
+	get(t, k.URL()+"/p", "Host", "client.example:1234")
+	mu.Lock()
+	defer mu.Unlock()
+	if hosts["client.example:1234"] != 1 {
+		t.Errorf("preserve_host: Host headers %v", hosts)
+	}
+}
