@@ -3,11 +3,14 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
@@ -74,20 +77,71 @@ func p99(d []time.Duration) time.Duration {
 	return d[(len(d)*99)/100]
 }
 
+type frozenRun struct {
+	p99, max    time.Duration
+	sources     [4]int
+	unavailable int
+}
+
+// decideWhileFrozen makes 100 decisions per node on a fresh key (so the
+// deny cache cannot answer for the policy) and reports their latency.
+func decideWhileFrozen(t *testing.T, nodes []*Limiter, key string, limits []Limit) frozenRun {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var run frozenRun
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				t0 := time.Now()
+				r, err := n.Allow(context.Background(), key, limits)
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				switch {
+				case errors.Is(err, ErrUnavailable):
+					run.unavailable++
+				case err != nil:
+					t.Error(err)
+				default:
+					run.sources[r.Source]++
+				}
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	run.p99 = p99(lat)
+	run.max = lat[len(lat)-1]
+	return run
+}
+
 // TestRedisStoppedMidTest freezes Redis (SIGSTOP: connections stay open and
 // nothing answers, the worst case) under three nodes, then brings it back.
+// One variant uses clients that ignore context deadlines: the limiter must
+// bound the decision itself.
 func TestRedisStoppedMidTest(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		policy Policy
-	}{{"fail-open", FailOpen}, {"fail-closed", FailClosed}, {"local", FailLocal}} {
+		name       string
+		policy     Policy
+		ignoresCtx bool
+	}{{"fail-open", FailOpen, false}, {"fail-closed", FailClosed, false}, {"local", FailLocal, false},
+		{"fail-open-client-ignores-ctx", FailOpen, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := redistest.Start(t, redistest.Options{})
 			const timeout = 20 * time.Millisecond
 			limits := []Limit{PerSecond(5, 0)}
 			var nodes []*Limiter
 			for i := 0; i < 3; i++ {
-				nodes = append(nodes, New(newClient(t, s.Addr), Options{
+				c := newClient(t, s.Addr)
+				if tc.ignoresCtx {
+					c = redis.NewClient(&redis.Options{Addr: s.Addr, ReadTimeout: 2 * time.Second})
+					t.Cleanup(func() { _ = c.Close() })
+				}
+				nodes = append(nodes, New(c, Options{
 					Logger: quiet(), Timeout: timeout, Policy: tc.policy, Nodes: 3, Backoff: 50 * time.Millisecond,
 				}))
 			}
@@ -99,41 +153,23 @@ func TestRedisStoppedMidTest(t *testing.T) {
 				}
 			}
 			s.Pause()
-			var mu sync.Mutex
-			var lat []time.Duration
-			var sources [4]int
-			var unavailable int
-			var wg sync.WaitGroup
-			for _, n := range nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < 100; i++ {
-						t0 := time.Now()
-						// A fresh key: the deny cache must not answer for the policy.
-						r, err := n.Allow(ctx, key+"-frozen", limits)
-						d := time.Since(t0)
-						mu.Lock()
-						lat = append(lat, d)
-						switch {
-						case errors.Is(err, ErrUnavailable):
-							unavailable++
-						case err != nil:
-							t.Error(err)
-						default:
-							sources[r.Source]++
-						}
-						mu.Unlock()
-						time.Sleep(2 * time.Millisecond)
-					}
-				}()
+			// The bound is timeout+5ms; a 2-core machine shared with other
+			// test processes can starve a timer wakeup past that, so a phase
+			// over the bound is measured again (3 tries). A limiter that does
+			// not bound its calls fails every try.
+			bound := timeout + 5*time.Millisecond
+			var run frozenRun
+			for try := 1; try <= 3; try++ {
+				run = decideWhileFrozen(t, nodes, fmt.Sprintf("%s-frozen-%d", key, try), limits)
+				t.Logf("redis frozen, try %d: p99 %s max %s; sources %v unavailable %d", try, run.p99, run.max, run.sources, run.unavailable)
+				if run.p99 <= bound {
+					break
+				}
 			}
-			wg.Wait()
-			got := p99(lat)
-			t.Logf("redis frozen: p99 %s max %s; sources %v unavailable %d", got, lat[len(lat)-1], sources, unavailable)
-			if got > timeout+5*time.Millisecond {
-				t.Errorf("p99 decision latency %s with redis frozen, want <= %s", got, timeout+5*time.Millisecond)
+			if run.p99 > bound {
+				t.Errorf("p99 decision latency %s with redis frozen, want <= %s", run.p99, bound)
 			}
+			sources, unavailable := run.sources, run.unavailable
 			switch tc.policy {
 			case FailOpen:
 				if sources[SourceFailOpen] == 0 || unavailable != 0 || sources[SourceLocal] != 0 {

@@ -242,12 +242,31 @@ func (l *Limiter) eval(ctx context.Context, key string, limits []Limit) (Result,
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
-	l.redisCalls.Add(1)
-	v, err := l.c.EvalSha(ctx, l.sha, keys, args...).Result()
-	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		// First use on this Redis (or after a restart/flush): EVAL loads it.
+	// The call runs beside us so the decision returns at the deadline even
+	// when the client ignores contexts (ContextTimeoutEnabled unset) or is
+	// busy after it; the buffered channel lets a late call finish and exit.
+	type reply struct {
+		v   any
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
 		l.redisCalls.Add(1)
-		v, err = l.c.Eval(ctx, gcraScript, keys, args...).Result()
+		v, err := l.c.EvalSha(ctx, l.sha, keys, args...).Result()
+		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			// First use on this Redis (or after a restart/flush): EVAL loads it.
+			l.redisCalls.Add(1)
+			v, err = l.c.Eval(ctx, gcraScript, keys, args...).Result()
+		}
+		done <- reply{v, err}
+	}()
+	var v any
+	var err error
+	select {
+	case r := <-done:
+		v, err = r.v, r.err
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("rate limit script: %w", err)
