@@ -1,0 +1,234 @@
+package adminsvc_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+)
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "adminsvc-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "adminsvc")
+	root, err := repoRoot()
+	if err == nil {
+		cmd := exec.Command("go", "build", "-o", binPath, "./adminsvc")
+		cmd.Dir = root
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		err = cmd.Run()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "building adminsvc:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// syncBuffer collects a process's output safely for -race.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type svcOpts struct {
+	Redis string            // redis URL
+	Kong  string            // Kong Admin URL; default an unreachable port
+	Port  int               // 0: a free port
+	Env   map[string]string // extra SR_* settings
+	Args  []string
+}
+
+// svc is one running adminsvc process.
+type svc struct {
+	t    testing.TB
+	opts svcOpts
+	cmd  *exec.Cmd
+	URL  string
+	Logs *syncBuffer
+	done chan struct{}
+}
+
+func startSvc(t testing.TB, o svcOpts) *svc {
+	t.Helper()
+	if o.Port == 0 {
+		o.Port = redistest.FreePort(t)
+	}
+	if o.Kong == "" {
+		o.Kong = fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t))
+	}
+	s := &svc{t: t, opts: o, URL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *svc) start() {
+	s.t.Helper()
+	env := map[string]string{
+		"SR_LISTEN":             fmt.Sprintf("127.0.0.1:%d", s.opts.Port),
+		"SR_REDIS_URL":          s.opts.Redis,
+		"SR_KONG_ADMIN_URL":     s.opts.Kong,
+		"SR_RECONCILE_INTERVAL": "1s",
+		"SR_LOG_LEVEL":          "info",
+		"SR_RATE_LIMIT":         "0",
+	}
+	for k, v := range s.opts.Env {
+		env[k] = v
+	}
+	cmd := exec.Command(binPath, s.opts.Args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	s.Logs = &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = s.Logs, s.Logs
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("starting adminsvc: %v", err)
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(s.URL + "/health")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("adminsvc exited at start:\n%s", s.Logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("adminsvc not answering:\n%s", s.Logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for a graceful exit.
+func (s *svc) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+// Kill ends the process without a chance to clean up.
+func (s *svc) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the process again with the same settings and port.
+func (s *svc) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+type resp struct {
+	Status int
+	Body   map[string]any
+	Raw    string
+	Header http.Header
+}
+
+func (s *svc) do(method, path, body string, headers ...string) resp {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer hr.Body.Close()
+	raw, _ := io.ReadAll(hr.Body)
+	r := resp{Status: hr.StatusCode, Raw: string(raw), Header: hr.Header}
+	_ = json.Unmarshal(raw, &r.Body)
+	return r
+}
+
+func jsonBody(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

@@ -1,0 +1,1 @@
+curl http://proxy:81/routes
