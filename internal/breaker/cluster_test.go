@@ -270,3 +270,26 @@ func TestClusterLowErrorRateNeverOpens(t *testing.T) {
 	}
 	t.Logf("%d failures in 10000 calls over %d syncs: closed everywhere", fails, ns[0].Stats().Syncs)
 }
+
+// Redis losing its data while an instance is open does not keep it shut.
+func TestClusterRedisLosesState(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ns := nodes(t, s.Addr, Settings{FailureThreshold: 1, OpenTimeout: 300 * time.Millisecond})
+	const addr = "10.0.0.7:8080"
+	for _, n := range ns {
+		call(t, n, addr, Success)
+	}
+	call(t, ns[0], addr, Failure)
+	waitFor(t, 500*time.Millisecond, "open everywhere", allState(ns, addr, Open))
+	if err := s.Client().FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "usable again on every node", func() bool {
+		for _, n := range ns {
+			if n.Skip(addr) {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -320,7 +320,12 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 			}
 		}
 	case Closed:
-		if local != Closed && gen >= in.gen.Load() && !in.tripped.Load() {
+		// Close when the cluster closed this open period or a later one, or
+		// when it knows of no open period at all while ours has run out
+		// (Redis lost its data): waiting for a gen that will never come
+		// would keep the instance shut for good.
+		settled := gen >= in.gen.Load() || now >= in.openUntil.Load()
+		if local != Closed && settled && !in.tripped.Load() {
 			in.consec.Store(0)
 			in.win.reset()
 			in.tokens.Store(0)
