@@ -154,6 +154,7 @@ func BenchmarkCachedPick(b *testing.B) {
 	}
 	c := newCache(b, e.store, discovery.Options{})
 	get(b, c, "api", time.Second)
+	settle(b, c)
 	e.srv.ResetStats()
 	b.ReportAllocs()
 	b.ResetTimer()

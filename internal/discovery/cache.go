@@ -43,6 +43,7 @@ type Stats struct {
 	Errors      int64 // failed Redis operations
 	StaleServes int64 // Get answered while Redis was unreachable
 	Subscribes  int64 // change-feed subscriptions made
+	Refreshing  int64 // background refreshes running now
 	Unavailable bool  // Redis currently unreachable (snapshots are stale)
 	Services    int   // services cached
 }
@@ -78,6 +79,7 @@ type Cache struct {
 
 	down                                      atomic.Bool
 	loads, checks, changes, errs, stale, subs atomic.Int64
+	inflight                                  atomic.Int64
 	feedOnce                                  sync.Once
 }
 
@@ -238,8 +240,10 @@ func (c *Cache) kick(e *entry, force bool) {
 		return
 	}
 	c.wg.Add(1)
+	c.inflight.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer c.inflight.Add(-1)
 		for {
 			for e.again.Swap(false) {
 				if c.ctx.Err() != nil {
@@ -339,6 +343,6 @@ func (c *Cache) Stats() Stats {
 	return Stats{
 		Loads: c.loads.Load(), Checks: c.checks.Load(), Changes: c.changes.Load(),
 		Errors: c.errs.Load(), StaleServes: c.stale.Load(), Subscribes: c.subs.Load(),
-		Unavailable: c.down.Load(), Services: len(*c.entries.Load()),
+		Refreshing: c.inflight.Load(), Unavailable: c.down.Load(), Services: len(*c.entries.Load()),
 	}
 }

@@ -74,6 +74,19 @@ func waitVersion(t testing.TB, c *discovery.Cache, svc string, v int64, maxAge, 
 	return 0
 }
 
+// settle waits until the change feed is subscribed and its
+// post-subscription check is done, so later Redis counts are the test's.
+func settle(t testing.TB, c *discovery.Cache) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for st := c.Stats(); st.Subscribes == 0 || st.Refreshing != 0; st = c.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("feed never settled: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -245,6 +258,7 @@ func TestSteadyStateNoRedisCommands(t *testing.T) {
 	c := newCache(t, e.store, discovery.Options{})
 	const ttl = time.Second
 	get(t, c, "api", ttl)
+	settle(t, c)
 	e.srv.ResetStats()
 	start := time.Now()
 	const picks = 10000

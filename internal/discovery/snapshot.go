@@ -35,7 +35,7 @@ type Snapshot struct {
 	Found       bool
 	Maintenance registry.Maintenance
 	LoadedAt    time.Time
-	// Targets are the instances with weight > 0 and a valid address.
+	// Targets are the instances with weight 1..65535 and a valid address.
 	Targets []Target
 
 	// schedule lists target indexes in a smooth weighted order: every
@@ -55,7 +55,9 @@ func (s *Snapshot) HasLeases() bool { return s.leases }
 func NewSnapshot(svc registry.Service, found bool, now time.Time) *Snapshot {
 	s := &Snapshot{Service: svc.Name, Version: svc.Version, Found: found, Maintenance: svc.Maintenance, LoadedAt: now}
 	for _, in := range svc.Instances {
-		if in.Weight <= 0 {
+		// Weight 0 drains an instance; above MaxWeight is data the store
+		// would have refused (written around it): never route to it.
+		if in.Weight <= 0 || in.Weight > registry.MaxWeight {
 			continue
 		}
 		host, portStr, err := net.SplitHostPort(in.Address)

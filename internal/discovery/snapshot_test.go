@@ -125,7 +125,7 @@ func TestPickSkipsExpiredAndSkipped(t *testing.T) {
 	if _, ok := empty.Pick(t0, nil); ok {
 		t.Error("picked from an all-zero service")
 	}
-	bad := NewSnapshot(registry.Service{Instances: []registry.Instance{{ID: "x", Address: "nohost", Weight: 1}, {ID: "y", Address: "h:0", Weight: 1}}}, true, t0)
+	bad := NewSnapshot(registry.Service{Instances: []registry.Instance{{ID: "x", Address: "nohost", Weight: 1}, {ID: "y", Address: "h:0", Weight: 1}, {ID: "z", Address: "h:1", Weight: 65536}}}, true, t0)
 	if len(bad.Targets) != 0 {
 		t.Errorf("invalid addresses kept: %+v", bad.Targets)
 	}

@@ -87,7 +87,16 @@ func TestAccessSetsTarget(t *testing.T) {
 		}
 	}
 	// A new config version (new instance) shares the process-wide cache:
-	// no Redis round trip on its first request either.
+	// no Redis round trip on its first request either. (First let the
+	// feed's post-subscription check finish.)
+	cache := c.compile().backend.cache
+	deadline := time.Now().Add(5 * time.Second)
+	for st := cache.Stats(); st.Subscribes == 0 || st.Refreshing != 0; st = cache.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("feed never settled: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	fx.srv.ResetStats()
 	c2 := fx.config(t, `,"service":"orders","__seq__":2`)
 	c2.access(&fakeKong{})
