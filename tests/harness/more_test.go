@@ -19,6 +19,7 @@ func TestNoPluginInstanceRetry(t *testing.T) {
 	if resp, _ := get(t, k.URL()+"/t"); resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
 	}
+	lastRequest(t, k, 1) // its log event is done: nothing else uses the instance
 	k.instMu.Lock()
 	inst := k.instances[id]
 	k.instMu.Unlock()

@@ -643,10 +643,6 @@ func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []b
 		return m
 	}
 	total := time.Since(rc.start).Milliseconds()
-	tries := rc.tries
-	if tries == nil {
-		tries = []tryInfo{}
-	}
 	svc, rt := rc.service, rc.route
 	doc := map[string]any{
 		"request": map[string]any{
@@ -657,7 +653,6 @@ func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []b
 		},
 		"upstream_uri": rc.upstreamURI,
 		"response":     map[string]any{"status": rc.status, "headers": lower(respHeaders)},
-		"tries":        tries,
 		"latencies": map[string]any{
 			"kong": rc.proxyLat, "proxy": rc.upstreamLat, "request": total, "receive": 0,
 		},
@@ -675,6 +670,11 @@ func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []b
 		"started_at": rc.start.UnixMilli(),
 		"source":     map[string]string{"service": "upstream", "exit": "kong", "error": "kong"}[source],
 		"workspace":  defaultWorkspace, "workspace_name": "default",
+	}
+	// No balancer ran (exit, error before proxying): Kong has no tries table
+	// and cjson leaves the key out.
+	if len(rc.tries) > 0 {
+		doc["tries"] = rc.tries
 	}
 	b, _ := json.Marshal(doc)
 	return b
