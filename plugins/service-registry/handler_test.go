@@ -184,24 +184,35 @@ func TestAccessRegistryKongPassThrough(t *testing.T) {
 func TestAccessDefaultServiceName(t *testing.T) {
 	fx := newFixture(t)
 	fx.put(t, "kong-svc", "a", "10.0.0.5:81", 1)
-	c := fx.config(t, `,"service_id":{"id":"sid-1"}`)
-	k := &fakeKong{svcID: "sid-1", svcName: "kong-svc"}
+	// The name cache is process-wide: a fresh service id per run.
+	sid := fmt.Sprint("sid-", fx.srv.Port, "-", time.Now().UnixNano())
+	c := fx.config(t, `,"service_id":{"id":"`+sid+`"}`)
+	k := &fakeKong{svcID: sid, svcName: "kong-svc"}
 	c.access(k)
 	if k.host != "10.0.0.5" || len(k.calls) != 2 {
 		t.Fatalf("first request: %v %s", k.calls, k.host)
 	}
-	k = &fakeKong{svcID: "sid-1", svcName: "kong-svc"}
+	k = &fakeKong{svcID: sid, svcName: "kong-svc"}
 	c.access(k)
 	if len(k.calls) != 1 {
 		t.Fatalf("name not cached: %v", k.calls)
 	}
 	// Another instance of the same service (new config version): cached
 	// process-wide by service id.
-	c2 := fx.config(t, `,"service_id":"sid-1","__seq__":9`)
-	k = &fakeKong{svcID: "sid-1", svcName: "kong-svc"}
+	c2 := fx.config(t, `,"service_id":"`+sid+`","__seq__":9`)
+	k = &fakeKong{svcID: sid, svcName: "kong-svc"}
 	c2.access(k)
 	if len(k.calls) != 1 || k.host != "10.0.0.5" {
 		t.Fatalf("new instance: %v", k.calls)
+	}
+	// A global plugin (no service_id) resolves per request.
+	g := fx.config(t, "")
+	for i := 0; i < 2; i++ {
+		k = &fakeKong{svcID: "other", svcName: "kong-svc"}
+		g.access(k)
+		if len(k.calls) != 2 {
+			t.Fatalf("global plugin request %d: %v", i, k.calls)
+		}
 	}
 }
 
