@@ -324,11 +324,12 @@ func TestHeartbeatKeepsLeaseAndItsAbsenceExpiresIt(t *testing.T) {
 	ctx, cancel := context.WithCancel(clienttest.Context(t))
 	defer cancel()
 
-	// A lease of 1s, renewed every 200ms by the Registrar.
+	// A lease of 2s, renewed every 200ms by the Registrar: ten chances per
+	// lease, so a loaded CI machine does not lose it by accident.
 	registered := make(chan struct{})
 	r := &client.Registrar{
 		Client: c, Service: "leased", InstanceID: "kept",
-		Instance:          &client.InstanceSpec{Address: "127.0.0.1:9001", TTLSeconds: 1},
+		Instance:          &client.InstanceSpec{Address: "127.0.0.1:9001", TTLSeconds: 2},
 		HeartbeatInterval: 200 * time.Millisecond,
 		OnRegistered:      func() { close(registered) },
 	}
@@ -355,8 +356,8 @@ func TestHeartbeatKeepsLeaseAndItsAbsenceExpiresIt(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// ...while the renewed one stays for 3 more TTLs.
-	until := time.Now().Add(3 * time.Second)
+	// ...while the renewed one stays for 2 more TTLs.
+	until := time.Now().Add(4 * time.Second)
 	for time.Now().Before(until) {
 		if ids := instanceIDs(t, c, "leased"); !contains(ids, "kept") {
 			t.Fatalf("the renewed instance expired: %v", ids)

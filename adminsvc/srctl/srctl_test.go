@@ -285,7 +285,7 @@ func TestRunRegistersUntilSIGTERM(t *testing.T) {
 	reg := clienttest.Start(t, clienttest.Options{})
 	bin := clienttest.Build(t, "./adminsvc/srctl")
 	cmd := exec.Command(bin, "run", "--host", "run.example.com", "--path", "/r", "--backend", "http://127.0.0.1:9000",
-		"--service", "runner", "--address", "127.0.0.1:9000", "--ttl", "2")
+		"--service", "runner", "--address", "127.0.0.1:9000", "--ttl", "3")
 	cmd.Env = append(cleanEnv(), "SR_REGISTRY_URL="+reg.URL)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -302,8 +302,9 @@ func TestRunRegistersUntilSIGTERM(t *testing.T) {
 		t.Fatalf("run did not register: %q\n%s", lines.Text(), stderr.String())
 	}
 	env := []string{"SR_REGISTRY_URL=" + reg.URL}
-	// The lease (2s) outlives several TTLs thanks to the heartbeat.
-	until := time.Now().Add(5 * time.Second)
+	// The lease (3s, renewed every 1s) outlives two TTLs thanks to the
+	// heartbeat.
+	until := time.Now().Add(6 * time.Second)
 	for time.Now().Before(until) {
 		want(t, srctl(t, env, "services", "runner"), 0, "instance alive while run renews it")
 		time.Sleep(500 * time.Millisecond)
