@@ -17,6 +17,15 @@
 //     error bodies and headers, the log event after the response is sent.
 //
 // It counts events and PDK calls per request for tests and benchmarks.
+//
+// Usage (see tests/e2e for complete scenarios):
+//
+//	k := harness.Start(t, harness.Options{Binary: bin}) // bin's base name = plugin name
+//	k.AddService(harness.Service{Name: "orders", Host: "127.0.0.1", Port: 8080})
+//	k.AddRoute(harness.Route{Name: "orders", Service: "orders", Paths: []string{"/orders"}})
+//	_, err := k.AddPlugin(harness.PluginConfig{Service: "orders", Config: cfg}) // *SchemaError if Kong refuses it
+//	resp, _ := http.Get(k.URL() + "/orders")
+//	rs, _ := k.WaitRequests(ctx, 1) // rs[0].CallsByPhase["access"], rs[0].Events["log"], ...
 // It is a test instrument: nothing outside tests may import it, and it must not
 // take shortcuts around the socket (no in-process plugin calls).
 package harness
