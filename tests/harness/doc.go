@@ -26,6 +26,7 @@
 //	_, err := k.AddPlugin(harness.PluginConfig{Service: "orders", Config: cfg}) // *SchemaError if Kong refuses it
 //	resp, _ := http.Get(k.URL() + "/orders")
 //	rs, _ := k.WaitRequests(ctx, 1) // rs[0].CallsByPhase["access"], rs[0].Events["log"], ...
+//
 // It is a test instrument: nothing outside tests may import it, and it must not
 // take shortcuts around the socket (no in-process plugin calls).
 package harness
