@@ -1,0 +1,358 @@
+package adminsvc_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/translator"
+	"github.com/kong-service-registry/service-registry/tests/kongfake"
+)
+
+func startKong(t *testing.T, dbless bool) *kongfake.Fake {
+	t.Helper()
+	return kongfake.Start(t, kongfake.Options{DBLess: dbless, Plugins: map[string]kongfake.PluginSchema{
+		"service-registry": kongfake.RegistrySchema(t),
+	}})
+}
+
+func kongCall(t *testing.T, k *kongfake.Fake, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, k.URL()+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func managed(list []map[string]any) []map[string]any {
+	var out []map[string]any
+	for _, e := range list {
+		tags, _ := e["tags"].([]any)
+		for _, tg := range tags {
+			if tg == translator.TagManaged {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// agree reports whether Kong holds exactly the registry's routes: one
+// managed service, route and upstream per registered route, no duplicates.
+func agree(s *svc, k *kongfake.Fake) error {
+	r := s.do("GET", "/routes", "")
+	want := map[string]bool{}
+	for _, x := range r.Body["routes"].([]any) {
+		m := x.(map[string]any)
+		want[registry.ServiceName(m["host"].(string), m["path"].(string))] = true
+	}
+	for _, kind := range []string{"services", "routes"} {
+		got := map[string]int{}
+		for _, e := range managed(k.List(kind)) {
+			got[e["name"].(string)]++
+		}
+		if len(got) != len(want) {
+			return fmt.Errorf("%s: kong has %d managed, registry %d", kind, len(got), len(want))
+		}
+		for n, c := range got {
+			if !want[n] || c != 1 {
+				return fmt.Errorf("%s: %s in kong %d times, in registry %v", kind, n, c, want[n])
+			}
+		}
+	}
+	if n := len(managed(k.List("upstreams"))); n != len(want) {
+		return fmt.Errorf("upstreams: %d for %d routes", n, len(want))
+	}
+	n := 0
+	for _, p := range managed(k.List("plugins")) {
+		if p["name"] == "service-registry" {
+			n++
+		}
+	}
+	if n != len(want) {
+		return fmt.Errorf("service-registry plugins: %d for %d routes", n, len(want))
+	}
+	return nil
+}
+
+func waitAgree(t *testing.T, s *svc, k *kongfake.Fake, timeout time.Duration) {
+	t.Helper()
+	var last error
+	deadline := time.Now().Add(timeout)
+	for {
+		if last = agree(s, k); last == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kong and registry disagree after %s: %v\n%s", timeout, last, tail(s.Logs.String(), 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func TestKongDBModeEndToEnd(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	k := startKong(t, false)
+	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL()})
+
+	r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v2","backend":"http://api-v2:9000",
+	  "options":{"timeout":"45s","headers":{"X-API-Version":"2.0"},"rate_limit":{"enabled":true,"requests_per_min":100,"per_ip":true},
+	  "circuit_breaker":{"enabled":true,"failure_threshold":5,"timeout":"30s"},"retry":{"enabled":true,"max_attempts":3},
+	  "health_check_path":"/health","health_check_interval":"10s"}}`)
+	if r.Status != 200 {
+		t.Fatal(r.Raw)
+	}
+	s.do("POST", "/register", `{"host":"api.example.com","path":"/v1","backend":"http://api-v1:8080"}`)
+	waitAgree(t, s, k, 10*time.Second)
+
+	name := "sr-api.example.com_v2"
+	svcE, _ := k.Find("services", name)
+	if svcE["read_timeout"] != 45000.0 || svcE["connect_timeout"] != 45000.0 || svcE["retries"] != 2.0 || svcE["host"] != name+".upstream" {
+		t.Fatalf("service: %v", svcE)
+	}
+	rt, _ := k.Find("routes", name)
+	if rt["hosts"].([]any)[0] != "api.example.com" || rt["paths"].([]any)[0] != "/v2" || rt["service"].(map[string]any)["id"] != svcE["id"] {
+		t.Fatalf("route: %v", rt)
+	}
+	up, _ := k.Find("upstreams", name+".upstream")
+	active := up["healthchecks"].(map[string]any)["active"].(map[string]any)
+	if active["http_path"] != "/health" || active["healthy"].(map[string]any)["interval"] != 10.0 {
+		t.Fatalf("upstream healthchecks: %v", active)
+	}
+	var srPlugin, rtPlugin map[string]any
+	for _, p := range k.List("plugins") {
+		if ref, _ := p["service"].(map[string]any); ref == nil || ref["id"] != svcE["id"] {
+			continue
+		}
+		switch p["name"] {
+		case "service-registry":
+			srPlugin = p
+		case "response-transformer":
+			rtPlugin = p
+		}
+	}
+	cfg := srPlugin["config"].(map[string]any)
+	if cfg["registry"] != "redis" || cfg["service"] != name {
+		t.Fatalf("service-registry plugin: %v", cfg)
+	}
+	redisCfg, _ := cfg["redis"].(map[string]any)
+	if redisCfg == nil {
+		t.Fatalf("plugin config without redis: %v", cfg)
+	}
+	if redisCfg["host"] != "127.0.0.1" || redisCfg["port"] != float64(rs.Port) {
+		t.Fatalf("plugin redis settings: %v", redisCfg)
+	}
+	if rl := cfg["rate_limit"].(map[string]any); rl["enabled"] != true || rl["requests_per_min"] != 100.0 || rl["per_ip"] != true {
+		t.Fatalf("plugin rate_limit: %v", rl)
+	}
+	if cb := cfg["circuit_breaker"].(map[string]any); cb["failure_threshold"] != 5.0 || cb["timeout_ms"] != 30000.0 {
+		t.Fatalf("plugin circuit_breaker: %v", cb)
+	}
+	if add := rtPlugin["config"].(map[string]any)["add"].(map[string]any)["headers"].([]any); len(add) != 1 || add[0] != "X-API-Version:2.0" {
+		t.Fatalf("response-transformer: %v", rtPlugin)
+	}
+
+	// Drift: delete a managed route, edit a managed plugin, add unmanaged
+	// entities; healed within one reconcile interval (1s), unmanaged kept.
+	if st, b := kongCall(t, k, "DELETE", "/routes/sr-api.example.com_v1", nil); st != 204 {
+		t.Fatalf("%d %v", st, b)
+	}
+	if st, b := kongCall(t, k, "PATCH", "/plugins/"+srPlugin["id"].(string), map[string]any{"config": map[string]any{"registry": "kong"}}); st != 200 {
+		t.Fatalf("%d %v", st, b)
+	}
+	if st, b := kongCall(t, k, "POST", "/services", map[string]any{"name": "team-a-svc", "url": "http://team-a:8080", "tags": []string{"team-a"}}); st != 201 {
+		t.Fatalf("%d %v", st, b)
+	}
+	if st, b := kongCall(t, k, "POST", "/services/team-a-svc/routes", map[string]any{"name": "team-a-route", "paths": []string{"/team-a"}}); st != 201 {
+		t.Fatalf("%d %v", st, b)
+	}
+	healStart := time.Now()
+	waitFor(t, 5*time.Second, "drift healed", func() bool {
+		_, routeBack := k.Find("routes", "sr-api.example.com_v1")
+		p, _ := k.Find("plugins", srPlugin["id"].(string))
+		return routeBack && p["config"].(map[string]any)["registry"] == "redis"
+	})
+	t.Logf("drift healed in %s (reconcile interval 1s)", time.Since(healStart).Round(time.Millisecond))
+	if _, ok := k.Find("services", "team-a-svc"); !ok {
+		t.Fatal("unmanaged service removed")
+	}
+	if _, ok := k.Find("routes", "team-a-route"); !ok {
+		t.Fatal("unmanaged route removed")
+	}
+
+	// Deregister → gone.
+	s.do("POST", "/deregister", `{"host":"api.example.com","path":"/v2"}`)
+	waitAgree(t, s, k, 10*time.Second)
+	if _, ok := k.Find("services", name); ok {
+		t.Fatal("deregistered service still in kong")
+	}
+	for _, p := range k.List("plugins") {
+		if ref, _ := p["service"].(map[string]any); ref != nil && ref["id"] == svcE["id"] {
+			t.Fatalf("plugin of deregistered service left: %v", p["name"])
+		}
+	}
+
+	// Kong down for a while: registrations and deregistrations still
+	// succeed, /health shows them pending, Kong catches up after.
+	k.Stop()
+	for i := 0; i < 5; i++ {
+		if r := s.do("POST", "/register", fmt.Sprintf(`{"host":"down.example.com","path":"/p%d","backend":"http://d:%d"}`, i, 8000+i)); r.Status != 200 {
+			t.Fatalf("register while kong down: %d %s", r.Status, r.Raw)
+		}
+	}
+	s.do("POST", "/deregister", `{"host":"down.example.com","path":"/p0"}`)
+	if h := s.do("GET", "/health", ""); h.Status != 200 || h.Body["pending_changes"].(float64) == 0 {
+		t.Fatalf("health while kong down: %s", h.Raw)
+	}
+	time.Sleep(1500 * time.Millisecond) // let a reconcile fail against the stopped Kong
+	if err := k.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitAgree(t, s, k, 15*time.Second)
+	waitFor(t, 10*time.Second, "pending back to 0", func() bool {
+		return s.do("GET", "/health", "").Body["pending_changes"] == 0.0
+	})
+	if _, ok := k.Find("services", "team-a-svc"); !ok {
+		t.Fatal("unmanaged service removed after the outage")
+	}
+}
+
+func TestKongDBLessEndToEnd(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	k := startKong(t, true)
+	base := filepath.Join(t.TempDir(), "kong.yml")
+	os.WriteFile(base, []byte(`_format_version: "3.0"
+services:
+- name: operator-svc
+  url: http://operator.internal:8080
+  routes:
+  - name: operator-route
+    paths: [/op]
+`), 0o644)
+	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL(), Env: map[string]string{"SR_KONG_BASE_CONFIG": base}})
+	for i := 0; i < 3; i++ {
+		s.do("POST", "/register", fmt.Sprintf(`{"host":"l%d.example.com","path":"/","backend":"http://l:%d","options":{"headers":{"X-N":"%d"}}}`, i, 9000+i, i))
+	}
+	waitAgree(t, s, k, 10*time.Second)
+	if _, ok := k.Find("services", "operator-svc"); !ok {
+		t.Fatal("operator's base config lost")
+	}
+	pushes := k.ConfigPushes()
+	time.Sleep(2500 * time.Millisecond) // two reconcile intervals without changes
+	if k.ConfigPushes() != pushes {
+		t.Fatalf("pushed %d times without changes", k.ConfigPushes()-pushes)
+	}
+	// Kong restarted empty → refilled within an interval.
+	k.Wipe()
+	waitAgree(t, s, k, 5*time.Second)
+	if _, ok := k.Find("routes", "operator-route"); !ok {
+		t.Fatal("operator route not restored")
+	}
+	s.do("POST", "/deregister", `{"host":"l0.example.com","path":"/"}`)
+	waitAgree(t, s, k, 5*time.Second)
+}
+
+// TestDeckAgainstFake: decK (apt package deck) sees the registry's entities
+// by tag and its sync of another select tag leaves them alone.
+func TestDeckAgainstFake(t *testing.T) {
+	if _, err := exec.LookPath("deck"); err != nil {
+		t.Skip("deck not installed (apt-get install deck)")
+	}
+	rs := redistest.Start(t, redistest.Options{})
+	k := startKong(t, false)
+	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL()})
+	s.do("POST", "/register", `{"host":"api.example.com","path":"/v2","backend":"http://api-v2:9000","options":{"headers":{"X-A":"1"}}}`)
+	s.do("POST", "/register", `{"host":"api.example.com","path":"/v1","backend":"http://api-v1:9000"}`)
+	waitAgree(t, s, k, 10*time.Second)
+
+	deck := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("deck", append(args, "--kong-addr", k.URL(), "--no-color")...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("deck %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := deck("ping"); !strings.Contains(out, "Successfully connected") {
+		t.Fatalf("deck ping: %s", out)
+	}
+	dump := deck("dump", "--select-tag", translator.TagManaged, "-o", "-")
+	for _, want := range []string{"name: sr-api.example.com_v2", "name: sr-api.example.com_v1", "sr-api.example.com_v2.upstream", "service-registry", "response-transformer", "target: api-v2:9000"} {
+		if !strings.Contains(dump, want) {
+			t.Fatalf("deck dump lacks %q:\n%s", want, dump)
+		}
+	}
+	before := k.List("services")
+	file := filepath.Join(t.TempDir(), "team-a.yaml")
+	os.WriteFile(file, []byte(`_format_version: "1.1"
+_info:
+  select_tags:
+  - team-a
+services:
+- name: team-a-svc
+  url: http://team-a:8080
+  routes:
+  - name: team-a-route
+    paths:
+    - /team-a
+`), 0o644)
+	out := deck("sync", "-s", file)
+	if !strings.Contains(out, "Created: 2") {
+		t.Fatalf("deck sync: %s", out)
+	}
+	if _, ok := k.Find("services", "team-a-svc"); !ok {
+		t.Fatal("deck sync did not create its service")
+	}
+	if err := agree(s, k); err != nil {
+		t.Fatalf("after deck sync: %v", err)
+	}
+	if len(k.List("services")) != len(before)+1 {
+		t.Fatalf("services before %d after %d", len(before), len(k.List("services")))
+	}
+	// A second sync never deletes ours. (decK 1.4 predates Kong 3 and
+	// reports its own entities as "updating" for fields it does not know,
+	// so only deletions are checked.)
+	if out := deck("sync", "-s", file); strings.Contains(out, "deleting") || strings.Contains(out, "sr-api") {
+		t.Fatalf("second deck sync touched registry entities: %s", out)
+	}
+	if err := agree(s, k); err != nil {
+		t.Fatalf("after second deck sync: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a reconcile runs meanwhile
+	if _, ok := k.Find("services", "team-a-svc"); !ok {
+		t.Fatal("reconcile removed decK's service")
+	}
+}
