@@ -84,7 +84,7 @@ func runDecisions(b *testing.B, s *redistest.Server, key string, serial bool, d 
 //	         call per limit and is not all-or-nothing, the others do one trip
 func BenchmarkLimiters(b *testing.B) {
 	s := redistest.Start(b, redistest.Options{})
-	rdb := s.Client()
+	rdb := newClient(b, s.Addr) // ContextTimeoutEnabled, as the plugin builds it
 	ours := New(rdb, Options{Timeout: time.Second, Logger: quiet()})
 	rr := redis_rate.NewLimiter(rdb)
 	fw := &fixedWindow{c: rdb}

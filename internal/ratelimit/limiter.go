@@ -16,10 +16,12 @@ import (
 )
 
 // Client is the part of a go-redis client the limiter uses. *redis.Client,
-// *redis.ClusterClient and *redis.Ring all satisfy it. The client must honour
-// context deadlines (redis.Options.ContextTimeoutEnabled = true), or set
-// ReadTimeout/WriteTimeout to the limiter's Timeout: otherwise a frozen
-// Redis holds a decision for go-redis' 3 s default.
+// *redis.ClusterClient and *redis.Ring all satisfy it. Give it a client with
+// redis.Options.ContextTimeoutEnabled = true: the call then runs on the
+// caller's goroutine and the context deadline bounds it. Any other client
+// is called on a helper goroutine per decision so the decision still
+// returns at the deadline (a little slower, and calls to a frozen Redis
+// linger until the client's own ReadTimeout).
 type Client interface {
 	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
 	Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
@@ -103,11 +105,14 @@ type Stats struct {
 // Limiter decides requests against Redis. It is safe for concurrent use and
 // meant to live for the process (one per Redis client), not per config.
 type Limiter struct {
-	c     Client
-	o     Options
-	sha   string
-	deny  *denyCache
-	local *localLimiter
+	c   Client
+	o   Options
+	sha string
+	// honorsCtx: the client bounds its I/O by context deadlines, so the
+	// call can run on the caller's goroutine.
+	honorsCtx bool
+	deny      *denyCache
+	local     *localLimiter
 
 	down      atomic.Bool
 	downUntil atomic.Int64 // unix ns on o.Now's clock
@@ -121,11 +126,12 @@ func New(c Client, o Options) *Limiter {
 	o.defaults()
 	sum := sha1.Sum([]byte(gcraScript))
 	return &Limiter{
-		c:     c,
-		o:     o,
-		sha:   hex.EncodeToString(sum[:]),
-		deny:  newDenyCache(o.DenyCacheSize),
-		local: newLocalLimiter(o.Nodes, o.DenyCacheSize),
+		c:         c,
+		o:         o,
+		sha:       hex.EncodeToString(sum[:]),
+		honorsCtx: honorsDeadlines(c),
+		deny:      newDenyCache(o.DenyCacheSize),
+		local:     newLocalLimiter(o.Nodes, o.DenyCacheSize),
 	}
 }
 
@@ -242,22 +248,23 @@ func (l *Limiter) eval(ctx context.Context, key string, limits []Limit) (Result,
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
-	// The call runs beside us so the decision returns at the deadline even
-	// when the client ignores contexts (ContextTimeoutEnabled unset) or is
-	// busy after it; the buffered channel lets a late call finish and exit.
+	if l.honorsCtx {
+		v, err := l.call(ctx, keys, args)
+		if err != nil {
+			return Result{}, fmt.Errorf("rate limit script: %w", err)
+		}
+		return parseReply(v, limits)
+	}
+	// A client that may ignore the deadline runs beside us, so the decision
+	// still returns at the deadline; the buffered channel lets a late call
+	// finish and exit.
 	type reply struct {
 		v   any
 		err error
 	}
 	done := make(chan reply, 1)
 	go func() {
-		l.redisCalls.Add(1)
-		v, err := l.c.EvalSha(ctx, l.sha, keys, args...).Result()
-		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			// First use on this Redis (or after a restart/flush): EVAL loads it.
-			l.redisCalls.Add(1)
-			v, err = l.c.Eval(ctx, gcraScript, keys, args...).Result()
-		}
+		v, err := l.call(ctx, keys, args)
 		done <- reply{v, err}
 	}()
 	var v any
@@ -272,6 +279,29 @@ func (l *Limiter) eval(ctx context.Context, key string, limits []Limit) (Result,
 		return Result{}, fmt.Errorf("rate limit script: %w", err)
 	}
 	return parseReply(v, limits)
+}
+
+func (l *Limiter) call(ctx context.Context, keys []string, args []any) (any, error) {
+	l.redisCalls.Add(1)
+	v, err := l.c.EvalSha(ctx, l.sha, keys, args...).Result()
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// First use on this Redis (or after a restart/flush): EVAL loads it.
+		l.redisCalls.Add(1)
+		v, err = l.c.Eval(ctx, gcraScript, keys, args...).Result()
+	}
+	return v, err
+}
+
+// honorsDeadlines reports whether c is a go-redis client configured to
+// bound its network I/O by the context deadline.
+func honorsDeadlines(c Client) bool {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 func parseReply(v any, limits []Limit) (Result, error) {
