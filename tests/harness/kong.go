@@ -125,7 +125,7 @@ func Start(t testing.TB, opts Options) *Kong {
 
 func start(t testing.TB, opts Options) (*Kong, error) {
 	if opts.Binary == "" {
-		return nil, errors.New("Options.Binary is required")
+		return nil, errors.New("options: Binary is required")
 	}
 	if opts.Prefix == "" {
 		// Unix socket paths are limited to ~108 bytes: keep the prefix short.

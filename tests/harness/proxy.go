@@ -199,26 +199,41 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pe := k.pluginFor(route, svc)
 
 	source := "service"
+	luaErr := false
 	if pe != nil && k.phases["access"] {
 		err := k.handleEvent(rc, pe, "access")
 		switch {
 		case err == nil:
 		case errors.Is(err, errExit):
 			source = "exit"
-		case k.opts.FailOpen && !isLuaError(err):
-			// Kong 3.4: the error is logged, the phase skipped, the request proxied.
+		case isPDKError(err):
+			// A Lua error raised inside a PDK function: init.lua's plugin
+			// loop answers delayed_response {message = "An unexpected error occurred"}.
+			k.logLine("[kong] err " + err.Error())
+			source, luaErr = "error", true
+		case k.opts.FailOpen:
+			// Kong 3.4: get_instance_id returns the socket error and
+			// handle_event only logs errors: the phase is skipped and the
+			// request proxied.
 			k.logLine("[kong] err pluginserver error: " + err.Error())
+		case isStartError(err):
+			// Kong 3.9: get_instance_id raises the start error.
+			k.logLine("[kong] err " + err.Error())
+			source, luaErr = "error", true
 		default:
+			// pb_rpc.lua handle_event: kong.response.error(500).
 			k.logLine("[kong] err pluginserver error: " + err.Error())
 			source = "error"
 		}
 	}
 
 	var respHeaders http.Header
-	switch source {
-	case "exit":
+	switch {
+	case source == "exit":
 		respHeaders = k.writeExit(rc, w)
-	case "error":
+	case luaErr:
+		respHeaders = k.kongJSON(rc, w, http.StatusInternalServerError, "An unexpected error occurred")
+	case source == "error":
 		respHeaders = k.kongError(rc, w, http.StatusInternalServerError, "An unexpected error occurred")
 	default:
 		respHeaders, source = k.proxy(rc, w)
@@ -252,9 +267,14 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-func isLuaError(err error) bool {
+func isPDKError(err error) bool {
 	var le *luaError
 	return errors.As(err, &le) || errors.Is(err, errUnimplemented)
+}
+
+func isStartError(err error) bool {
+	var se *startError
+	return errors.As(err, &se)
 }
 
 // match is the router: routes with more matching criteria first (hosts before
@@ -407,6 +427,21 @@ func (k *Kong) kongError(rc *reqCtx, w http.ResponseWriter, status int, msg stri
 	rc.status = status
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+	return h.Clone()
+}
+
+// kongJSON is kong.response.exit(status, {message = msg}): the table body
+// cjson-encoded, as for a plugin that raised an error.
+func (k *Kong) kongJSON(rc *reqCtx, w http.ResponseWriter, status int, msg string) http.Header {
+	body, _ := json.Marshal(map[string]string{"message": msg})
+	h := w.Header()
+	rc.applyAccessHeaders(h)
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	k.kongHeaders(rc, h)
+	rc.status = status
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 	return h.Clone()
 }
 
