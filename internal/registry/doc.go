@@ -21,6 +21,7 @@
 //	sr:v1:{_index}:services    set   service names
 //	sr:v1:{_index}:generation  int   bumped by every write anywhere
 //	sr:v1:{_index}:epochs      hash  service -> version last applied to the indexes
+//	sr:v1:{_index}:leases      zset  service -> its first lease end (unix ms)
 //	sr:v1:meta:schema          "1"   keyspace version (migrations/ moves it)
 //
 // Every write publishes "<version> <service>" on "<prefix>:v1:changes".
@@ -35,6 +36,9 @@
 // writers may run step 2 out of order, and the service version, not the
 // arrival order, decides. Records are the truth; the indexes converge to
 // them.
+//
+// The lease index lets ExpireInstances visit only services with a lease
+// due; it is maintained by the same step 2.
 //
 // A process dying between the steps leaves an index entry missing or
 // dangling. Readers never show a half-written route: ListRoutes and

@@ -29,6 +29,7 @@ func (k keyspace) indexKeys() []string {
 		k.index("services"),   // set of service names
 		k.index("generation"), // counter bumped by every write
 		k.index("epochs"),     // hash: service -> last service version applied to the indexes
+		k.index("leases"),     // zset: service -> its first lease end (unix ms), for expiry sweeps
 	}
 }
 

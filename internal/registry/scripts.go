@@ -5,9 +5,10 @@ import "github.com/redis/go-redis/v9"
 // Every per-service script takes KEYS = keyspace.serviceKeys(name) and ends
 // by bumping the version and publishing "<version> <service>" on the change
 // feed, so a reader that sees the new version also sees the new state.
-// Return shape: {code, version, serviceExists, routeMember, routeExists, ...}.
+// Return shape: {code, version, serviceExists, routeMember, routeExists,
+// extra, first lease end (unix ms, "0" for none)}.
 // The tail after the code lets the caller update the global indexes with the
-// state the script saw (see syncIndex).
+// state the script saw (see Store.applyIndex).
 
 // Status codes returned by the scripts.
 const (
@@ -20,17 +21,24 @@ const (
 	codeConflict // compare-and-swap lost a race: retry
 )
 
-// scriptTail is shared: bump, publish, report the state for the index.
+// scriptTail is shared: state() reports what the indexes must reflect;
+// finish() bumps the version, publishes, and reports the state.
 const scriptTail = `
-local function finish(code, extra)
-  local v = redis.call('INCR', KEYS[4])
-  redis.call('PUBLISH', ARGV[1], v .. ' ' .. ARGV[2])
+local function state(code, v, extra)
   local exists = redis.call('EXISTS', KEYS[1])
   local member = redis.call('HGET', KEYS[5], 'member') or ''
   local routeExists = 0
   if member ~= '' and redis.call('HEXISTS', KEYS[5], 'spec') == 1 then routeExists = 1 end
   if member == '' and ARGV[3] then member = ARGV[3] end
-  return {code, v, exists, member, routeExists, extra or ''}
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  local lease = '0'
+  if #first == 2 then lease = first[2] end
+  return {code, v, exists, member, routeExists, extra or '', lease}
+end
+local function finish(code, extra)
+  local v = redis.call('INCR', KEYS[4])
+  redis.call('PUBLISH', ARGV[1], v .. ' ' .. ARGV[2])
+  return state(code, v, extra)
 end
 `
 
@@ -103,7 +111,11 @@ return finish(0)
 // Removes leases that ended at or before ARGV[4] (unix ms). ARGV: channel, service, ”, now ms.
 var expireScript = redis.NewScript(scriptTail + `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
-if #ids == 0 then return {0, 0, 0, '', 0, '0'} end
+if #ids == 0 then
+  -- Nothing due (a heartbeat won the race): no change, but refresh the
+  -- lease index so this service is not swept again before its next lease end.
+  return state(0, tonumber(redis.call('GET', KEYS[4]) or '0'), '0')
+end
 for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
@@ -113,19 +125,15 @@ return finish(0, tostring(#ids))
 
 // Reads the state the index must reflect, without changing anything.
 // ARGV: channel, service
-var stateScript = redis.NewScript(`
-local v = tonumber(redis.call('GET', KEYS[4]) or '0')
-local exists = redis.call('EXISTS', KEYS[1])
-local member = redis.call('HGET', KEYS[5], 'member') or ''
-local routeExists = 0
-if member ~= '' and redis.call('HEXISTS', KEYS[5], 'spec') == 1 then routeExists = 1 end
-return {0, v, exists, member, routeExists, ''}
+var stateScript = redis.NewScript(scriptTail + `
+return state(0, tonumber(redis.call('GET', KEYS[4]) or '0'), '')
 `)
 
 // indexScript applies one service's state to the global indexes, unless a
 // newer state of that service was applied already (epochs): index updates
 // may arrive out of order, the service version decides.
-// KEYS = keyspace.indexKeys(); ARGV: service, version, serviceExists, member, routeExists
+// KEYS = keyspace.indexKeys(); ARGV: service, version, serviceExists, member,
+// routeExists, first lease end (ms, "0": none).
 var indexScript = redis.NewScript(`
 redis.call('INCR', KEYS[3])
 local cur = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
@@ -136,5 +144,13 @@ if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[1]) else redis.call('SRE
 if ARGV[4] ~= '' then
   if ARGV[5] == '1' then redis.call('ZADD', KEYS[1], 0, ARGV[4]) else redis.call('ZREM', KEYS[1], ARGV[4]) end
 end
+if ARGV[6] ~= '0' and ARGV[3] == '1' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1]) else redis.call('ZREM', KEYS[5], ARGV[1]) end
 return 1
+`)
+
+// readScript reads one service atomically: {meta, instances, version},
+// the hashes as flat field/value arrays. One EVALSHA per service, so many
+// services pipeline even on a Cluster (where MULTI cannot span slots).
+var readScript = redis.NewScript(`
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[4]) or ''}
 `)

@@ -108,6 +108,7 @@ type result struct {
 	member      string
 	routeExists bool
 	extra       string
+	lease       string // first lease end, unix ms; "0" for none
 }
 
 func (s *Store) run(ctx context.Context, op string, sc *redis.Script, service string, args ...any) (result, error) {
@@ -152,12 +153,18 @@ func decodeResult(raw []any) (result, error) {
 		}
 	}
 	r.exists, r.routeExists = e == 1, re == 1
+	r.lease = "0"
+	if len(raw) > 6 {
+		if l, ok := raw[6].(string); ok && l != "" {
+			r.lease = l
+		}
+	}
 	return r, nil
 }
 
 func (s *Store) applyIndex(ctx context.Context, service string, r result) error {
 	err := indexScript.Run(ctx, s.rdb, s.keys.indexKeys(),
-		service, r.version, b2i(r.exists), r.member, b2i(r.routeExists)).Err()
+		service, r.version, b2i(r.exists), r.member, b2i(r.routeExists), r.lease).Err()
 	if err != nil {
 		return unavailable("index", err)
 	}
@@ -547,43 +554,86 @@ func (s *Store) setField(ctx context.Context, op, service, field string, js []by
 	return nil
 }
 
-// serviceCmds are the reads of one service, queued in one MULTI so they
-// see one consistent state (all keys share the service's slot).
-type serviceCmds struct {
-	meta      *redis.MapStringStringCmd
-	instances *redis.MapStringStringCmd
-	version   *redis.StringCmd
-}
-
-func (s *Store) queueService(ctx context.Context, p redis.Pipeliner, name string) serviceCmds {
-	return serviceCmds{
-		meta:      p.HGetAll(ctx, s.keys.svc(name, "service")),
-		instances: p.HGetAll(ctx, s.keys.svc(name, "instances")),
-		version:   p.Get(ctx, s.keys.svc(name, "version")),
+// readServices reads each named service atomically (readScript), pipelined
+// in batches; found[i] is false for a service that does not exist.
+func (s *Store) readServices(ctx context.Context, op string, names []string) ([]Service, []bool, error) {
+	svcs := make([]Service, len(names))
+	found := make([]bool, len(names))
+	const batch = 256
+	for lo := 0; lo < len(names); lo += batch {
+		part := names[lo:min(lo+batch, len(names))]
+		var cmds []*redis.Cmd
+		exec := func() error {
+			cmds = make([]*redis.Cmd, len(part))
+			_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, name := range part {
+					cmds[i] = readScript.EvalSha(ctx, p, s.keys.serviceKeys(name))
+				}
+				return nil
+			})
+			return err
+		}
+		err := exec()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// First use on this server (or after SCRIPT FLUSH / failover):
+			// load it (on every master of a Cluster) and retry once.
+			if lerr := readScript.Load(ctx, s.rdb).Err(); lerr != nil {
+				return nil, nil, unavailable(op, lerr)
+			}
+			err = exec()
+		}
+		if err != nil {
+			return nil, nil, unavailable(op, err)
+		}
+		for i, name := range part {
+			svc, ok, err := decodeService(name, cmds[i].Val())
+			if err != nil {
+				return nil, nil, fmt.Errorf("registry: %s: %w", op, err)
+			}
+			svcs[lo+i], found[lo+i] = svc, ok
+		}
 	}
+	return svcs, found, nil
 }
 
-func decodeService(name string, c serviceCmds) (Service, bool, error) {
-	meta := c.meta.Val()
+// pairs turns a flat HGETALL reply into a map.
+func pairs(v any) map[string]string {
+	arr, _ := v.([]any)
+	m := make(map[string]string, len(arr)/2)
+	for i := 0; i+1 < len(arr); i += 2 {
+		k, _ := arr[i].(string)
+		val, _ := arr[i+1].(string)
+		m[k] = val
+	}
+	return m
+}
+
+func decodeService(name string, reply any) (Service, bool, error) {
+	parts, ok := reply.([]any)
+	if !ok || len(parts) != 3 {
+		return Service{}, false, fmt.Errorf("unexpected reply for %s: %v", name, reply)
+	}
+	meta := pairs(parts[0])
 	if len(meta) == 0 {
 		return Service{}, false, nil
 	}
 	svc := Service{Name: name, Instances: []Instance{}}
-	svc.Version, _ = strconv.ParseInt(c.version.Val(), 10, 64)
+	v, _ := parts[2].(string)
+	svc.Version, _ = strconv.ParseInt(v, 10, 64)
 	if t := meta["tags"]; t != "" {
 		if err := json.Unmarshal([]byte(t), &svc.Tags); err != nil {
-			return Service{}, false, fmt.Errorf("registry: decoding tags of %s: %w", name, err)
+			return Service{}, false, fmt.Errorf("decoding tags of %s: %w", name, err)
 		}
 	}
 	if m := meta["maintenance"]; m != "" {
 		if err := json.Unmarshal([]byte(m), &svc.Maintenance); err != nil {
-			return Service{}, false, fmt.Errorf("registry: decoding maintenance of %s: %w", name, err)
+			return Service{}, false, fmt.Errorf("decoding maintenance of %s: %w", name, err)
 		}
 	}
-	for _, js := range c.instances.Val() {
+	for _, js := range pairs(parts[1]) {
 		var in Instance
 		if err := json.Unmarshal([]byte(js), &in); err != nil {
-			return Service{}, false, fmt.Errorf("registry: decoding instance of %s: %w", name, err)
+			return Service{}, false, fmt.Errorf("decoding instance of %s: %w", name, err)
 		}
 		svc.Instances = append(svc.Instances, in)
 	}
@@ -597,17 +647,13 @@ func (s *Store) GetService(ctx context.Context, name string) (Service, error) {
 	if !validName(name) {
 		return Service{}, ErrServiceNotFound
 	}
-	var c serviceCmds
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		c = s.queueService(ctx, p, name)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	raw, err := readScript.Run(ctx, s.rdb, s.keys.serviceKeys(name)).Result()
+	if err != nil {
 		return Service{}, unavailable("get service", err)
 	}
-	svc, ok, err := decodeService(name, c)
+	svc, ok, err := decodeService(name, raw)
 	if err != nil {
-		return Service{}, err
+		return Service{}, fmt.Errorf("registry: get service: %w", err)
 	}
 	if !ok {
 		return Service{}, ErrServiceNotFound
@@ -616,24 +662,25 @@ func (s *Store) GetService(ctx context.Context, name string) (Service, error) {
 }
 
 // ListServices returns the services carrying every one of tags (all when
-// tags is empty), sorted by name.
+// tags is empty), sorted by name; each service is read atomically.
 func (s *Store) ListServices(ctx context.Context, tags []string) ([]Service, error) {
 	names, err := s.rdb.SMembers(ctx, s.keys.index("services")).Result()
 	if err != nil {
 		return nil, unavailable("list services", err)
 	}
 	sort.Strings(names)
+	svcs, found, err := s.readServices(ctx, "list services", names)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Service, 0, len(names))
-	for _, name := range names {
-		svc, err := s.GetService(ctx, name)
-		if errors.Is(err, ErrServiceNotFound) {
-			if err := s.reindex(ctx, name, ""); err != nil {
+	for i, svc := range svcs {
+		if !found[i] {
+			// Dangling index entry (an interrupted write): skip and repair.
+			if err := s.reindex(ctx, names[i], ""); err != nil {
 				return nil, err
 			}
 			continue
-		}
-		if err != nil {
-			return nil, err
 		}
 		if hasAll(svc.Tags, tags) {
 			out = append(out, svc)
@@ -684,13 +731,17 @@ func (s *Store) Generation(ctx context.Context) (int64, error) {
 }
 
 // ExpireInstances removes every lease that ended at or before Now, bumping
-// the versions of the services it touches.
+// the versions of the services it touches. It visits only the services the
+// lease index says have a lease due, so a sweep with nothing due is one
+// command.
 func (s *Store) ExpireInstances(ctx context.Context) (int, error) {
-	names, err := s.rdb.SMembers(ctx, s.keys.index("services")).Result()
+	now := s.now().UnixMilli()
+	names, err := s.rdb.ZRangeByScore(ctx, s.keys.index("leases"), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now, 10),
+	}).Result()
 	if err != nil {
 		return 0, unavailable("expire instances", err)
 	}
-	now := s.now().UnixMilli()
 	removed := 0
 	for _, name := range names {
 		res, err := s.run(ctx, "expire instances", expireScript, name, "", now)

@@ -296,6 +296,23 @@ func TestLeasesExpire(t *testing.T) {
 		if _, err := s.Heartbeat(c, "svc", "a"); !errors.Is(err, registry.ErrInstanceNotFound) {
 			t.Errorf("heartbeat after expiry: %v", err)
 		}
+		// The lease index forgets a service without leases, so sweeps skip it.
+		if n, _ := rdb.ZCard(c, "sr:v1:{_index}:leases").Result(); n != 0 {
+			t.Errorf("lease index keeps %d services", n)
+		}
+		if _, err := s.PutInstance(c, "svc", registry.Instance{ID: "c", Address: "c:80", Weight: 1, TTLSeconds: 5}); err != nil {
+			t.Fatal(err)
+		}
+		due, _ := rdb.ZScore(c, "sr:v1:{_index}:leases", "svc").Result()
+		if int64(due) != clk.Now().Add(5*time.Second).UnixMilli() {
+			t.Errorf("lease index score %v", due)
+		}
+		// The cluster test shows the sweep works when the lease index and
+		// the service live on different nodes.
+		clk.Advance(5 * time.Second)
+		if n, err := s.ExpireInstances(c); err != nil || n != 1 {
+			t.Fatalf("second expiry: %d %v", n, err)
+		}
 	})
 }
 
@@ -466,4 +483,28 @@ func TestIndexRepair(t *testing.T) {
 	if n, _ := s.CountRoutes(c); n != 1 {
 		t.Errorf("index not healed: %d", n)
 	}
+}
+
+// Listing reads many services in pipelined batches, each service
+// atomically, on a fresh server (the read script is not loaded yet).
+func TestListManyServices(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := ctx(t)
+		s := registry.NewStore(rdb, registry.Options{Prefix: "many"})
+		const n = 300
+		for i := 0; i < n; i++ {
+			if _, err := s.PutInstance(c, fmt.Sprintf("svc-%03d", i), registry.Instance{ID: "a", Address: "a:1", Weight: i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		list, err := s.ListServices(c, nil)
+		if err != nil || len(list) != n {
+			t.Fatalf("list: %d %v", len(list), err)
+		}
+		for i, svc := range list {
+			if svc.Name != fmt.Sprintf("svc-%03d", i) || len(svc.Instances) != 1 || svc.Instances[0].Weight != i || svc.Version != 1 {
+				t.Fatalf("service %d: %+v", i, svc)
+			}
+		}
+	})
 }
