@@ -30,7 +30,9 @@ func TestRealPluginOverSocket(t *testing.T) {
 	raw, _ := c.(*net.UnixConn).SyscallConn()
 	var cred *syscall.Ucred
 	var cerr error
-	_ = raw.Control(func(fd uintptr) { cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED) })
+	_ = raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
 	if cerr != nil || int(cred.Pid) != pid {
 		t.Fatalf("socket peer = %v (%v), want pid %d", cred, cerr, pid)
 	}
