@@ -36,7 +36,9 @@ if cur and cur == ARGV[2] then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   return cur
 end
-if cur then return false end
+-- The same replica restarted (its name is stable, e.g. a pod name): its
+-- previous life cannot still be writing, so it takes over at once.
+if cur and string.sub(cur, 1, string.len(ARGV[3]) + 1) ~= ARGV[3] .. '/' then return false end
 local token = redis.call('INCR', KEYS[2])
 local v = ARGV[3] .. '/' .. token
 redis.call('SET', KEYS[1], v, 'PX', ARGV[1])
