@@ -52,6 +52,21 @@ func BenchmarkThroughHarness(b *testing.B) {
 		{name: "registry = kong", path: "/kong"},
 		{name: "discovery", path: "/orders"},
 	}
+	if wired(b, "internal/ratelimit") && wired(b, "internal/breaker") {
+		// Same discovery, plus a rate limit by IP that is never reached and
+		// the breaker on: the full per-request cost of DESIGN decision 7.
+		e.kong.AddService(harness.Service{Name: "full", Host: "127.0.0.1", Port: 9, Retries: harness.Int(0)})
+		if _, err := e.kong.AddRoute(harness.Route{Name: "full", Service: "full", Paths: []string{"/full"}}); err != nil {
+			b.Fatal(err)
+		}
+		cfg := discoveryConfig(e.redis)
+		cfg["rate_limit"] = map[string]any{"enabled": true, "requests_per_second": 1000000, "limit_by": "ip"}
+		cfg["circuit_breaker"] = map[string]any{"enabled": true}
+		if _, err := e.kong.AddPlugin(harness.PluginConfig{Service: "full", Config: cfg}); err != nil {
+			b.Fatal(err)
+		}
+		cases = append(cases, &benchCase{name: "discovery + rate limit + breaker", path: "/full"})
+	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	for _, c := range cases {
 		e.load(100, 10, c.path) // instance start, first snapshot, keepalive pools
@@ -94,7 +109,7 @@ func BenchmarkThroughHarness(b *testing.B) {
 			base = rps
 		}
 		p50, p99 := c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
-		key := strings.NewReplacer(" ", "", "=", "_").Replace(c.name)
+		key := strings.NewReplacer(" ", "", "=", "_", "+", "_").Replace(c.name)
 		b.ReportMetric(rps, key+"-req/s")
 		b.ReportMetric(float64(p50.Microseconds()), key+"-p50-µs")
 		b.ReportMetric(float64(p99.Microseconds()), key+"-p99-µs")
