@@ -193,6 +193,12 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 	k.srv = &http.Server{Handler: k, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = k.srv.Serve(ln) }()
 	t.Cleanup(k.close)
+	t.Cleanup(func() {
+		// Runs first: Kong's log (plugin output included) explains failures.
+		if t.Failed() {
+			t.Logf("harness Kong log:\n%s", k.Logs())
+		}
+	})
 	return k, nil
 }
 
