@@ -25,8 +25,11 @@ type Registrar struct {
 	// replicas share, removing it when one replica stops would cut the others.
 	KeepRoutes bool
 
-	// Service, InstanceID and Instance describe a /v1 instance. With
-	// Instance.TTLSeconds > 0 it is a lease that the Registrar renews.
+	// Instance is a /v1 instance, put under Service, or when Service is
+	// empty under the service of every route in Routes (RouteService): that
+	// is how several replicas share one go-proxy route. InstanceID defaults
+	// to the instance's address. With Instance.TTLSeconds > 0 it is a lease
+	// that the Registrar renews.
 	Service    string
 	InstanceID string
 	Instance   *InstanceSpec
@@ -67,8 +70,13 @@ func (r *Registrar) Run(ctx context.Context) error {
 	if len(r.Routes) == 0 && r.Instance == nil {
 		return errors.New("registrar: nothing to register")
 	}
-	if r.Instance != nil && (r.Service == "" || r.InstanceID == "") {
-		return errors.New("registrar: instance needs service and instance id")
+	services := r.services()
+	if r.Instance != nil && len(services) == 0 {
+		return errors.New("registrar: an instance needs a service or routes")
+	}
+	id := r.instanceID()
+	if r.Instance != nil && id == "" {
+		return errors.New("registrar: an instance needs an id or an address")
 	}
 	log := r.logger()
 
@@ -82,11 +90,14 @@ func (r *Registrar) Run(ctx context.Context) error {
 		done = append(done, reg)
 	}
 	if r.Instance != nil {
-		if _, err := r.Client.PutInstance(ctx, r.Service, r.InstanceID, *r.Instance); err != nil {
-			r.cleanup(ctx, done, false)
-			return fmt.Errorf("registering instance %s/%s: %w", r.Service, r.InstanceID, err)
+		for i, svc := range services {
+			if _, err := r.Client.PutInstance(ctx, svc, id, *r.Instance); err != nil {
+				r.cleanupInstances(ctx, services[:i])
+				r.cleanup(ctx, done, false)
+				return fmt.Errorf("registering instance %s/%s: %w", svc, id, err)
+			}
+			log.Info("registered instance", "service", svc, "id", id, "address", r.Instance.Address)
 		}
-		log.Info("registered instance", "service", r.Service, "id", r.InstanceID, "address", r.Instance.Address)
 	}
 	if r.OnRegistered != nil {
 		r.OnRegistered()
@@ -110,7 +121,6 @@ func (r *Registrar) heartbeat(ctx context.Context) {
 	if every < 100*time.Millisecond {
 		every = 100 * time.Millisecond
 	}
-	log := r.logger()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -119,18 +129,75 @@ func (r *Registrar) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := r.Client.Heartbeat(ctx, r.Service, r.InstanceID)
-		switch {
-		case err == nil, ctx.Err() != nil:
-		case errors.Is(err, ErrNotFound):
-			log.Warn("lease lost, registering the instance again", "service", r.Service, "id", r.InstanceID)
-			if _, err := r.Client.PutInstance(ctx, r.Service, r.InstanceID, *r.Instance); err != nil && ctx.Err() == nil {
-				log.Error("re-registering instance", "service", r.Service, "id", r.InstanceID, "err", err)
-			}
-		default:
-			log.Error("heartbeat", "service", r.Service, "id", r.InstanceID, "err", err)
+		for _, svc := range r.services() {
+			r.renew(ctx, svc)
 		}
 	}
+}
+
+// renew renews one lease; a lost one is put again.
+func (r *Registrar) renew(ctx context.Context, svc string) {
+	log := r.logger()
+	id := r.instanceID()
+	err := r.Client.Heartbeat(ctx, svc, id)
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.Is(err, ErrNotFound):
+		log.Warn("lease lost, registering the instance again", "service", svc, "id", id)
+		if _, err := r.Client.PutInstance(ctx, svc, id, *r.Instance); err != nil && ctx.Err() == nil {
+			log.Error("re-registering instance", "service", svc, "id", id, "err", err)
+		}
+	default:
+		log.Error("heartbeat", "service", svc, "id", id, "err", err)
+	}
+}
+
+// services are where the instance is registered.
+func (r *Registrar) services() []string {
+	if r.Service != "" {
+		return []string{r.Service}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, reg := range r.Routes {
+		name := RouteService(reg.Host, reg.Path)
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (r *Registrar) instanceID() string {
+	if r.InstanceID != "" {
+		return r.InstanceID
+	}
+	if r.Instance != nil {
+		return r.Instance.Address
+	}
+	return ""
+}
+
+// cleanupInstances removes the instance from the given services.
+func (r *Registrar) cleanupInstances(ctx context.Context, services []string) []error {
+	timeout := r.DeregisterTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	var errs []error
+	id := r.instanceID()
+	for _, svc := range services {
+		err := r.Client.DeleteInstance(dctx, svc, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("deregistering instance %s/%s: %w", svc, id, err))
+			continue
+		}
+		r.logger().Info("deregistered instance", "service", svc, "id", id)
+	}
+	return errs
 }
 
 // cleanup deregisters on a context that outlives ctx: the reason to
@@ -145,12 +212,7 @@ func (r *Registrar) cleanup(ctx context.Context, routes []Registration, instance
 	log := r.logger()
 	var errs []error
 	if instance {
-		err := r.Client.DeleteInstance(dctx, r.Service, r.InstanceID)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			errs = append(errs, fmt.Errorf("deregistering instance %s/%s: %w", r.Service, r.InstanceID, err))
-		} else {
-			log.Info("deregistered instance", "service", r.Service, "id", r.InstanceID)
-		}
+		errs = append(errs, r.cleanupInstances(ctx, r.services())...)
 	}
 	if !r.KeepRoutes {
 		for _, reg := range routes {

@@ -142,13 +142,15 @@ func (a *app) cmdRegister(ctx context.Context, args []string) error {
 		}
 	}
 	if p.Instance != nil {
-		inst, err := c.PutInstance(ctx, p.Service, p.InstanceID, *p.Instance)
-		if err != nil {
-			return err
-		}
-		results = append(results, inst)
-		if !a.g.json {
-			a.printf("registered instance %s/%s at %s (weight %d)\n", p.Service, inst.ID, inst.Address, inst.Weight)
+		for _, svc := range p.instanceServices() {
+			inst, err := c.PutInstance(ctx, svc, p.InstanceID, *p.Instance)
+			if err != nil {
+				return err
+			}
+			results = append(results, inst)
+			if !a.g.json {
+				a.printf("registered instance %s/%s at %s (weight %d)\n", svc, inst.ID, inst.Address, inst.Weight)
+			}
 		}
 	}
 	if a.g.json {
@@ -184,12 +186,15 @@ func (a *app) cmdDeregister(ctx context.Context, args []string) error {
 	}
 	var results []any
 	if p.Instance != nil {
-		err := c.DeleteInstance(ctx, p.Service, p.InstanceID)
-		if err != nil && !(*missingOK && errors.Is(err, client.ErrNotFound)) {
-			return err
-		}
-		if !a.g.json {
-			a.printf("deregistered instance %s/%s\n", p.Service, p.InstanceID)
+		for _, svc := range p.instanceServices() {
+			err := c.DeleteInstance(ctx, svc, p.InstanceID)
+			// The route's own backend instance goes with the route below.
+			if err != nil && !errors.Is(err, client.ErrNotFound) {
+				return err
+			}
+			if !a.g.json {
+				a.printf("deregistered instance %s/%s\n", svc, p.InstanceID)
+			}
 		}
 	}
 	for _, reg := range p.Routes {
@@ -302,7 +307,9 @@ func (a *app) cmdInstance(ctx context.Context, args []string) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := a.newFlags("instance " + sub)
-	service := fs.String("service", "", "service name")
+	service := fs.String("service", "", "service name (or --host and --path: the route's service)")
+	host := fs.String("host", "", "route host, instead of --service")
+	path := fs.String("path", "", "route path, instead of --service")
 	id := fs.String("id", "", "instance id")
 	address := fs.String("address", "", "host:port (put)")
 	weight := fs.Int("weight", -1, "weight 0..65535 (put: default the registry's; weight: required)")
@@ -311,8 +318,14 @@ func (a *app) cmdInstance(ctx context.Context, args []string) error {
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
+	if *service == "" && *host != "" && *path != "" {
+		*service = client.RouteService(*host, *path)
+	}
+	if *id == "" {
+		*id = *address
+	}
 	if *service == "" || *id == "" {
-		return usagef("instance %s needs --service and --id", sub)
+		return usagef("instance %s needs --service (or --host and --path) and --id (or --address)", sub)
 	}
 	c, err := a.client()
 	if err != nil {

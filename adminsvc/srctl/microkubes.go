@@ -49,7 +49,9 @@ type serviceConfig struct {
 
 // plan is what a service file turns into: one go-proxy route per
 // host × path, all to the same backend, and a /v1 instance when the file
-// asks for one (weight, instance_id or ttl_s set).
+// asks for one (weight, instance_id or ttl_s set). The instance goes under
+// Service, or when that is empty under each route's service
+// (client.RouteService), where it becomes one more target of the route.
 type plan struct {
 	Routes     []client.Registration
 	Service    string
@@ -75,8 +77,11 @@ func loadServiceFile(path string) (serviceFile, error) {
 //   - route hosts: service.hosts, else [virtual_host]
 //   - paths: service.paths
 //   - backend: service.backend, else scheme://(host or virtual_host or name):port
-//   - instance: service name, id instance_id (default backend host:port),
-//     address host:port, weight, ttl_s
+//   - instance (when weight, instance_id or ttl_s is set): under each
+//     route's service, id instance_id (default host:port), address
+//     host:port, weight, ttl_s. For the first replica that is its own
+//     backend with a weight; further replicas (whose register gets 409)
+//     join with `srctl run`.
 func planFor(f serviceFile) (plan, error) {
 	s := f.Service
 	var p plan
@@ -113,7 +118,6 @@ func planFor(f serviceFile) (plan, error) {
 		if address == "" {
 			return p, errors.New("service config: an instance (weight, instance_id, ttl_s) needs service.port, not service.backend")
 		}
-		p.Service = s.Name
 		p.InstanceID = firstNonEmpty(s.InstanceID, address)
 		p.Instance = &client.InstanceSpec{Address: address, Weight: s.Weight, TTLSeconds: s.TTLSeconds, Tags: s.Tags}
 	}
@@ -128,4 +132,20 @@ func firstNonEmpty(vals ...string) string {
 		}
 	}
 	return ""
+}
+
+// instanceServices are the services the plan's instance goes under.
+func (p plan) instanceServices() []string {
+	if p.Service != "" {
+		return []string{p.Service}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range p.Routes {
+		if name := client.RouteService(r.Host, r.Path); !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
 }

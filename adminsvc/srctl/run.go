@@ -19,12 +19,12 @@ func (a *app) cmdRun(ctx context.Context, args []string) error {
 	var rf routeFlags
 	fs := a.newFlags("run")
 	rf.register(fs, true)
-	service := fs.String("service", "", "/v1 service of the instance")
+	service := fs.String("service", "", "/v1 service of the instance (default: the service of each route)")
 	id := fs.String("id", "", "instance id (default: the instance's address)")
 	address := fs.String("address", "", "instance host:port")
 	ttl := fs.Int("ttl", 0, "lease in seconds (renewed every ttl/3); 0 = no lease")
 	weight := fs.Int("weight", -1, "instance weight (default: the registry's)")
-	keepRoutes := fs.Bool("keep-routes", false, "leave the routes registered on exit (routes shared by replicas)")
+	keepRoutes := fs.Bool("keep-routes", false, "leave the routes registered on exit (a route shared by replicas)")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -36,13 +36,10 @@ func (a *app) cmdRun(ctx context.Context, args []string) error {
 		}
 	}
 	if *address != "" {
-		if *service == "" {
-			return usagef("run --address needs --service")
+		if *service == "" && len(p.Routes) == 0 {
+			return usagef("run --address needs --service or a route (--host --path --backend)")
 		}
 		p.Service, p.InstanceID = *service, *id
-		if p.InstanceID == "" {
-			p.InstanceID = *address
-		}
 		p.Instance = &client.InstanceSpec{Address: *address}
 	}
 	if p.Instance != nil {
@@ -71,7 +68,7 @@ func (a *app) cmdRun(ctx context.Context, args []string) error {
 		Logger:            a.newLogger(),
 		OnRegistered: func() {
 			if a.g.json {
-				a.printJSON(map[string]any{"status": "registered", "routes": len(p.Routes), "instance": p.InstanceID})
+				a.printJSON(map[string]any{"status": "registered", "routes": len(p.Routes), "instance": firstNonEmpty(p.InstanceID, *address)})
 			} else {
 				a.printf("registered; waiting for SIGTERM\n")
 			}

@@ -228,8 +228,8 @@ func TestMicrokubesServiceConfig(t *testing.T) {
 	r := srctl(t, nil, "--json", "register", "--config", cfg)
 	want(t, r, 0, "register --config")
 	var answers []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &answers); err != nil || len(answers) != 5 {
-		t.Fatalf("register --config --json: want 4 routes + 1 instance: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.stdout), &answers); err != nil || len(answers) != 8 {
+		t.Fatalf("register --config --json: want 4 routes + the instance in each route's service: %v\n%s", err, r.stdout)
 	}
 	r = srctl(t, []string{"SR_REGISTRY_URL=" + reg.URL}, "--json", "routes")
 	want(t, r, 0, "routes")
@@ -249,8 +249,9 @@ func TestMicrokubesServiceConfig(t *testing.T) {
 			t.Errorf("route %s -> %q", k, got[k])
 		}
 	}
-	r = srctl(t, []string{"SR_REGISTRY_URL=" + reg.URL}, "--json", "services", "hello-service")
-	want(t, r, 0, "services hello-service")
+	// weight lands on the route's own service (the Kong upstream target).
+	r = srctl(t, []string{"SR_REGISTRY_URL=" + reg.URL}, "--json", "services", "sr-hello.example.com_hi")
+	want(t, r, 0, "services of a route")
 	inst := dig(decode(t, r), "instances").([]any)
 	if len(inst) != 1 || dig(inst[0], "weight") != float64(10) || dig(inst[0], "address") != "hello-service.services.consul:5000" {
 		t.Fatalf("instance from the config: %v", inst)
@@ -284,8 +285,10 @@ func TestAPIKeyFlagAndEnv(t *testing.T) {
 func TestRunRegistersUntilSIGTERM(t *testing.T) {
 	reg := clienttest.Start(t, clienttest.Options{})
 	bin := clienttest.Build(t, "./adminsvc/srctl")
+	// A second replica's sidecar: the shared route, plus this replica as a
+	// leased instance of the route's service.
 	cmd := exec.Command(bin, "run", "--host", "run.example.com", "--path", "/r", "--backend", "http://127.0.0.1:9000",
-		"--service", "runner", "--address", "127.0.0.1:9000", "--ttl", "3")
+		"--address", "127.0.0.1:9001", "--ttl", "3")
 	cmd.Env = append(cleanEnv(), "SR_REGISTRY_URL="+reg.URL)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -306,7 +309,11 @@ func TestRunRegistersUntilSIGTERM(t *testing.T) {
 	// heartbeat.
 	until := time.Now().Add(6 * time.Second)
 	for time.Now().Before(until) {
-		want(t, srctl(t, env, "services", "runner"), 0, "instance alive while run renews it")
+		r := srctl(t, env, "--json", "services", "sr-run.example.com_r")
+		want(t, r, 0, "the route's service")
+		if !strings.Contains(r.stdout, `"127.0.0.1:9001"`) {
+			t.Fatalf("leased instance gone while run renews it:\n%s", r.stdout)
+		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -318,8 +325,7 @@ func TestRunRegistersUntilSIGTERM(t *testing.T) {
 	if v := decode(t, srctl(t, env, "--json", "routes")); v["total"] != float64(0) {
 		t.Fatalf("routes after run stopped: %v", v)
 	}
-	r := srctl(t, env, "--json", "services", "runner")
-	if r.code == 0 && len(dig(decode(t, r), "instances").([]any)) != 0 {
+	if r := srctl(t, env, "--json", "services", "sr-run.example.com_r"); strings.Contains(r.stdout, "127.0.0.1:9001") {
 		t.Fatalf("instance left after run stopped: %s", r.stdout)
 	}
 }
