@@ -190,6 +190,15 @@ func TestCommandsAgainstAdminsvc(t *testing.T) {
 		t.Fatalf("services --json: %v %s", err, r.stdout)
 	}
 	want(t, srctl(t, env, "services", "missing"), 2, "services of an unknown name")
+	// An instance addressed by its route instead of a service name.
+	want(t, srctl(t, env, "register", "--host", "api.example.com", "--path", "/v3", "--backend", "http://api-v3:9000"), 0, "register v3")
+	want(t, srctl(t, env, "instance", "put", "--host", "api.example.com", "--path", "/v3", "--address", "10.0.0.6:9000", "--weight", "100", "--ttl", "30"), 0, "instance put by route")
+	want(t, srctl(t, env, "instance", "weight", "--host", "api.example.com", "--path", "/v3", "--id", "10.0.0.6:9000", "--weight", "10"), 0, "instance weight by route")
+	r = srctl(t, env, "--json", "services", "sr-api.example.com_v3")
+	want(t, r, 0, "the route's service")
+	if !strings.Contains(r.stdout, `"10.0.0.6:9000"`) || !strings.Contains(r.stdout, `"api-v3:9000"`) {
+		t.Fatalf("route service should hold the backend and the added instance:\n%s", r.stdout)
+	}
 	want(t, srctl(t, env, "instance", "delete", "--service", "orders", "--id", "o1"), 0, "instance delete")
 	want(t, srctl(t, env, "instance", "delete", "--service", "orders", "--id", "o1"), 2, "instance delete again")
 }
