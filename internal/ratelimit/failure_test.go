@@ -262,3 +262,17 @@ func TestLocalShare(t *testing.T) {
 		t.Fatalf("admitted %d over the next second, want 4", admitted)
 	}
 }
+
+// A caller that gives up is not a Redis failure: no backoff, no policy.
+func TestCallerCancelIsNotRedisDown(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	l := New(newClient(t, s.Addr), Options{Logger: quiet(), Policy: FailClosed})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Allow(ctx, "k", []Limit{PerSecond(5, 0)}); !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err %v", err)
+	}
+	if r, err := l.Allow(context.Background(), "k", []Limit{PerSecond(5, 0)}); err != nil || r.Source != SourceRedis {
+		t.Fatalf("next decision: %+v %v", r, err)
+	}
+}

@@ -148,8 +148,9 @@ func (l *Limiter) Stats() Stats {
 // at once: one EVALSHA, all-or-nothing. A key denied earlier is answered from
 // the local cache until its retry-after, without Redis.
 //
-// The error is non-nil only for invalid limits or, with FailClosed, when
-// Redis failed (errors.Is(err, ErrUnavailable)).
+// The error is non-nil only for invalid limits, when ctx ended before the
+// decision (the client is gone), or, with FailClosed, when Redis failed
+// (errors.Is(err, ErrUnavailable)).
 func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result, error) {
 	if len(limits) == 0 || len(limits) > MaxLimits {
 		return Result{}, fmt.Errorf("%w: %d limits (want 1..%d)", ErrInvalidLimit, len(limits), MaxLimits)
@@ -168,6 +169,11 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 		return l.onFailure(key, limits, now, nil)
 	}
 	r, err := l.eval(ctx, key, limits)
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up (client gone): not Redis' fault, no policy.
+		l.probing.Store(false)
+		return Result{}, fmt.Errorf("rate limit: %w", ctx.Err())
+	}
 	if err != nil {
 		l.redisErrors.Add(1)
 		l.markDown(now, err)
