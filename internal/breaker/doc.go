@@ -18,6 +18,9 @@
 // out the half-open probe tokens. A backend failing on one node is thus open
 // on all of them within about one sync interval. With Redis unreachable
 // every node keeps breaking on its own counts and grants its own probes.
+// Cost: per node, one pipelined round trip per SyncInterval carrying one
+// script call per instance it knows (instances idle for IdleTTL are
+// dropped); per request, nothing.
 //
 // It must not: take a lock or call Redis on the request path, hold a
 // distributed lock around a call, or know about Kong's PDK.
