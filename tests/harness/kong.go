@@ -35,8 +35,13 @@ type Options struct {
 	RespawnDelay time.Duration
 	// SocketTimeout bounds every socket operation (default 10 s).
 	SocketTimeout time.Duration
-	// PoolSize is the keepalive pool of plugin connections (default 16).
+	// PoolSize is the keepalive pool of plugin connections per worker (default 16).
 	PoolSize int
+	// Workers is the number of nginx workers (default 1). Each has its own
+	// connection pool, sequence counter and instance cache, as in Kong, so
+	// the plugin sees one instance per worker for the same config; requests
+	// are spread over them in turn.
+	Workers int
 	// Log also receives Kong's log lines (the plugin output with its
 	// "[name:pid] " prefix, harness events); they are always kept in memory.
 	Log io.Writer
@@ -51,7 +56,8 @@ type Kong struct {
 	plugin  *kongschema.Plugin
 	dump    []byte
 	proc    *Process
-	rpc     *rpcClient
+	workers []*worker
+	nextW   atomic.Uint64
 	methods map[string]protoMethod
 	nodeID  string
 	phases  map[string]bool
@@ -64,9 +70,6 @@ type Kong struct {
 	plugins   map[string]*pluginEntity
 	seq       int64
 	rr        map[string]int
-
-	instMu    sync.Mutex
-	instances map[string]*instance
 
 	ln        net.Listener
 	srv       *http.Server
@@ -94,6 +97,19 @@ type Kong struct {
 type instance struct {
 	id  int32
 	seq int64
+}
+
+// worker is one nginx worker's share of the plugin machinery: pb_rpc.lua's
+// Rpc object (pool, msg_id) and plugin.lua's running_instances.
+type worker struct {
+	id        int
+	rpc       *rpcClient
+	instMu    sync.Mutex
+	instances map[string]*instance
+}
+
+func (k *Kong) pickWorker() *worker {
+	return k.workers[int(k.nextW.Add(1)-1)%len(k.workers)]
 }
 
 // logWriter feeds process output and harness events into Kong's log.
@@ -142,13 +158,16 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 	if opts.PoolSize <= 0 {
 		opts.PoolSize = 16
 	}
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
 	if opts.Version == "" {
 		opts.Version = "3.9.3"
 	}
 	k := &Kong{
 		t: t, opts: opts, methods: protoMethods(), nodeID: newUUID(),
 		services: map[string]*Service{}, upstreams: map[string]*Upstream{},
-		plugins: map[string]*pluginEntity{}, instances: map[string]*instance{},
+		plugins: map[string]*pluginEntity{},
 		rr: map[string]int{}, unimplemented: map[string]int{}, keepStats: true,
 	}
 	k.logger = slog.New(slog.NewTextHandler(logWriter{k}, nil))
@@ -178,7 +197,12 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 	if err := proc.WaitReady(ctx); err != nil {
 		return nil, err
 	}
-	k.rpc = newRPC(proc.SocketPath(), opts.SocketTimeout, opts.PoolSize)
+	for i := 0; i < opts.Workers; i++ {
+		k.workers = append(k.workers, &worker{
+			id: i, rpc: newRPC(proc.SocketPath(), opts.SocketTimeout, opts.PoolSize),
+			instances: map[string]*instance{},
+		})
+	}
 	k.transport = &http.Transport{
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
@@ -208,7 +232,9 @@ func (k *Kong) close() {
 	_ = k.srv.Shutdown(ctx)
 	k.logWG.Wait()
 	k.transport.CloseIdleConnections()
-	k.rpc.drain()
+	for _, w := range k.workers {
+		w.rpc.drain()
+	}
 	k.statsMu.Lock()
 	defer k.statsMu.Unlock()
 	for m, n := range k.unimplemented {
@@ -229,7 +255,13 @@ func (k *Kong) Dump() []byte { return k.dump }
 func (k *Kong) Process() *Process { return k.proc }
 
 // ConnectionsOpened counts the plugin socket connections the harness dialled.
-func (k *Kong) ConnectionsOpened() int64 { return k.rpc.opened.Load() }
+func (k *Kong) ConnectionsOpened() int64 {
+	var n int64
+	for _, w := range k.workers {
+		n += w.rpc.opened.Load()
+	}
+	return n
+}
 
 // InstancesStarted and InstancesClosed count cmd_start_instance and
 // cmd_close_instance calls.
@@ -274,19 +306,22 @@ func (k *Kong) recordUnimplemented(method string) {
 	k.logLine("[harness] unimplemented PDK method " + method)
 }
 
-// resetInstances is reset_instances_for_plugin.
+// resetInstances is reset_instance: this worker's instances go, and the
+// "reset_instances" worker event makes every other worker drop theirs.
 func (k *Kong) resetInstances() {
-	k.instMu.Lock()
-	k.instances = map[string]*instance{}
-	k.instMu.Unlock()
+	for _, w := range k.workers {
+		w.instMu.Lock()
+		w.instances = map[string]*instance{}
+		w.instMu.Unlock()
+	}
 }
 
 // instanceID is get_instance_id: reuse the instance started for this plugin
 // entity and __seq__, else start one and close the previous one.
-func (k *Kong) instanceID(pe *pluginEntity) (int32, error) {
-	k.instMu.Lock()
-	defer k.instMu.Unlock()
-	info := k.instances[pe.id]
+func (k *Kong) instanceID(w *worker, pe *pluginEntity) (int32, error) {
+	w.instMu.Lock()
+	defer w.instMu.Unlock()
+	info := w.instances[pe.id]
 	if info != nil && info.seq == pe.seq {
 		return info.id, nil
 	}
@@ -297,25 +332,25 @@ func (k *Kong) instanceID(pe *pluginEntity) (int32, error) {
 	k.statsMu.Lock()
 	k.startConfigs = append(k.startConfigs, cfg)
 	k.statsMu.Unlock()
-	ret, err := k.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdStartInstance{
+	ret, err := w.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdStartInstance{
 		CmdStartInstance: &pb.CmdStartInstance{Name: k.plugin.Name, Config: cfg},
 	}}, nil)
 	k.starts.Add(1)
 	if err != nil {
-		delete(k.instances, pe.id)
+		delete(w.instances, pe.id)
 		k.logLine("[kong] err starting instance: " + err.Error())
 		return 0, &startError{err}
 	}
 	st := ret.GetInstanceStatus()
 	if st == nil {
-		delete(k.instances, pe.id)
+		delete(w.instances, pe.id)
 		return 0, &startError{errors.New("start instance: reply without instance_status")}
 	}
-	k.instances[pe.id] = &instance{id: st.InstanceId, seq: pe.seq}
+	w.instances[pe.id] = &instance{id: st.InstanceId, seq: pe.seq}
 	if info != nil {
 		// "there was a previous instance with same key, close it"; the
 		// reply does not matter.
-		_, _ = k.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdCloseInstance{
+		_, _ = w.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdCloseInstance{
 			CmdCloseInstance: &pb.CmdCloseInstance{InstanceId: info.id},
 		}}, nil)
 		k.closes.Add(1)
@@ -338,13 +373,13 @@ func (k *Kong) handleEvent(rc *reqCtx, pe *pluginEntity, phase string) error {
 	rc.phase = phase
 	limit := k.opts.PoolSize + 8
 	for attempt := 0; ; attempt++ {
-		id, err := k.instanceID(pe)
+		id, err := k.instanceID(rc.w, pe)
 		if err != nil {
 			return err
 		}
 		rc.stats.addEvent(phase)
 		k.totalEvents.Add(1)
-		_, err = k.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdHandleEvent{
+		_, err = rc.w.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdHandleEvent{
 			CmdHandleEvent: &pb.CmdHandleEvent{InstanceId: id, EventName: phase},
 		}}, rc.dispatch)
 		if err == nil {

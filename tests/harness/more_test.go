@@ -20,11 +20,12 @@ func TestNoPluginInstanceRetry(t *testing.T) {
 		t.Fatal(resp.Status)
 	}
 	lastRequest(t, k, 1) // its log event is done: nothing else uses the instance
-	k.instMu.Lock()
-	inst := k.instances[id]
-	k.instMu.Unlock()
+	w := k.workers[0]
+	w.instMu.Lock()
+	inst := w.instances[id]
+	w.instMu.Unlock()
 	// Close it behind Kong's back, on the plugin's own socket.
-	if _, err := k.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdCloseInstance{
+	if _, err := w.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdCloseInstance{
 		CmdCloseInstance: &pb.CmdCloseInstance{InstanceId: inst.id},
 	}}, nil); err != nil {
 		t.Fatal(err)
@@ -106,5 +107,20 @@ func TestUpstreamTargetsAndHost(t *testing.T) {
 	defer mu.Unlock()
 	if hosts["client.example:1234"] != 1 {
 		t.Errorf("preserve_host: Host headers %v", hosts)
+	}
+}
+
+// Each worker has its own instance cache: with 2 workers the same config
+// runs as 2 instances in the plugin, as in a real Kong.
+func TestWorkersHaveOwnInstances(t *testing.T) {
+	be, _ := backend(t)
+	k, _ := setup(t, Options{Workers: 2}, be.URL, map[string]any{"mode": "getters"})
+	for i := 0; i < 4; i++ {
+		if resp, _ := get(t, k.URL()+"/t"); resp.StatusCode != 200 {
+			t.Fatal(resp.Status)
+		}
+	}
+	if k.InstancesStarted() != 2 {
+		t.Fatalf("%d instances started for 2 workers", k.InstancesStarted())
 	}
 }

@@ -56,6 +56,7 @@ type tryInfo struct {
 // reqCtx is one request as the plugin sees it through the PDK.
 type reqCtx struct {
 	k          *Kong
+	w          *worker
 	phase      string
 	req        *http.Request
 	reqHeaders http.Header
@@ -168,7 +169,7 @@ func newRequestID() string {
 func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	k.totalRequests.Add(1)
 	rc := &reqCtx{
-		k: k, req: r, start: time.Now(), requestID: newRequestID(),
+		k: k, w: k.pickWorker(), req: r, start: time.Now(), requestID: newRequestID(),
 		stats: newStats(r), shared: map[string]any{}, ngxCtx: map[string]any{},
 		respHeaders: http.Header{}, reqHeaders: withHost(r.Header, r.Host),
 	}
