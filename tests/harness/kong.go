@@ -168,7 +168,7 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 		t: t, opts: opts, methods: protoMethods(), nodeID: newUUID(),
 		services: map[string]*Service{}, upstreams: map[string]*Upstream{},
 		plugins: map[string]*pluginEntity{},
-		rr: map[string]int{}, unimplemented: map[string]int{}, keepStats: true,
+		rr:      map[string]int{}, unimplemented: map[string]int{}, keepStats: true,
 	}
 	k.logger = slog.New(slog.NewTextHandler(logWriter{k}, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
