@@ -20,10 +20,21 @@ import (
 // It lives for the whole process: plugin instances come and go with config
 // versions, the cache must not.
 type backend struct {
-	rdb     redis.UniversalClient
+	// rdb has the configured short timeouts: for work on the request path
+	// (rate limiting, breaker sync).
+	rdb redis.UniversalClient
+	// loadRdb serves the discovery cache's background loads and change
+	// feed; a snapshot of many instances may need more than timeout_ms, and
+	// no request waits for it (see loadTimeout).
+	loadRdb redis.UniversalClient
 	store   *registry.Store
 	cache   *discovery.Cache
 	timeout time.Duration
+}
+
+// loadTimeout is the Redis timeout of discovery's background reads.
+func loadTimeout(rc RedisConfig) time.Duration {
+	return max(time.Duration(rc.TimeoutMs)*time.Millisecond, time.Second)
 }
 
 type backendRegistry struct {
@@ -40,13 +51,15 @@ func (r *backendRegistry) get(rc RedisConfig) *backend {
 	if b := r.m[key]; b != nil {
 		return b
 	}
-	rdb := newRedisClient(rc)
-	store := registry.NewStore(rdb, registry.Options{Prefix: rc.KeyPrefix})
+	timeout := time.Duration(rc.TimeoutMs) * time.Millisecond
+	loadRdb := newRedisClient(rc, loadTimeout(rc))
+	store := registry.NewStore(loadRdb, registry.Options{Prefix: rc.KeyPrefix})
 	b := &backend{
-		rdb:     rdb,
+		rdb:     newRedisClient(rc, timeout),
+		loadRdb: loadRdb,
 		store:   store,
-		cache:   discovery.New(store, discovery.Options{Logger: logger()}),
-		timeout: time.Duration(rc.TimeoutMs) * time.Millisecond,
+		cache:   discovery.New(store, discovery.Options{Logger: logger(), Timeout: 2 * loadTimeout(rc)}),
+		timeout: timeout,
 	}
 	r.m[key] = b
 	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisAddr(rc), "prefix", rc.KeyPrefix)
@@ -60,6 +73,7 @@ func (r *backendRegistry) closeAll() {
 	for k, b := range r.m {
 		b.cache.Close()
 		_ = b.rdb.Close()
+		_ = b.loadRdb.Close()
 		delete(r.m, k)
 	}
 }
@@ -78,11 +92,10 @@ func redisAddr(rc RedisConfig) string {
 	return net.JoinHostPort(rc.Host, strconv.Itoa(rc.Port))
 }
 
-// newRedisClient builds the client for one setting set. Timeouts come from
-// timeout_ms; go-redis retries are off so a dead Redis costs one timeout,
-// not several, and the discovery cache serves its last snapshot.
-func newRedisClient(rc RedisConfig) redis.UniversalClient {
-	timeout := time.Duration(rc.TimeoutMs) * time.Millisecond
+// newRedisClient builds a client for one setting set with the given
+// connect/read/write timeout; go-redis retries are off so a dead Redis costs
+// one timeout, not several, and the discovery cache serves its last snapshot.
+func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient {
 	var tlsConf *tls.Config
 	if rc.SSL {
 		name := rc.ServerName

@@ -190,6 +190,9 @@ type compiled struct {
 	record func(k kongAPI)
 }
 
+// refusedConfigs remembers the (plugin id, __seq__) pairs already logged.
+var refusedConfigs sync.Map
+
 // compile validates the config and resolves its backend, once per instance.
 func (c *Config) compile() *compiled {
 	c.once.Do(func() {
@@ -201,8 +204,13 @@ func (c *Config) compile() *compiled {
 		if errs := c.validate(cp.decodeErrs); len(errs) > 0 {
 			cp.err = fmt.Errorf("%w: %s", errConfig, strings.Join(errs, "; "))
 			cp.message = messageJSON(cp.err.Error())
-			logger().Error("service-registry: refusing requests with this config",
-				"plugin_id", c.pluginID, "seq", c.seq, "error", cp.err.Error())
+			// Every Kong worker starts its own instance of a config
+			// version: log it once per (plugin, version) per process.
+			key := fmt.Sprintf("%s/%d", c.pluginID, c.seq)
+			if _, seen := refusedConfigs.LoadOrStore(key, true); !seen || c.pluginID == "" {
+				logger().Error("service-registry: refusing requests with this config",
+					"plugin_id", c.pluginID, "seq", c.seq, "error", cp.err.Error())
+			}
 			return
 		}
 		if c.Registry == "redis" {

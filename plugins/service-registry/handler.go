@@ -69,7 +69,7 @@ func (c *Config) access(k kongAPI) {
 	if !ok {
 		var err error
 		if snap, err = c.firstLoad(cp, name, ttl); err != nil {
-			logger().Warn("service-registry: no snapshot for service", "service", name, "error", err)
+			logThrottled("first-load:"+name, "service-registry: no snapshot for service (answering 503)", "service", name, "error", err)
 			k.Exit(503, noInstance(name))
 			return
 		}
@@ -95,6 +95,20 @@ func (c *Config) access(k kongAPI) {
 	if err := k.SetTarget(t.Host, t.Port); err != nil {
 		logger().Error("service-registry: set_target failed", "service", name, "target", t.Addr, "error", err)
 	}
+}
+
+// logged remembers when a throttled message was last written.
+var logged sync.Map // key -> time.Time
+
+// logThrottled writes msg at most once per 10 s per key: a broken Redis or
+// an unknown service must not write one line per request.
+func logThrottled(key, msg string, args ...any) {
+	now := time.Now()
+	if last, ok := logged.Load(key); ok && now.Sub(last.(time.Time)) < 10*time.Second {
+		return
+	}
+	logged.Store(key, now)
+	logger().Warn(msg, args...)
 }
 
 func noInstance(name string) []byte { return messageJSON("no healthy instance for service " + name) }

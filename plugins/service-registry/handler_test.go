@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"log/slog"
+
 	"github.com/Kong/go-pdk/test"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
@@ -282,5 +284,56 @@ func TestGoPDKEnvironment(t *testing.T) {
 	env.DoHttps(decode(t, `{"registry":"kong"}`))
 	if env.ClientRes.Status != 200 {
 		t.Errorf("pass-through: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+}
+
+// One log line per config version, however many requests and workers
+// (each worker starts its own instance of the same version).
+func TestBadConfigLoggedOncePerVersion(t *testing.T) {
+	var buf strings.Builder
+	old := log
+	log = slog.New(slog.NewTextHandler(&buf, nil))
+	defer func() { log = old }()
+	id := fmt.Sprint("plugin-", time.Now().UnixNano())
+	for worker := 0; worker < 2; worker++ {
+		c := decode(t, `{"registry":"bogus","__plugin_id":"`+id+`","__seq__":1}`)
+		for i := 0; i < 3; i++ {
+			c.access(&fakeKong{})
+		}
+	}
+	if n := strings.Count(buf.String(), "refusing requests"); n != 1 {
+		t.Fatalf("%d log lines for one config version:\n%s", n, buf.String())
+	}
+	decode(t, `{"registry":"bogus","__plugin_id":"`+id+`","__seq__":2}`).access(&fakeKong{})
+	if n := strings.Count(buf.String(), "refusing requests"); n != 2 {
+		t.Fatalf("new version not logged: %d", n)
+	}
+	if strings.Contains(buf.String(), "password") {
+		t.Fatal("log mentions the password")
+	}
+}
+
+// Redis with a password: the plugin authenticates and never logs it.
+func TestRedisPasswordNeverLogged(t *testing.T) {
+	const secret = "s3cr3t-pa55"
+	srv := redistest.Start(t, redistest.Options{Password: secret})
+	rdb := srv.Client()
+	t.Cleanup(func() { _ = rdb.Close() })
+	store := registry.NewStore(rdb, registry.Options{})
+	if _, err := store.PutInstance(context.Background(), "auth", registry.Instance{ID: "a", Address: "10.0.0.7:80", Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	old := log
+	log = slog.New(slog.NewTextHandler(&buf, nil))
+	defer func() { log = old }()
+	c := decode(t, fmt.Sprintf(`{"registry":"redis","service":"auth","redis":{"port":%d,"password":%q}}`, srv.Port, secret))
+	k := &fakeKong{}
+	c.access(k)
+	if k.host != "10.0.0.7" {
+		t.Fatalf("with password: %d %s", k.status, k.body)
+	}
+	if !strings.Contains(buf.String(), "new redis backend") || strings.Contains(buf.String(), secret) {
+		t.Fatalf("log: %s", buf.String())
 	}
 }
