@@ -86,8 +86,9 @@ func TestRatioOpensAndLowErrorRateNever(t *testing.T) {
 		t.Fatal("10 of 10 failed but not open")
 	}
 
-	// 1 % random errors over 10 000 calls never opens, with the defaults.
-	b2, clock2 := local(t, Settings{})
+	// 1 % random errors over 10 000 calls never opens: the default
+	// threshold, the ratio rule on.
+	b2, clock2 := local(t, Settings{FailureRatio: 0.5})
 	rng := rand.New(rand.NewSource(42))
 	var fails int
 	for i := 0; i < 10000; i++ {

@@ -242,7 +242,7 @@ func TestClusterIdleNodesLeaveTheProbe(t *testing.T) {
 // never open the instance (seeded RNG).
 func TestClusterLowErrorRateNeverOpens(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
-	ns := nodes(t, s.Addr, Settings{}) // the defaults: 5 consecutive, 50 % over 10 s
+	ns := nodes(t, s.Addr, Settings{FailureRatio: 0.5}) // 5 consecutive, or 50 % of ≥ 10 calls over 10 s
 	const addr = "10.0.0.6:8080"
 	rng := rand.New(rand.NewSource(7))
 	fails := 0

@@ -11,9 +11,10 @@ type Settings struct {
 	// FailureThreshold consecutive failures open the breaker. Default 5.
 	FailureThreshold int
 	// FailureRatio of failed calls over Window opens it, once at least
-	// MinCalls calls were seen. 0 turns the ratio rule off. Default 0.5.
+	// MinCalls calls were seen. 0 (the default, as in the plugin config)
+	// turns the ratio rule off.
 	FailureRatio float64
-	// MinCalls before FailureRatio applies. Default 20.
+	// MinCalls before FailureRatio applies. Default 10.
 	MinCalls int
 	// Window for FailureRatio (counted in 10 buckets). Default 10s.
 	Window time.Duration
@@ -31,7 +32,8 @@ type Settings struct {
 	// lost). Default 60s, Kong's default upstream read timeout.
 	ProbeTimeout time.Duration
 	// FailureStatuses are upstream statuses counted as failures.
-	// Default 500–599.
+	// Nil means 500–599; an empty non-nil list counts only connection
+	// errors and timeouts.
 	FailureStatuses []int
 }
 
@@ -42,11 +44,8 @@ func (s *Settings) defaults() error {
 	if s.FailureThreshold == 0 {
 		s.FailureThreshold = 5
 	}
-	if s.FailureRatio == 0 {
-		s.FailureRatio = 0.5
-	}
 	if s.MinCalls == 0 {
-		s.MinCalls = 20
+		s.MinCalls = 10
 	}
 	if s.Window == 0 {
 		s.Window = 10 * time.Second
@@ -65,7 +64,7 @@ func (s *Settings) defaults() error {
 	}
 	switch {
 	case s.FailureThreshold < 0, s.FailureRatio < 0, s.FailureRatio > 1, s.MinCalls < 0,
-		s.Window < 10*time.Millisecond, s.OpenTimeout < time.Millisecond,
+		s.Window < buckets*time.Microsecond, s.OpenTimeout < time.Millisecond,
 		s.MaxOpenTimeout < s.OpenTimeout, s.HalfOpenMaxCalls < 0, s.ProbeTimeout < 0:
 		return fmt.Errorf("%w: %+v", ErrInvalidSettings, *s)
 	}
