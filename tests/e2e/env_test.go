@@ -107,6 +107,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e.redis = redistest.Start(t, redistest.Options{})
 	e.store = registry.NewStore(e.redis.Client(), registry.Options{})
 	o.kong.Binary = pluginBin
+	if o.kong.Workers == 0 {
+		// nginx worker_processes = auto on these 2-core machines.
+		o.kong.Workers = 2
+	}
 	e.kong = harness.Start(t, o.kong)
 	// The Kong service points at a port nobody listens on: only the
 	// plugin's set_target can reach a backend.
