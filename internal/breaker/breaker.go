@@ -426,3 +426,9 @@ func (b *Breakers) Run(ctx context.Context) {
 		b.SyncOnce(ctx)
 	}
 }
+
+// RetryAfterSeconds renders a wait for the Retry-After header of the 503
+// sent when every instance is open: whole seconds, rounded up, at least 1.
+func RetryAfterSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}

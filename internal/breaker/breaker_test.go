@@ -203,3 +203,11 @@ func TestAllowDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per Allow+Done", n)
 	}
 }
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int{0: 1, 200 * time.Millisecond: 1, time.Second: 1, 1001 * time.Millisecond: 2, 30 * time.Second: 30} {
+		if got := RetryAfterSeconds(d); got != want {
+			t.Errorf("RetryAfterSeconds(%s) = %d, want %d", d, got, want)
+		}
+	}
+}

@@ -44,7 +44,7 @@
 //	if pick == "" {
 //		if wait, all := b.AllOpen(addrs); all {
 //			kong.Response.Exit(cb.ErrorCode /*503*/, body, map[string][]string{
-//				"Retry-After": {strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))}})
+//				"Retry-After": {strconv.Itoa(breaker.RetryAfterSeconds(wait))}})
 //			return
 //		}
 //	}
