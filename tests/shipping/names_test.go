@@ -2,11 +2,14 @@ package shipping
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 const (
@@ -193,4 +196,73 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// TestStartCommandListensWhereKongConnects starts the plugin with
+// kong.conf's start command (the prefix moved to a temporary directory) and
+// connects to the socket Kong would use, computed from kong.conf the way
+// Kong's conf loader does.
+func TestStartCommandListensWhereKongConnects(t *testing.T) {
+	bin := pluginBinary(t)
+	b, err := os.ReadFile(rootPath("kong", "kong.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := parseKongConf(b)
+	prefix, err := os.MkdirTemp("", "kp") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(prefix) })
+	args := strings.Fields(conf["pluginserver_service_registry_start_cmd"])
+	if len(args) == 0 || args[0] != wantStartCmd {
+		t.Fatalf("start_cmd %q", conf["pluginserver_service_registry_start_cmd"])
+	}
+	for i := range args {
+		if args[i] == kongPrefix {
+			args[i] = prefix
+		}
+	}
+	if !contains(args, prefix) {
+		args = append(args, "-kong-prefix", prefix)
+	}
+	sock := strings.Replace(orDefault(conf["pluginserver_service_registry_socket"], kongPrefix+"/"+pluginName+".socket"), kongPrefix, prefix, 1)
+
+	cmd := exec.Command(bin, args[1:]...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := net.Dial("unix", sock)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s (Kong's socket) 15s after starting %v: %v\nplugin output:\n%s", sock, args, err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lockedBuffer collects a process's output while the test may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
