@@ -337,3 +337,43 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 		t.Fatalf("log: %s", buf.String())
 	}
 }
+
+// registry = redis over a 3-node Redis Cluster (cluster_nodes), including a
+// change arriving through the feed.
+func TestAccessRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
+	store := registry.NewStore(cl.Client(t), registry.Options{Prefix: "clu"})
+	ctx := context.Background()
+	if _, err := store.PutInstance(ctx, "orders", registry.Instance{ID: "a", Address: "10.2.0.1:80", Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []string
+	for _, m := range cl.Masters {
+		nodes = append(nodes, fmt.Sprintf(`{"ip":"127.0.0.1","port":%d}`, m.Port))
+	}
+	c := decode(t, `{"registry":"redis","service":"orders","cache_ttl_ms":60000,"redis":{"key_prefix":"clu","timeout_ms":500,"cluster_nodes":[`+strings.Join(nodes, ",")+`]}}`)
+	k := &fakeKong{}
+	c.access(k)
+	if k.host != "10.2.0.1" {
+		t.Fatalf("cluster: %d %s", k.status, k.body)
+	}
+	// Swap the instance: visible through the feed (ttl is a minute).
+	if _, err := store.PutInstance(ctx, "orders", registry.Instance{ID: "b", Address: "10.2.0.2:80", Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteInstance(ctx, "orders", "a"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		k := &fakeKong{}
+		c.access(k)
+		if k.host == "10.2.0.2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("change not visible through the cluster feed: %s", k.host)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
