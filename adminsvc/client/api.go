@@ -138,8 +138,19 @@ type Health struct {
 	Status           string `json:"status"`
 	RegisteredRoutes int    `json:"registered_routes"`
 	Error            string `json:"error,omitempty"`
-	// Raw is the whole answer: adminsvc adds fields (pending Kong changes...).
+	// PendingChanges counts registry changes not yet applied to Kong
+	// (Kong unreachable registrations are stored and applied later).
+	PendingChanges int `json:"pending_changes,omitempty"`
+	// Kong is adminsvc's view of its Kong sync, when it reports one.
+	Kong *KongStatus `json:"kong,omitempty"`
+	// Raw is the whole answer, for fields this type does not name.
 	Raw json.RawMessage `json:"-"`
+}
+
+// KongStatus is the "kong" part of /health.
+type KongStatus struct {
+	LastError string `json:"last_error,omitempty"`
+	Leader    bool   `json:"leader,omitempty"`
 }
 
 // Register adds a route; registering the same route again is a no-op (200),

@@ -448,9 +448,12 @@ func (a *app) cmdHealth(ctx context.Context, args []string) error {
 	if a.g.json {
 		a.printJSON(h.Raw)
 	} else {
-		a.printf("%s registered_routes=%d", h.Status, h.RegisteredRoutes)
+		a.printf("%s registered_routes=%d pending_changes=%d", h.Status, h.RegisteredRoutes, h.PendingChanges)
 		if h.Error != "" {
 			a.printf(" error=%q", h.Error)
+		}
+		if h.Kong != nil && h.Kong.LastError != "" {
+			a.printf(" kong_error=%q", h.Kong.LastError)
 		}
 		a.printf("\n")
 	}

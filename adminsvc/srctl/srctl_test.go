@@ -160,6 +160,13 @@ func TestCommandsAgainstAdminsvc(t *testing.T) {
 		t.Fatalf("health --json: %v", v)
 	}
 
+	// Kong is unreachable in these tests: health says so, and stays healthy.
+	r = srctl(t, env, "health")
+	want(t, r, 0, "health text")
+	if !strings.HasPrefix(r.stdout, "healthy registered_routes=1") || !strings.Contains(r.stdout, "kong_error=") {
+		t.Fatalf("health text: %q", r.stdout)
+	}
+
 	want(t, srctl(t, env, "deregister", "--host", "api.example.com", "--path", "/v2"), 0, "deregister")
 	r = srctl(t, env, "deregister", "--json", "--host", "api.example.com", "--path", "/v2")
 	want(t, r, 2, "deregister again")
