@@ -59,10 +59,10 @@ func (f *Fake) config(r *http.Request) (int, any, *apiError) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	old := f.db
+	old, oldIdx, oldHash := f.db, f.idx, f.configHash
 	f.wipe()
 	if fields := f.load(doc); len(fields) > 0 {
-		f.db = old
+		f.db, f.idx, f.configHash = old, oldIdx, oldHash
 		return 0, nil, declarativeError(fields)
 	}
 	f.configHash = hash
@@ -220,7 +220,7 @@ func (f *Fake) loadEntity(kind string, m map[string]any, parentRef map[string]an
 	if uerr := f.declUnique(k, ent); uerr != "" {
 		return map[string]any{k.endpointKeyOr("id"): uerr}
 	}
-	f.db[kind][ent["id"].(string)] = ent
+	f.put(kind, ent)
 	errs := map[string]any{}
 	childNames := make([]string, 0, len(nested))
 	for c := range nested {

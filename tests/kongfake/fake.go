@@ -75,6 +75,7 @@ type Fake struct {
 
 	mu         sync.Mutex
 	db         map[string]map[string]map[string]any // kind → id → entity
+	idx        map[string]map[string]string         // kind → unique key → id
 	counts     map[string]int
 	configHash string
 	pushes     int
@@ -165,8 +166,10 @@ func (f *Fake) Wipe() {
 
 func (f *Fake) wipe() {
 	f.db = map[string]map[string]map[string]any{}
+	f.idx = map[string]map[string]string{}
 	for k := range kinds {
 		f.db[k] = map[string]map[string]any{}
+		f.idx[k] = map[string]string{}
 	}
 	f.configHash = strings.Repeat("0", 32)
 }

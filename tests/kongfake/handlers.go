@@ -2,6 +2,7 @@ package kongfake
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -364,7 +365,7 @@ func (f *Fake) write(r *http.Request, k *kindDef, id string, base, forced map[st
 	if aerr := f.unique(k, ent); aerr != nil {
 		return 0, nil, aerr
 	}
-	f.db[k.name][ent["id"].(string)] = ent
+	f.put(k.name, ent)
 	if r.Method == http.MethodPut && base != nil && base["created_at"] == nil {
 		status = http.StatusOK
 	}
@@ -542,31 +543,72 @@ func formatTarget(t string) (string, string) {
 }
 
 // unique enforces unique fields and Kong's cache-key uniqueness for targets
-// and plugins. Called with f.mu held.
+// and plugins through an index, so large configs stay fast. Called with
+// f.mu held.
 func (f *Fake) unique(k *kindDef, ent map[string]any) *apiError {
 	id := ent["id"]
-	for _, o := range f.db[k.name] {
-		if o["id"] == id {
+	for _, key := range uniqueKeys(k, ent) {
+		other, ok := f.idx[k.name][key.key]
+		if !ok || other == id {
 			continue
 		}
-		for _, u := range k.uniques {
-			if ent[u] != nil && o[u] == ent[u] {
-				return uniqueViolation(map[string]any{u: ent[u]})
-			}
-		}
-		switch k.name {
-		case "targets":
-			if sameRef(o["upstream"], ent["upstream"]) && o["target"] == ent["target"] {
-				return uniqueViolation(map[string]any{"upstream": ent["upstream"], "target": ent["target"]})
-			}
-		case "plugins":
-			if o["name"] == ent["name"] && sameRef(o["service"], ent["service"]) &&
-				sameRef(o["route"], ent["route"]) && sameRef(o["consumer"], ent["consumer"]) {
-				return uniqueViolation(map[string]any{"name": ent["name"], "service": ent["service"], "route": ent["route"], "consumer": ent["consumer"]})
-			}
-		}
+		return uniqueViolation(key.fields)
 	}
 	return nil
+}
+
+type uniqueKey struct {
+	key    string
+	fields map[string]any
+}
+
+func refID(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		return fmt.Sprint(m["id"])
+	}
+	return ""
+}
+
+func uniqueKeys(k *kindDef, ent map[string]any) []uniqueKey {
+	var out []uniqueKey
+	for _, u := range k.uniques {
+		if ent[u] != nil {
+			out = append(out, uniqueKey{u + "=" + fmt.Sprint(ent[u]), map[string]any{u: ent[u]}})
+		}
+	}
+	switch k.name {
+	case "targets":
+		out = append(out, uniqueKey{"target=" + refID(ent["upstream"]) + "|" + fmt.Sprint(ent["target"]),
+			map[string]any{"upstream": ent["upstream"], "target": ent["target"]}})
+	case "plugins":
+		out = append(out, uniqueKey{"plugin=" + fmt.Sprint(ent["name"]) + "|" + refID(ent["service"]) + "|" + refID(ent["route"]) + "|" + refID(ent["consumer"]),
+			map[string]any{"name": ent["name"], "service": ent["service"], "route": ent["route"], "consumer": ent["consumer"]}})
+	}
+	return out
+}
+
+// put stores an entity and indexes its unique keys. Called with f.mu held.
+func (f *Fake) put(kind string, ent map[string]any) {
+	id := ent["id"].(string)
+	f.remove(kind, id)
+	f.db[kind][id] = ent
+	for _, key := range uniqueKeys(kinds[kind], ent) {
+		f.idx[kind][key.key] = id
+	}
+}
+
+// remove deletes an entity and its index entries. Called with f.mu held.
+func (f *Fake) remove(kind, id string) {
+	old, ok := f.db[kind][id]
+	if !ok {
+		return
+	}
+	for _, key := range uniqueKeys(kinds[kind], old) {
+		if f.idx[kind][key.key] == id {
+			delete(f.idx[kind], key.key)
+		}
+	}
+	delete(f.db[kind], id)
 }
 
 func sameRef(a, b any) bool {
@@ -591,11 +633,11 @@ func (f *Fake) delete(k *kindDef, id string) (int, any, *apiError) {
 			}
 		}
 	}
-	delete(f.db[k.name], id)
+	f.remove(k.name, id)
 	for childKind, fk := range children[k.name] {
 		for cid, c := range f.db[childKind] {
 			if ref, ok := c[fk].(map[string]any); ok && ref["id"] == id && childKind != "routes" {
-				delete(f.db[childKind], cid)
+				f.remove(childKind, cid)
 			}
 		}
 	}
