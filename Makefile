@@ -9,7 +9,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./plugins/service-registry ./adminsvc/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./plugins/service-registry ./adminsvc/... ./deploy/echo-backend
 
 test:
 	$(GO) vet ./... && $(GO) test -race -count=1 -timeout 12m ./...
