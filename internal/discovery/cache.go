@@ -17,7 +17,9 @@ import (
 // Source is the part of the registry the cache reads; *registry.Store
 // satisfies it.
 type Source interface {
-	GetService(ctx context.Context, name string) (registry.Service, error)
+	// LoadService reads a service atomically; found=false comes with the
+	// version at which it was absent.
+	LoadService(ctx context.Context, name string) (svc registry.Service, found bool, err error)
 	ServiceVersion(ctx context.Context, name string) (int64, error)
 	Watch(ctx context.Context) (<-chan registry.Change, error)
 }
@@ -149,20 +151,7 @@ func (c *Cache) Get(ctx context.Context, service string, maxAge time.Duration) (
 
 func (c *Cache) load(ctx context.Context, service string) (*Snapshot, error) {
 	c.feedOnce.Do(c.startFeed)
-	ch := c.group.DoChan(service, func() (any, error) {
-		// Detached from the caller: other requests share this load.
-		lctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
-		defer cancel()
-		e := c.entry(service)
-		if s := e.snap.Load(); s != nil {
-			return s, nil
-		}
-		s, err := c.fetch(lctx, e)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	})
+	ch := c.group.DoChan(service, func() (any, error) { return c.firstFetch(service) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -172,6 +161,18 @@ func (c *Cache) load(ctx context.Context, service string) (*Snapshot, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("discovery: loading %s: %w", service, ctx.Err())
 	}
+}
+
+// firstFetch is the singleflight body of a first load. It is detached from
+// the caller's context: other requests share this load.
+func (c *Cache) firstFetch(service string) (any, error) {
+	lctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
+	defer cancel()
+	e := c.entry(service)
+	if s := e.snap.Load(); s != nil {
+		return s, nil
+	}
+	return c.fetch(lctx, e)
 }
 
 func (c *Cache) entry(service string) *entry {
@@ -196,17 +197,7 @@ func (c *Cache) entry(service string) *entry {
 
 // fetch loads the service from Redis and installs its snapshot.
 func (c *Cache) fetch(ctx context.Context, e *entry) (*Snapshot, error) {
-	svc, err := c.src.GetService(ctx, e.name)
-	found := err == nil
-	if errors.Is(err, registry.ErrServiceNotFound) {
-		// Remember the version so a later creation is seen as newer.
-		v, verr := c.src.ServiceVersion(ctx, e.name)
-		if verr != nil {
-			c.failed(verr)
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, verr)
-		}
-		svc, err = registry.Service{Name: e.name, Version: v}, nil
-	}
+	svc, found, err := c.src.LoadService(ctx, e.name)
 	if err != nil {
 		c.failed(err)
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -215,10 +206,11 @@ func (c *Cache) fetch(ctx context.Context, e *entry) (*Snapshot, error) {
 	s := NewSnapshot(svc, found, c.now())
 	c.loads.Add(1)
 	// Never replace a newer snapshot with an older one (a slow load racing
-	// a fast one).
+	// a fast one), nor one of the same version: it would restart the
+	// weighted order for nothing.
 	for {
 		old := e.snap.Load()
-		if old != nil && old.Version > s.Version {
+		if old != nil && old.Found == s.Found && old.Version >= s.Version {
 			s = old
 			break
 		}
@@ -266,7 +258,17 @@ func (c *Cache) refresh(e *entry) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
 	defer cancel()
 	cur := e.snap.Load()
-	if !e.force.Swap(false) && cur != nil {
+	if cur == nil {
+		// A first load is in flight: join it instead of loading twice, then
+		// check its version, since it may have read before the change feed
+		// was live.
+		v, err, _ := c.group.Do(e.name, func() (any, error) { return c.firstFetch(e.name) })
+		if err != nil {
+			return
+		}
+		cur = v.(*Snapshot)
+	}
+	if !e.force.Swap(false) {
 		c.checks.Add(1)
 		v, err := c.src.ServiceVersion(ctx, e.name)
 		if err != nil {

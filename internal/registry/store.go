@@ -613,13 +613,13 @@ func decodeService(name string, reply any) (Service, bool, error) {
 	if !ok || len(parts) != 3 {
 		return Service{}, false, fmt.Errorf("unexpected reply for %s: %v", name, reply)
 	}
+	v, _ := parts[2].(string)
+	version, _ := strconv.ParseInt(v, 10, 64)
 	meta := pairs(parts[0])
 	if len(meta) == 0 {
-		return Service{}, false, nil
+		return Service{Name: name, Version: version}, false, nil
 	}
-	svc := Service{Name: name, Instances: []Instance{}}
-	v, _ := parts[2].(string)
-	svc.Version, _ = strconv.ParseInt(v, 10, 64)
+	svc := Service{Name: name, Version: version, Instances: []Instance{}}
 	if t := meta["tags"]; t != "" {
 		if err := json.Unmarshal([]byte(t), &svc.Tags); err != nil {
 			return Service{}, false, fmt.Errorf("decoding tags of %s: %w", name, err)
@@ -644,21 +644,32 @@ func decodeService(name string, reply any) (Service, bool, error) {
 // GetService returns a service with its instances (sorted by id) and
 // version, read atomically; ErrServiceNotFound when it does not exist.
 func (s *Store) GetService(ctx context.Context, name string) (Service, error) {
-	if !validName(name) {
-		return Service{}, ErrServiceNotFound
-	}
-	raw, err := readScript.Run(ctx, s.rdb, s.keys.serviceKeys(name)).Result()
+	svc, ok, err := s.LoadService(ctx, name)
 	if err != nil {
-		return Service{}, unavailable("get service", err)
-	}
-	svc, ok, err := decodeService(name, raw)
-	if err != nil {
-		return Service{}, fmt.Errorf("registry: get service: %w", err)
+		return Service{}, err
 	}
 	if !ok {
 		return Service{}, ErrServiceNotFound
 	}
 	return svc, nil
+}
+
+// LoadService is GetService for caches: found=false for a missing service,
+// whose Version is still the current version key (deletion bumps it), read
+// in the same atomic step, so "absent at version v" is a consistent fact.
+func (s *Store) LoadService(ctx context.Context, name string) (Service, bool, error) {
+	if !validName(name) {
+		return Service{Name: name}, false, nil
+	}
+	raw, err := readScript.Run(ctx, s.rdb, s.keys.serviceKeys(name)).Result()
+	if err != nil {
+		return Service{}, false, unavailable("get service", err)
+	}
+	svc, ok, err := decodeService(name, raw)
+	if err != nil {
+		return Service{}, false, fmt.Errorf("registry: get service: %w", err)
+	}
+	return svc, ok, nil
 }
 
 // ListServices returns the services carrying every one of tags (all when

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,7 +291,7 @@ func TestGoPDKEnvironment(t *testing.T) {
 // One log line per config version, however many requests and workers
 // (each worker starts its own instance of the same version).
 func TestBadConfigLoggedOncePerVersion(t *testing.T) {
-	var buf strings.Builder
+	var buf syncBuffer
 	old := log
 	log = slog.New(slog.NewTextHandler(&buf, nil))
 	defer func() { log = old }()
@@ -323,7 +324,7 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 	if _, err := store.PutInstance(context.Background(), "auth", registry.Instance{ID: "a", Address: "10.0.0.7:80", Weight: 1}); err != nil {
 		t.Fatal(err)
 	}
-	var buf strings.Builder
+	var buf syncBuffer
 	old := log
 	log = slog.New(slog.NewTextHandler(&buf, nil))
 	defer func() { log = old }()
@@ -376,4 +377,22 @@ func TestAccessRedisCluster(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// syncBuffer is a log sink background goroutines may write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
