@@ -3,11 +3,14 @@ package e2e
 import (
 	"encoding/json"
 	"math"
+	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/tests/harness"
 )
 
@@ -195,5 +198,42 @@ func TestPDKBudgetDiscovery(t *testing.T) {
 		if r.CallsByPhase["access"] != 1 || r.Calls["kong.service.set_target"] != 1 || r.CallsByPhase["log"] != 0 || r.TotalEvents() != 2 {
 			t.Fatalf("request cost %v, want access=1 call (set_target), log=0, 2 events", r)
 		}
+	}
+}
+
+// Maintenance answers 503 with its message (a plugin exit: Kong's headers),
+// and a service whose only instance is drained (weight 0) has no target.
+func TestMaintenanceAndDrained(t *testing.T) {
+	e := newEnv(t, envOptions{instances: map[string]int{"a": 1}})
+	if status, _, _ := e.get("/orders"); status != 200 {
+		t.Fatal(status)
+	}
+	if err := e.store.SetMaintenance(e.ctx(), "orders", registry.Maintenance{Enabled: true, Message: "down for upgrade"}); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	var h http.Header
+	waitFor(t, 5*time.Second, "maintenance 503", func() bool {
+		var status int
+		status, body, h = e.get("/orders")
+		return status == 503
+	})
+	if body != `{"message":"down for upgrade"}` || h.Get("Server") != "kong/3.9.3" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		t.Fatalf("maintenance response %q %v", body, h)
+	}
+	if err := e.store.SetMaintenance(e.ctx(), "orders", registry.Maintenance{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "maintenance off", func() bool { s, _, _ := e.get("/orders"); return s == 200 })
+	if _, err := e.store.PatchInstance(e.ctx(), "orders", "a", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "drained instance out of rotation", func() bool {
+		var status int
+		status, body, _ = e.get("/orders")
+		return status == 503
+	})
+	if body != `{"message":"no healthy instance for service orders"}` {
+		t.Fatalf("drained: %q", body)
 	}
 }
