@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/tests/harness"
 )
@@ -66,9 +67,10 @@ func TestInstanceRemovedStopsTraffic(t *testing.T) {
 	}
 }
 
-// Redis killed: the plugin keeps routing from its cache (fail static).
+// Redis killed: the plugin keeps routing from its cache (fail static); once
+// Redis is back, registry changes reach the plugin again.
 func TestRedisKilledRoutingContinues(t *testing.T) {
-	e := newEnv(t, envOptions{instances: map[string]int{"a": 1, "b": 1}})
+	e := newEnv(t, envOptions{instances: map[string]int{"a": 1, "b": 1}, redis: redistest.Options{AppendFsync: "always"}})
 	if _, st := e.load(20, 2, "/orders"); st[200] != 20 {
 		t.Fatalf("warm-up statuses = %v", st)
 	}
@@ -77,6 +79,13 @@ func TestRedisKilledRoutingContinues(t *testing.T) {
 	if st[200] != 100 || byInst["a"] == 0 || byInst["b"] == 0 {
 		t.Fatalf("with Redis dead: statuses=%v instances=%v\n%s", st, byInst, e.kong.Logs())
 	}
+	e.redis.Restart()
+	e.bes["c"] = newBackend(t, "c")
+	e.put("c", 1)
+	waitFor(t, 10*time.Second, "the instance added after Redis came back to get traffic", func() bool {
+		_, _, h := e.get("/orders")
+		return h.Get("X-Instance") == "c"
+	})
 }
 
 // registry = kong: the plugin leaves routing to Kong's upstream and costs no

@@ -89,6 +89,7 @@ type envOptions struct {
 	instances map[string]int // id → weight, registered under service "orders"
 	config    map[string]any // plugin config; nil → discovery config
 	kong      harness.Options
+	redis     redistest.Options
 }
 
 // discoveryConfig is the plugin config for Redis discovery of "orders".
@@ -104,7 +105,7 @@ func discoveryConfig(r *redistest.Server) map[string]any {
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, bes: map[string]*backendSrv{}, http: &http.Client{Timeout: 20 * time.Second}}
-	e.redis = redistest.Start(t, redistest.Options{})
+	e.redis = redistest.Start(t, o.redis)
 	e.store = registry.NewStore(e.redis.Client(), registry.Options{})
 	o.kong.Binary = pluginBin
 	if o.kong.Workers == 0 {
