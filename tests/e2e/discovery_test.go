@@ -246,3 +246,50 @@ func TestMaintenanceAndDrained(t *testing.T) {
 		t.Fatalf("drained: %q", body)
 	}
 }
+
+// Plugin server down (killed, not yet respawned): Kong 3.4 skips the phase
+// and routes with its own upstream (fail static, DESIGN decision 3); Kong 3.9
+// answers 500.
+func TestPluginDownKong34VersusKong39(t *testing.T) {
+	for _, failOpen := range []bool{true, false} {
+		name := "kong39_fail_closed"
+		if failOpen {
+			name = "kong34_fail_open"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOptions{instances: map[string]int{"a": 1},
+				kong: harness.Options{FailOpen: failOpen, RespawnDelay: time.Hour}})
+			// What adminsvc writes: a Kong upstream with the same instance.
+			e.kong.AddUpstream(harness.Upstream{Name: "orders-up", Targets: []harness.Target{{Target: e.bes["a"].addr()}}})
+			e.kong.AddService(harness.Service{Name: "static", Host: "orders-up"})
+			if _, err := e.kong.AddRoute(harness.Route{Name: "static", Service: "static", Paths: []string{"/static"}}); err != nil {
+				t.Fatal(err)
+			}
+			cfg := discoveryConfig(e.redis)
+			if _, err := e.kong.AddPlugin(harness.PluginConfig{Service: "static", Config: cfg}); err != nil {
+				t.Fatal(err)
+			}
+			if status, _, _ := e.get("/static"); status != 200 {
+				t.Fatal(status)
+			}
+			if err := e.kong.Process().Kill(); err != nil {
+				t.Fatal(err)
+			}
+			want := 500
+			if failOpen {
+				want = 200
+			}
+			// Pooled connections die first ("closed": Kong retries), then
+			// the socket refuses: the answer settles on want.
+			waitFor(t, 5*time.Second, "the plugin-down answer", func() bool {
+				status, _, _ := e.get("/static")
+				return status == want
+			})
+			for i := 0; i < 5; i++ {
+				if status, body, _ := e.get("/static"); status != want {
+					t.Fatalf("plugin down: %d %s, want %d", status, body, want)
+				}
+			}
+		})
+	}
+}
