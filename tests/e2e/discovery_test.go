@@ -293,3 +293,30 @@ func TestPluginDownKong34VersusKong39(t *testing.T) {
 		})
 	}
 }
+
+// Config changes under traffic: Kong starts a new instance per config
+// version and closes the old one; no request may fail meanwhile.
+func TestConfigChangeUnderLoad(t *testing.T) {
+	e := newEnv(t, envOptions{instances: map[string]int{"a": 1, "b": 1}})
+	done := make(chan struct{})
+	var st map[int]int
+	go func() {
+		defer close(done)
+		_, st = e.load(300, 4, "/orders")
+	}()
+	for i := 0; i < 5; i++ {
+		cfg := discoveryConfig(e.redis)
+		cfg["cache_ttl_ms"] = 1000 + i
+		if err := e.kong.UpdatePlugin(e.pid, cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // spread the changes over the load, not a wait for state
+	}
+	<-done
+	if st[200] != 300 {
+		t.Fatalf("statuses during config changes: %v\n%s", st, e.kong.Logs())
+	}
+	if e.kong.InstancesClosed() == 0 {
+		t.Fatal("no old instance was closed")
+	}
+}
