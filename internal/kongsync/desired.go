@@ -28,16 +28,108 @@ type flat struct {
 	targetSets map[string]string
 }
 
-func toJSONMap(v any) (map[string]any, error) {
+// The builders below produce exactly what encoding/json would give for the
+// translator's types after a round trip (float64 numbers, []any lists),
+// without reflection: a 10 000-route reconcile flattens 50 000 entities.
+
+func strs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// jsonValue normalises free-form values (plugin configs, healthchecks) to
+// decoded-JSON shapes.
+func jsonValue(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string, float64:
+		return x, nil
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case []string:
+		return strs(x), nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			n, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	}
+	// Anything else: let encoding/json decide.
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	var out any
+	err = json.Unmarshal(b, &out)
+	return out, err
+}
+
+func serviceMap(s translator.Service) map[string]any {
+	m := map[string]any{
+		"id": s.ID, "name": s.Name, "protocol": s.Protocol, "host": s.Host, "port": float64(s.Port),
+		"connect_timeout": float64(s.ConnectTimeout), "read_timeout": float64(s.ReadTimeout),
+		"write_timeout": float64(s.WriteTimeout), "retries": float64(s.Retries), "tags": strs(s.Tags),
+	}
+	if s.Path != "" {
+		m["path"] = s.Path
+	}
+	return m
+}
+
+func routeMap(r translator.Route) map[string]any {
+	return map[string]any{
+		"id": r.ID, "name": r.Name, "protocols": strs(r.Protocols), "hosts": strs(r.Hosts), "paths": strs(r.Paths),
+		"strip_path": r.StripPath, "preserve_host": r.PreserveHost, "tags": strs(r.Tags),
+	}
+}
+
+func pluginMap(p translator.Plugin) (map[string]any, error) {
+	cfg, err := jsonValue(p.Config)
+	if err != nil {
 		return nil, err
 	}
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	return map[string]any{"id": p.ID, "name": p.Name, "enabled": p.Enabled, "config": cfg, "tags": strs(p.Tags)}, nil
+}
+
+func upstreamMap(u translator.Upstream) (map[string]any, error) {
+	m := map[string]any{"id": u.ID, "name": u.Name, "algorithm": u.Algorithm, "tags": strs(u.Tags)}
+	if u.HostHeader != "" {
+		m["host_header"] = u.HostHeader
+	}
+	if len(u.Healthchecks) > 0 {
+		hc, err := jsonValue(u.Healthchecks)
+		if err != nil {
+			return nil, err
+		}
+		m["healthchecks"] = hc
+	}
 	return m, nil
+}
+
+func targetMap(t translator.Target) map[string]any {
+	return map[string]any{"id": t.ID, "target": t.Target, "weight": float64(t.Weight), "tags": strs(t.Tags)}
 }
 
 func flatten(st translator.State) (flat, error) {
@@ -46,23 +138,15 @@ func flatten(st translator.State) (flat, error) {
 		f.byKind[k] = map[string]entity{}
 	}
 	for _, s := range st.Services {
-		body, err := toJSONMap(s)
-		if err != nil {
-			return flat{}, fmt.Errorf("encoding service %s: %w", s.Name, err)
-		}
-		delete(body, "routes")
-		delete(body, "plugins")
+		body := serviceMap(s)
 		f.byKind["services"][s.ID] = entity{kind: "services", id: s.ID, name: s.Name, body: body}
 		for _, r := range s.Routes {
-			rb, err := toJSONMap(r)
-			if err != nil {
-				return flat{}, fmt.Errorf("encoding route %s: %w", r.Name, err)
-			}
+			rb := routeMap(r)
 			rb["service"] = map[string]any{"id": s.ID}
 			f.byKind["routes"][r.ID] = entity{kind: "routes", id: r.ID, name: r.Name, body: rb}
 		}
 		for _, p := range s.Plugins {
-			pb, err := toJSONMap(p)
+			pb, err := pluginMap(p)
 			if err != nil {
 				return flat{}, fmt.Errorf("encoding plugin %s: %w", p.Name, err)
 			}
@@ -71,18 +155,14 @@ func flatten(st translator.State) (flat, error) {
 		}
 	}
 	for _, u := range st.Upstreams {
-		body, err := toJSONMap(u)
+		body, err := upstreamMap(u)
 		if err != nil {
 			return flat{}, fmt.Errorf("encoding upstream %s: %w", u.Name, err)
 		}
-		delete(body, "targets")
 		f.byKind["upstreams"][u.ID] = entity{kind: "upstreams", id: u.ID, name: u.Name, body: body}
 		h := sha256.New()
 		for _, t := range u.Targets {
-			tb, err := toJSONMap(t)
-			if err != nil {
-				return flat{}, fmt.Errorf("encoding target %s: %w", t.Target, err)
-			}
+			tb := targetMap(t)
 			tb["upstream"] = map[string]any{"id": u.ID}
 			f.byKind["targets"][t.ID] = entity{kind: "targets", id: t.ID, name: t.Target, parent: u.ID, body: tb}
 			fmt.Fprintf(h, "%s=%d;", t.Target, t.Weight)

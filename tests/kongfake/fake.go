@@ -76,6 +76,8 @@ type Fake struct {
 	mu         sync.Mutex
 	db         map[string]map[string]map[string]any // kind → id → entity
 	idx        map[string]map[string]string         // kind → unique key → id
+	gen        int64                                // bumped by every write
+	tagCache   map[string]tagCacheEntry
 	counts     map[string]int
 	configHash string
 	pushes     int
@@ -167,6 +169,8 @@ func (f *Fake) Wipe() {
 func (f *Fake) wipe() {
 	f.db = map[string]map[string]map[string]any{}
 	f.idx = map[string]map[string]string{}
+	f.gen++
+	f.tagCache = map[string]tagCacheEntry{}
 	for k := range kinds {
 		f.db[k] = map[string]map[string]any{}
 		f.idx[k] = map[string]string{}
@@ -228,13 +232,27 @@ func (f *Fake) Find(kind, key string) (map[string]any, bool) {
 }
 
 func (f *Fake) sorted(kind string, keep func(map[string]any) bool) []map[string]any {
-	out := make([]map[string]any, 0, len(f.db[kind]))
-	for _, e := range f.db[kind] {
+	return f.page(kind, keep, -1)
+}
+
+// page returns copies of up to limit (all when < 0) matching entities in id
+// order, plus one more uncopied when there is a next page. Only the page is
+// copied, so paging through a large kind stays cheap.
+func (f *Fake) page(kind string, keep func(map[string]any) bool, limit int) []map[string]any {
+	ids := make([]string, 0, len(f.db[kind]))
+	for id, e := range f.db[kind] {
 		if keep == nil || keep(e) {
-			out = append(out, clone(e).(map[string]any))
+			ids = append(ids, id)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i]["id"].(string) < out[j]["id"].(string) })
+	sort.Strings(ids)
+	if limit >= 0 && len(ids) > limit+1 {
+		ids = ids[:limit+1]
+	}
+	out := make([]map[string]any, len(ids))
+	for i, id := range ids {
+		out[i] = clone(f.db[kind][id]).(map[string]any)
+	}
 	return out
 }
 

@@ -240,7 +240,7 @@ func (f *Fake) list(r *http.Request, k *kindDef, parentField string, parent map[
 		start = string(b)
 	}
 	f.mu.Lock()
-	all := f.sorted(k.name, func(e map[string]any) bool {
+	all := f.page(k.name, func(e map[string]any) bool {
 		if parentField != "" {
 			ref, _ := e[parentField].(map[string]any)
 			if ref == nil || ref["id"] != parent["id"] {
@@ -248,7 +248,7 @@ func (f *Fake) list(r *http.Request, k *kindDef, parentField string, parent map[
 			}
 		}
 		return matchTags(e, tags, and) && e["id"].(string) >= start
-	})
+	}, size)
 	f.mu.Unlock()
 	body := map[string]any{"next": nil}
 	if len(all) > size {
@@ -277,19 +277,20 @@ func matchTags(e map[string]any, want []string, and bool) bool {
 	if len(want) == 0 {
 		return true
 	}
-	have := map[string]bool{}
-	if ts, ok := e["tags"].([]any); ok {
+	ts, _ := e["tags"].([]any)
+	has := func(w string) bool {
 		for _, t := range ts {
-			if s, ok := t.(string); ok {
-				have[s] = true
+			if t == w {
+				return true
 			}
 		}
+		return false
 	}
 	for _, w := range want {
-		if have[w] && !and {
+		if has(w) && !and {
 			return true
 		}
-		if !have[w] && and {
+		if !has(w) && and {
 			return false
 		}
 	}
@@ -591,6 +592,7 @@ func uniqueKeys(k *kindDef, ent map[string]any) []uniqueKey {
 func (f *Fake) put(kind string, ent map[string]any) {
 	id := ent["id"].(string)
 	f.remove(kind, id)
+	f.gen++
 	f.db[kind][id] = ent
 	for _, key := range uniqueKeys(kinds[kind], ent) {
 		f.idx[kind][key.key] = id
@@ -603,6 +605,7 @@ func (f *Fake) remove(kind, id string) {
 	if !ok {
 		return
 	}
+	f.gen++
 	for _, key := range uniqueKeys(kinds[kind], old) {
 		if f.idx[kind][key.key] == id {
 			delete(f.idx[kind], key.key)
@@ -740,21 +743,14 @@ func (f *Fake) byTag(r *http.Request, tag string) (int, any, *apiError) {
 		}
 		start = string(b)
 	}
-	type row struct{ kind, id string }
-	var rows []row
 	f.mu.Lock()
-	for kind, ents := range f.db {
-		for id, e := range ents {
-			if matchTags(e, []string{tag}, true) && kind+"/"+id >= start {
-				rows = append(rows, row{kind, id})
-			}
-		}
-	}
+	all := f.tagRows(tag)
 	f.mu.Unlock()
-	sort.Slice(rows, func(i, j int) bool { return rows[i].kind+"/"+rows[i].id < rows[j].kind+"/"+rows[j].id })
+	i := sort.Search(len(all), func(i int) bool { return all[i].key() >= start })
+	rows := all[i:]
 	body := map[string]any{"next": nil}
 	if len(rows) > size {
-		next := base64.RawURLEncoding.EncodeToString([]byte(rows[size].kind + "/" + rows[size].id))
+		next := base64.RawURLEncoding.EncodeToString([]byte(rows[size].key()))
 		body["offset"] = next
 		body["next"] = "/tags/" + url.PathEscape(tag) + "?offset=" + url.QueryEscape(next)
 		rows = rows[:size]
@@ -765,4 +761,37 @@ func (f *Fake) byTag(r *http.Request, tag string) (int, any, *apiError) {
 	}
 	body["data"] = data
 	return http.StatusOK, body, nil
+}
+
+type tagRow struct{ kind, id string }
+
+func (r tagRow) key() string { return r.kind + "/" + r.id }
+
+// tagRows lists the entities carrying tag in (kind, id) order, cached until
+// the next write so paging through /tags stays O(page). Called with f.mu held.
+func (f *Fake) tagRows(tag string) []tagRow {
+	if c, ok := f.tagCache[tag]; ok && c.gen == f.gen {
+		return c.rows
+	}
+	var rows []tagRow
+	for kind, ents := range f.db {
+		for id, e := range ents {
+			if matchTags(e, []string{tag}, true) {
+				rows = append(rows, tagRow{kind, id})
+			}
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].kind != rows[j].kind {
+			return rows[i].kind < rows[j].kind
+		}
+		return rows[i].id < rows[j].id
+	})
+	f.tagCache[tag] = tagCacheEntry{gen: f.gen, rows: rows}
+	return rows
+}
+
+type tagCacheEntry struct {
+	gen  int64
+	rows []tagRow
 }
