@@ -11,8 +11,10 @@ import (
 var version = "dev"
 
 // priority places the plugin after authentication plugins (key-auth 1250,
-// jwt 1450...) so consumers are known, and next to Kong's rate-limiting (910).
-const priority = 910
+// jwt 1450...) so consumers are known to rate limiting, and just after
+// Kong's own rate-limiting (910) rather than tied with it (a tie leaves the
+// order between the two to chance).
+const priority = 905
 
 func main() {
 	if wantsDump(os.Args[1:]) {
