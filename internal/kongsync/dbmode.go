@@ -136,7 +136,7 @@ func (d *dbSync) apply(ctx context.Context, want flat) (Result, error) {
 	phaseUp := map[string]int{"services": 0, "upstreams": 0, "routes": 1, "targets": 1, "plugins": 2}
 	for _, kind := range []string{"services", "routes", "plugins", "upstreams"} {
 		for id, a := range actual[kind] {
-			if _, ok := want.byKind[kind][id]; !ok {
+			if _, ok := want.byKind[kind][id]; !ok && !want.protected(a) {
 				name, _ := a["name"].(string)
 				deletes[phaseDel[kind]] = append(deletes[phaseDel[kind]], op{kind: kind, method: http.MethodDelete, e: entity{kind: kind, id: id, name: name}})
 			}
@@ -157,7 +157,7 @@ func (d *dbSync) apply(ctx context.Context, want flat) (Result, error) {
 	}
 	for uid, have := range actualTargets {
 		for id, a := range have {
-			if _, ok := want.byKind["targets"][id]; !ok {
+			if _, ok := want.byKind["targets"][id]; !ok && !want.protected(a) {
 				deletes[1] = append(deletes[1], op{kind: "targets", method: http.MethodDelete, e: entity{kind: "targets", id: id, parent: uid, name: fmt.Sprint(a["target"])}})
 			}
 		}

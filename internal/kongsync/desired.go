@@ -26,6 +26,32 @@ type flat struct {
 	// targetSets holds a hash of each upstream's desired targets, so a
 	// reconcile lists an upstream's targets only when they may differ.
 	targetSets map[string]string
+	// protect holds the tag pairs of routes the translator could not
+	// translate: their entities stay as they are in Kong rather than being
+	// deleted for a translation bug.
+	protect map[string]bool
+}
+
+func tagPair(tags []any) string {
+	var h, p string
+	for _, t := range tags {
+		s, _ := t.(string)
+		switch {
+		case len(s) > len(translator.TagHostPrefix) && s[:len(translator.TagHostPrefix)] == translator.TagHostPrefix:
+			h = s
+		case len(s) > len(translator.TagPathPrefix) && s[:len(translator.TagPathPrefix)] == translator.TagPathPrefix:
+			p = s
+		}
+	}
+	return h + "|" + p
+}
+
+func (f flat) protected(e map[string]any) bool {
+	if len(f.protect) == 0 {
+		return false
+	}
+	tags, _ := e["tags"].([]any)
+	return f.protect[tagPair(tags)]
 }
 
 // The builders below produce exactly what encoding/json would give for the
@@ -133,7 +159,10 @@ func targetMap(t translator.Target) map[string]any {
 }
 
 func flatten(st translator.State) (flat, error) {
-	f := flat{byKind: map[string]map[string]entity{}, targetSets: map[string]string{}}
+	f := flat{byKind: map[string]map[string]entity{}, targetSets: map[string]string{}, protect: map[string]bool{}}
+	for _, e := range st.Errors {
+		f.protect[tagPair(strs(translator.Tags(e.Host, e.Path)))] = true
+	}
 	for _, k := range []string{"services", "routes", "plugins", "upstreams", "targets"} {
 		f.byKind[k] = map[string]entity{}
 	}

@@ -289,3 +289,27 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A route that stops translating (here: its stored options no longer
+// validate) keeps its Kong entities instead of losing them.
+func TestUntranslatableRouteKeepsItsEntities(t *testing.T) {
+	e := newEnv(t, false, "")
+	e.register("api.example.com", "/v2", "http://api-v2:9000", `{"timeout":"5s"}`)
+	e.register("api.example.com", "/v1", "http://api-v1:9000", "")
+	e.reconcile()
+	// Corrupt the stored spec behind the store's back.
+	key := "sr:v1:{sr-api.example.com_v2}:route"
+	spec, err := e.redis.Client().HGet(context.Background(), key, "spec").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.redis.Client().HSet(context.Background(), key, "spec", strings.Replace(spec, `"5s"`, `"5x"`, 1))
+	e.register("other.example.com", "/", "http://o:1", "")
+	e.reconcile()
+	if _, ok := e.kong.Find("services", "sr-api.example.com_v2"); !ok {
+		t.Fatal("entities of an untranslatable route were deleted")
+	}
+	if _, ok := e.kong.Find("services", "sr-other.example.com_"); !ok {
+		t.Fatal("a bad route blocked the others")
+	}
+}
