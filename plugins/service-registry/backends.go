@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ type backend struct {
 	store   *registry.Store
 	cache   *discovery.Cache
 	timeout time.Duration
+	addr    string // for logs; never the password
 }
 
 // loadTimeout is the Redis timeout of discovery's background reads.
@@ -40,9 +42,62 @@ func loadTimeout(rc RedisConfig) time.Duration {
 type backendRegistry struct {
 	mu sync.Mutex
 	m  map[string]*backend
+	// refs counts the live Configs using each backend. go-pdk has no close
+	// hook for an instance, so a Config's release is noticed when it is
+	// garbage collected (runtime.AddCleanup), after Kong closed it.
+	refs map[string]int
+	// idle is how long an unused backend is kept before it is closed, so a
+	// config change that keeps the Redis settings never drops the cache.
+	idle time.Duration
 }
 
-var backends = &backendRegistry{m: map[string]*backend{}}
+var backends = &backendRegistry{m: map[string]*backend{}, refs: map[string]int{}, idle: time.Minute}
+
+// acquire returns the backend for rc and counts owner as a user of it until
+// owner is garbage collected.
+func (r *backendRegistry) acquire(owner *Config, rc RedisConfig) *backend {
+	key := redisKey(rc)
+	b := r.get(rc)
+	r.mu.Lock()
+	r.refs[key]++
+	r.mu.Unlock()
+	runtime.AddCleanup(owner, r.release, key)
+	return b
+}
+
+// release drops one user; the last one schedules the close.
+func (r *backendRegistry) release(key string) {
+	r.mu.Lock()
+	r.refs[key]--
+	last, idle := r.refs[key] <= 0, r.idle
+	r.mu.Unlock()
+	if last {
+		time.AfterFunc(idle, func() { r.closeIfUnused(key) })
+	}
+}
+
+func (r *backendRegistry) closeIfUnused(key string) {
+	r.mu.Lock()
+	b := r.m[key]
+	if b == nil || r.refs[key] > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.m, key)
+	delete(r.refs, key)
+	r.mu.Unlock()
+	b.cache.Close()
+	_ = b.rdb.Close()
+	_ = b.loadRdb.Close()
+	logger().Info("service-registry: closed unused redis backend", "addr", b.addr)
+}
+
+// count returns how many backends are open (tests).
+func (r *backendRegistry) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
 
 func (r *backendRegistry) get(rc RedisConfig) *backend {
 	key := redisKey(rc)
@@ -60,6 +115,7 @@ func (r *backendRegistry) get(rc RedisConfig) *backend {
 		store:   store,
 		cache:   discovery.New(store, discovery.Options{Logger: logger(), Timeout: 2 * loadTimeout(rc)}),
 		timeout: timeout,
+		addr:    redisMode(rc) + " " + redisAddr(rc),
 	}
 	r.m[key] = b
 	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisAddr(rc), "prefix", rc.KeyPrefix)
@@ -75,6 +131,7 @@ func (r *backendRegistry) closeAll() {
 		_ = b.rdb.Close()
 		_ = b.loadRdb.Close()
 		delete(r.m, k)
+		delete(r.refs, k)
 	}
 }
 

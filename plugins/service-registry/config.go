@@ -214,7 +214,7 @@ func (c *Config) compile() *compiled {
 			return
 		}
 		if c.Registry == "redis" {
-			cp.backend = backends.get(c.Redis)
+			cp.backend = backends.acquire(c, c.Redis)
 		}
 	})
 	return c.compiled

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"log/slog"
+	"runtime"
 
 	"github.com/Kong/go-pdk/test"
 
@@ -395,4 +396,50 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A backend whose every Config is gone (Kong closed the instances after a
+// config change to other Redis settings) is closed after the idle delay;
+// one still in use is kept.
+func TestUnusedBackendClosed(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "x", "a", "10.0.0.1:80", 1)
+	backends.mu.Lock()
+	oldIdle := backends.idle
+	backends.idle = 0
+	backends.mu.Unlock()
+	defer func() { backends.mu.Lock(); backends.idle = oldIdle; backends.mu.Unlock() }()
+
+	before := backends.count()
+	keep := fx.config(t, `,"service":"x","__seq__":1`)
+	keep.access(&fakeKong{})
+	func() {
+		c := fx.config(t, `,"service":"x","__seq__":2`)
+		c.access(&fakeKong{})
+	}()
+	if backends.count() != before+1 {
+		t.Fatalf("backends %d, want %d", backends.count(), before+1)
+	}
+	// The second Config is garbage; the first is alive: nothing closes.
+	for i := 0; i < 5; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if backends.count() != before+1 {
+		t.Fatal("backend closed while a Config still uses it")
+	}
+	k := &fakeKong{}
+	keep.access(k)
+	if k.host != "10.0.0.1" {
+		t.Fatalf("kept config: %d %s", k.status, k.body)
+	}
+	keep = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for backends.count() > before {
+		if time.Now().After(deadline) {
+			t.Fatal("unused backend never closed")
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
 }
