@@ -92,11 +92,11 @@ func (r *backendRegistry) closeIfUnused(key string) {
 	logger().Info("service-registry: closed unused redis backend", "addr", b.addr)
 }
 
-// count returns how many backends are open (tests).
-func (r *backendRegistry) count() int {
+// open reports whether the backend for rc is open (tests).
+func (r *backendRegistry) open(rc RedisConfig) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.m)
+	return r.m[redisKey(rc)] != nil
 }
 
 func (r *backendRegistry) get(rc RedisConfig) *backend {

@@ -410,22 +410,22 @@ func TestUnusedBackendClosed(t *testing.T) {
 	backends.mu.Unlock()
 	defer func() { backends.mu.Lock(); backends.idle = oldIdle; backends.mu.Unlock() }()
 
-	before := backends.count()
 	keep := fx.config(t, `,"service":"x","__seq__":1`)
+	rc := keep.Redis
 	keep.access(&fakeKong{})
 	func() {
 		c := fx.config(t, `,"service":"x","__seq__":2`)
 		c.access(&fakeKong{})
 	}()
-	if backends.count() != before+1 {
-		t.Fatalf("backends %d, want %d", backends.count(), before+1)
+	if !backends.open(rc) {
+		t.Fatal("no backend")
 	}
 	// The second Config is garbage; the first is alive: nothing closes.
 	for i := 0; i < 5; i++ {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if backends.count() != before+1 {
+	if !backends.open(rc) {
 		t.Fatal("backend closed while a Config still uses it")
 	}
 	k := &fakeKong{}
@@ -433,9 +433,8 @@ func TestUnusedBackendClosed(t *testing.T) {
 	if k.host != "10.0.0.1" {
 		t.Fatalf("kept config: %d %s", k.status, k.body)
 	}
-	keep = nil
 	deadline := time.Now().Add(10 * time.Second)
-	for backends.count() > before {
+	for backends.open(rc) {
 		if time.Now().After(deadline) {
 			t.Fatal("unused backend never closed")
 		}
