@@ -1,38 +1,55 @@
-package registry_test
+package registry
 
 import (
-	"strings"
+	"encoding/json"
+	"sort"
 	"testing"
-
-	"github.com/kong-service-registry/service-registry/internal/registry"
 )
 
-// ServiceName is deterministic, Kong-name-safe, bounded, and its two forms
-// never meet: readable names have no '~', hashed names end in "~<12 hex>".
-func FuzzServiceName(f *testing.F) {
-	for _, s := range [][2]string{{"api.example.com", "/v1"}, {"*.a.com", "/"}, {"A", "x"}, {"", ""}, {"a_b", "/~"}} {
-		f.Add(s[0], s[1])
+// FuzzDecodeService: the reply of the atomic per-service read script is
+// decoded without panicking whatever Redis holds (data written by an older
+// version, by hand, or half-migrated), instances come out sorted by id, and
+// a service with no metadata is "not found".
+func FuzzDecodeService(f *testing.F) {
+	f.Add("orders", `["tags","[\"a\",\"b\"]","maintenance","{\"enabled\":true,\"message\":\"m\"}"]`, `["a","{\"id\":\"a\",\"address\":\"h:1\",\"weight\":1}","b","{\"id\":\"b\",\"address\":\"h:2\",\"weight\":2}"]`, "7")
+	f.Add("x", `[]`, `[]`, "")
+	f.Add("x", `["tags","not json"]`, `["a","{"]`, "-1")
+	f.Add("x", `["created","1"]`, `["a","{\"id\":\"a\",\"weight\":\"x\"}",5]`, "9223372036854775808")
+	f.Add("x", `["k"]`, `{"not":"a list"}`, "1")
+	f.Fuzz(func(t *testing.T, name, meta, insts, version string) {
+		var m, in any
+		_ = json.Unmarshal([]byte(meta), &m)
+		_ = json.Unmarshal([]byte(insts), &in)
+		svc, found, err := decodeService(name, []any{m, in, version})
+		if err != nil {
+			return
+		}
+		if svc.Name != name {
+			t.Fatalf("name %q for %q", svc.Name, name)
+		}
+		if !found && len(svc.Instances) != 0 {
+			t.Fatal("instances for a service not found")
+		}
+		if !sort.SliceIsSorted(svc.Instances, func(i, j int) bool { return svc.Instances[i].ID < svc.Instances[j].ID }) {
+			t.Fatal("instances not sorted by id")
+		}
+		// Wrong shapes are errors, not panics.
+		for _, bad := range []any{nil, "x", []any{}, []any{m, in}} {
+			_, _, _ = decodeService(name, bad)
+		}
+	})
+}
+
+// FuzzParseChange: change-feed payloads from Redis pub/sub never panic and
+// a decoded change names a service.
+func FuzzParseChange(f *testing.F) {
+	for _, s := range []string{"7 orders", "", " ", "x y", "1 ", "-1 a b", "99999999999999999999 a"} {
+		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, host, path string) {
-		n := registry.ServiceName(host, path)
-		if n != registry.ServiceName(host, path) || !strings.HasPrefix(n, "sr-") || len(n) > 100 {
-			t.Fatalf("%q", n)
-		}
-		for _, r := range n {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_~", r)) {
-				t.Fatalf("%q has %q", n, r)
-			}
-		}
-		if i := strings.IndexByte(n, '~'); i >= 0 && i != len(n)-13 {
-			t.Fatalf("hash suffix misplaced in %q", n)
-		}
-		if !strings.Contains(n, "~") {
-			// Readable: decodes back to the input.
-			rest := strings.TrimPrefix(n, "sr-")
-			h, p, _ := strings.Cut(rest, "_")
-			if h != host || "/"+strings.ReplaceAll(p, "_", "/") != path {
-				t.Fatalf("readable name %q does not decode to %q %q", n, host, path)
-			}
+	f.Fuzz(func(t *testing.T, payload string) {
+		c, ok := ParseChange(payload)
+		if ok && c.Service == "" {
+			t.Fatalf("change %q has no service", payload)
 		}
 	})
 }
