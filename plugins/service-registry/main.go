@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
 	"github.com/Kong/go-pdk/server"
+	"github.com/redis/go-redis/v9"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -24,6 +26,9 @@ func main() {
 		}
 		return
 	}
+	// go-redis logs every failed dial; with Redis down that is a line per
+	// background check. Route it through the throttled logger instead.
+	redis.SetLogger(redisLogger{})
 	if err := server.StartServer(New, version, priority); err != nil {
 		fmt.Fprintln(os.Stderr, "service-registry:", err)
 		os.Exit(1)
@@ -37,4 +42,12 @@ func wantsDump(args []string) bool {
 		}
 	}
 	return false
+}
+
+// redisLogger writes go-redis's internal messages at most once per 10 s per
+// message format.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	logThrottled("go-redis:"+format, "service-registry: redis client: "+fmt.Sprintf(format, v...))
 }
