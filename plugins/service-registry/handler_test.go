@@ -11,6 +11,7 @@ import (
 
 	"log/slog"
 	"runtime"
+	"strconv"
 
 	"github.com/Kong/go-pdk/test"
 
@@ -440,5 +441,19 @@ func TestUnusedBackendClosed(t *testing.T) {
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRedisLoggerThrottled(t *testing.T) {
+	var buf syncBuffer
+	old := log
+	log = slog.New(slog.NewTextHandler(&buf, nil))
+	defer func() { log = old }()
+	format := "dial %s failed " + strconv.FormatInt(time.Now().UnixNano(), 10)
+	for i := 0; i < 5; i++ {
+		redisLogger{}.Printf(context.Background(), format, "127.0.0.1:1")
+	}
+	if n := strings.Count(buf.String(), "dial 127.0.0.1:1 failed"); n != 1 {
+		t.Fatalf("%d lines:\n%s", n, buf.String())
 	}
 }
