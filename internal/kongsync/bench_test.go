@@ -3,6 +3,8 @@ package kongsync_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -47,12 +49,13 @@ func benchEnv(b *testing.B, dbless bool) (*registry.Store, *kongfake.Fake, *kong
 	rs := redistest.Start(b, redistest.Options{})
 	store := registry.NewStore(rs.Client(), registry.Options{})
 	fake := kongfake.Start(b, kongfake.Options{DBLess: dbless, Plugins: map[string]kongfake.PluginSchema{"service-registry": nil}})
-	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL(), Concurrency: 8, Timeout: 30 * time.Second})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL(), Concurrency: 8, Timeout: 30 * time.Second, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
 	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: store, Syncer: s, Redis: rs.Client(),
-		Debounce: 200 * time.Millisecond, MaxDelay: 2 * time.Second, Interval: time.Hour})
+		Debounce: 200 * time.Millisecond, MaxDelay: 2 * time.Second, Interval: time.Hour, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
