@@ -24,9 +24,11 @@ func FuzzSnapshot(f *testing.F) {
 	f.Add([]byte(`not json`), []byte(`{"weight":"x"}`), int64(0))
 	f.Fuzz(func(t *testing.T, in1, in2 []byte, nowSec int64) {
 		var ins []registry.Instance
-		for _, raw := range [][]byte{in1, in2} {
+		for i, raw := range [][]byte{in1, in2} {
 			var in registry.Instance
 			if json.Unmarshal(raw, &in) == nil {
+				// Instances live in a Redis hash keyed by id: ids are unique.
+				in.ID = strconv.Itoa(i) + in.ID
 				ins = append(ins, in)
 			}
 		}
@@ -64,7 +66,7 @@ func FuzzSnapshot(f *testing.F) {
 				t.Fatal("no pick with usable targets")
 			}
 			for j := range s.Targets {
-				if s.Targets[j].ID == tg.ID && s.Targets[j].Addr == tg.Addr {
+				if s.Targets[j].ID == tg.ID {
 					counts[j]++
 				}
 			}
