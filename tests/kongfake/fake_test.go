@@ -269,3 +269,39 @@ func (fakeSchema) Validate(c map[string]any) (map[string]any, map[string]any) {
 	}
 	return out, nil
 }
+
+// The seed's exact call, `POST /plugins name=service-registry
+// config.registry=kong` (form-encoded, as curl -d or httpie --form send it),
+// is accepted with the plugin's real schema and its defaults filled in.
+func TestSeedPluginCallWithRealSchema(t *testing.T) {
+	schema := RegistrySchema(t)
+	if schema == nil {
+		t.Skip("kong/schemas/service-registry.json not generated yet")
+	}
+	f := New(Options{Plugins: map[string]PluginSchema{"service-registry": schema}})
+	req := httptest.NewRequest("POST", "/plugins", strings.NewReader("name=service-registry&config.registry=kong"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	f.ServeHTTP(w, req)
+	var b map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &b)
+	if w.Code != 201 {
+		t.Fatalf("%d %s", w.Code, w.Body.String())
+	}
+	cfg := b["config"].(map[string]any)
+	if cfg["registry"] != "kong" || cfg["cache_ttl_ms"] != 1000.0 {
+		t.Fatalf("config %v", cfg)
+	}
+	st, body := call(t, f, "POST", "/services", map[string]any{"name": "s", "host": "h.internal"})
+	if st != 201 {
+		t.Fatal(body)
+	}
+	st, body = call(t, f, "POST", "/services/s/plugins", map[string]any{"name": "service-registry", "config": map[string]any{"registry": "bogus", "redis": map[string]any{"port": 70000}}})
+	if st != 400 || body["code"] != 2.0 {
+		t.Fatalf("%d %v", st, body)
+	}
+	fields := body["fields"].(map[string]any)["config"].(map[string]any)
+	if fields["registry"] != "expected one of: kong, redis" || fields["redis"].(map[string]any)["port"] != "value should be between 1 and 65535" {
+		t.Fatalf("fields %v", fields)
+	}
+}
