@@ -24,6 +24,7 @@ schema:
 	$(GO) run ./plugins/service-registry -dump | python3 -m json.tool --indent 2 > kong/schemas/service-registry.json
 
 run: build
+	redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --port 6379 --bind 127.0.0.1 --appendonly yes --dir $(BIN) --daemonize yes
 	$(BIN)/adminsvc
 
 clean:
