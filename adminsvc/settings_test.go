@@ -1,0 +1,69 @@
+package main
+
+import (
+	"io"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestSettingsFlagsWinOverEnv(t *testing.T) {
+	e := env(map[string]string{"SR_LISTEN": ":9001", "SR_RECONCILE_INTERVAL": "5s", "SR_API_KEYS": "from-env", "SR_KONG_MODE": "dbless"})
+	s, _, err := parseSettings("adminsvc", []string{"--listen", ":9002", "--api-keys", "from-flag"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Listen != ":9002" || s.APIKeys != "from-flag" {
+		t.Fatalf("flags must win: %+v", s)
+	}
+	if s.Reconcile != 5*time.Second || s.KongMode != "dbless" {
+		t.Fatalf("env must apply when no flag: %+v", s)
+	}
+	s, _, err = parseSettings("adminsvc", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Listen != ":81" || s.RedisURL != "redis://127.0.0.1:6379/0" || s.KongAdminURL != "http://127.0.0.1:8001" ||
+		s.KongMode != "auto" || s.Reconcile != 30*time.Second || s.BodyLimit != 1<<20 || s.RedisPrefix != "sr" {
+		t.Fatalf("defaults: %+v", s)
+	}
+	for _, bad := range []map[string]string{{"SR_KONG_MODE": "cloud"}, {"SR_RECONCILE_INTERVAL": "soon"}, {"SR_RATE_LIMIT": "-1"}} {
+		if _, _, err := parseSettings("adminsvc", nil, env(bad), io.Discard); err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
+	}
+}
+
+func TestPluginRedisFromURLAndOverrides(t *testing.T) {
+	s, _, _ := parseSettings("adminsvc", []string{"--redis-url", "rediss://u:pw@redis.internal:6380/3"}, env(nil), io.Discard)
+	opt, err := redis.ParseURL(s.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := pluginRedis(s, opt)
+	want := map[string]any{"host": "redis.internal", "port": 6380, "username": "u", "password": "pw", "database": 3, "ssl": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("from url: %v", got)
+	}
+	s, _, _ = parseSettings("adminsvc", []string{"--plugin-redis-host", "10.1.1.1", "--plugin-redis-database", "0",
+		"--redis-sentinel-master", "mymaster", "--redis-sentinel-addrs", "s1:26379,s2:26380", "--redis-prefix", "reg"}, env(nil), io.Discard)
+	opt, _ = redis.ParseURL(s.RedisURL)
+	got = pluginRedis(s, opt)
+	if got["host"] != "10.1.1.1" || got["database"] != nil || got["sentinel_master"] != "mymaster" || got["key_prefix"] != "reg" ||
+		!reflect.DeepEqual(got["sentinel_nodes"], []any{map[string]any{"host": "s1", "port": 26379}, map[string]any{"host": "s2", "port": 26380}}) {
+		t.Fatalf("overrides: %v", got)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := redactURL("redis://user:secret@h:6379/0"); got != "redis://***@h:6379/0" {
+		t.Fatal(got)
+	}
+	if got := redactURL("redis://h:6379/0"); got != "redis://h:6379/0" {
+		t.Fatal(got)
+	}
+}
