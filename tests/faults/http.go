@@ -17,6 +17,7 @@ type HTTPFaults struct {
 	next http.Handler
 
 	latency atomic.Int64 // ns before each request is handled
+	after   atomic.Int64 // ns between handling a request and answering it
 	status  atomic.Int64 // answered instead of next when non-zero
 	down    atomic.Bool  // connections closed without an answer
 
@@ -43,6 +44,11 @@ func (f *HTTPFaults) Addr() string { return f.srv.Listener.Addr().String() }
 // SetLatency delays each request by d before it is handled.
 func (f *HTTPFaults) SetLatency(d time.Duration) { f.latency.Store(int64(d)) }
 
+// SetReplyDelay handles each request at once but holds the answer for d:
+// the change is applied while the client may time out and retry, the
+// classic path to duplicates.
+func (f *HTTPFaults) SetReplyDelay(d time.Duration) { f.after.Store(int64(d)) }
+
 // FailWith answers every request with status (0 stops failing).
 func (f *HTTPFaults) FailWith(status int) { f.status.Store(int64(status)) }
 
@@ -52,6 +58,7 @@ func (f *HTTPFaults) Down(on bool) { f.down.Store(on) }
 // Heal removes every fault.
 func (f *HTTPFaults) Heal() {
 	f.SetLatency(0)
+	f.SetReplyDelay(0)
 	f.FailWith(0)
 	f.Down(false)
 }
@@ -95,7 +102,23 @@ func (f *HTTPFaults) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"message":"injected fault"}`))
 		return
 	}
-	f.next.ServeHTTP(w, r)
+	d := time.Duration(f.after.Load())
+	if d <= 0 {
+		f.next.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	f.next.ServeHTTP(rec, r)
+	select {
+	case <-time.After(d):
+	case <-r.Context().Done():
+		return // the client gave up; the change stays applied
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
 }
 
 func (f *HTTPFaults) count() {

@@ -1,0 +1,114 @@
+package faults
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/translator"
+	"github.com/kong-service-registry/service-registry/tests/kongfake"
+)
+
+// managedNames counts managed entities of kind in the fake by name.
+func managedNames(k *kongfake.Fake, kind string) map[string]int {
+	out := map[string]int{}
+	for _, e := range k.List(kind) {
+		tags, _ := e["tags"].([]any)
+		for _, tg := range tags {
+			if tg == translator.TagManaged {
+				out[fmt.Sprint(e["name"])]++
+				break
+			}
+		}
+	}
+	return out
+}
+
+// converged reports whether Kong holds exactly one managed service, route
+// and upstream per registered route (no duplicates, nothing stale) and
+// adminsvc reports no pending change.
+func converged(t testing.TB, api *apiClient, k *kongfake.Fake) error {
+	want := map[string]bool{}
+	r := api.do("GET", "/routes", nil)
+	list, _ := r.Body["routes"].([]any)
+	for _, x := range list {
+		m := x.(map[string]any)
+		want[registry.ServiceName(m["host"].(string), m["path"].(string))] = true
+	}
+	for _, kind := range []string{"services", "routes"} {
+		got := managedNames(k, kind)
+		if len(got) != len(want) {
+			return fmt.Errorf("%s: kong has %d managed, registry %d", kind, len(got), len(want))
+		}
+		for n, c := range got {
+			if !want[n] || c != 1 {
+				return fmt.Errorf("%s %s: %d in kong, registered %v", kind, n, c, want[n])
+			}
+		}
+	}
+	if n := len(managedNames(k, "upstreams")); n != len(want) {
+		return fmt.Errorf("upstreams: %d for %d routes", n, len(want))
+	}
+	h := api.do("GET", "/health", nil)
+	if p, ok := h.Body["pending_changes"].(float64); !ok || p != 0 {
+		return fmt.Errorf("pending_changes = %v", h.Body["pending_changes"])
+	}
+	return nil
+}
+
+// Kong's Admin API failing with 5xx, then down, then slow (past the
+// client timeout, and answering late after applying): registrations are
+// still accepted, and once Kong is back the two converge with no duplicate
+// entity and pending back to 0, without restarting adminsvc.
+func TestKongAdminFaultsConverge(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	k := kongfake.New(kongfake.Options{Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+	hf := NewHTTPFaults(t, k)
+	a := StartAdminsvc(t, AdminOptions{RedisURL: rs.URL(), KongURL: hf.URL(), Env: map[string]string{
+		"SR_KONG_TIMEOUT": "1s", "SR_RECONCILE_INTERVAL": "1s",
+	}})
+	api := newAPI(a.URL)
+	reg := func(n int, prefix string) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if r := api.register(prefix+".kong.test", fmt.Sprintf("/p%d", i), fmt.Sprintf("http://10.1.0.%d:80", i+1)); r.Status != 200 {
+				t.Fatalf("register with Kong faulty: %d %v %s", r.Status, r.Err, r.Raw)
+			}
+		}
+	}
+	reg(3, "healthy")
+	waitUntil(t, 15*time.Second, "first convergence", func() bool { return converged(t, api, k) == nil })
+
+	hf.FailWith(500)
+	reg(5, "fivexx")
+	waitUntil(t, 10*time.Second, "pending changes while Kong answers 500", func() bool {
+		p, _ := api.do("GET", "/health", nil).Body["pending_changes"].(float64)
+		return p > 0
+	})
+	hf.FailWith(0)
+	hf.Down(true)
+	reg(5, "down")
+	if r := api.do("POST", "/deregister", map[string]any{"host": "healthy.kong.test", "path": "/p0"}); r.Status != 200 {
+		t.Fatalf("deregister with Kong down: %d %s", r.Status, r.Raw)
+	}
+	time.Sleep(1500 * time.Millisecond) // one reconcile period against a dead Kong
+	hf.Down(false)
+	hf.SetReplyDelay(1500 * time.Millisecond) // applied, then answered after the 1 s client timeout
+	reg(5, "slow")
+	time.Sleep(2500 * time.Millisecond) // writes land while their answers are lost
+	hf.Heal()
+	t0 := time.Now()
+	var last error
+	waitUntil(t, 30*time.Second, "convergence after Kong healed", func() bool {
+		last = converged(t, api, k)
+		return last == nil
+	})
+	n, faulted := hf.Counts()
+	t.Logf("RESULT fault=kong-admin-5xx-down-slow kong_requests=%d faulted=%d routes=%d converge_after_heal=%v",
+		n, faulted, len(api.routes(t)), time.Since(t0))
+	if len(api.routes(t)) != 17 {
+		t.Fatalf("routes = %d, want 17", len(api.routes(t)))
+	}
+}
