@@ -25,7 +25,7 @@ func aofRun(t *testing.T, fsync string) (res *loadResult, lost []string) {
 	waitUntil(t, 20*time.Second, "first registrations", func() bool { return len(api.routes(t)) >= 40 })
 	rs.Kill()
 	time.Sleep(1500 * time.Millisecond) // the outage: longer than go-redis retries, so requests fail with 503
-	rs.Restart()                       // same port and dir: reloads the AOF
+	rs.Restart()                        // same port and dir: reloads the AOF
 	faultEnd.Store(time.Now().UnixNano())
 	// Recovery without restarting adminsvc: registrations succeed again.
 	waitHealthy(t, api, 15*time.Second)
