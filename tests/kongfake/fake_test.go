@@ -292,6 +292,10 @@ func TestSeedPluginCallWithRealSchema(t *testing.T) {
 	if cfg["registry"] != "kong" || cfg["cache_ttl_ms"] != 1000.0 {
 		t.Fatalf("config %v", cfg)
 	}
+	st, sch := call(t, f, "GET", "/schemas/plugins/service-registry", nil)
+	if st != 200 || !strings.Contains(fmt.Sprint(sch["fields"]), "required:true") {
+		t.Fatalf("plugin schema: %d %v", st, sch)
+	}
 	st, body := call(t, f, "POST", "/services", map[string]any{"name": "s", "host": "h.internal"})
 	if st != 201 {
 		t.Fatal(body)

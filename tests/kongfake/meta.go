@@ -80,8 +80,13 @@ func (f *Fake) schemas(segs []string) (int, any, *apiError) {
 	case len(segs) == 1 && kinds[segs[0]] != nil:
 		return http.StatusOK, map[string]any{"fields": schemaFields(kinds[segs[0]].fields)}, nil
 	case len(segs) == 2 && segs[0] == "plugins":
-		if _, ok := f.pluginSchema(segs[1]); !ok {
+		schema, ok := f.pluginSchema(segs[1])
+		if !ok {
 			return 0, nil, message(http.StatusNotFound, "No plugin named '"+segs[1]+"'")
+		}
+		if raw, ok := schema.(interface{ RawSchema() map[string]any }); ok && raw.RawSchema() != nil {
+			// Kong shows every nested record as required (KONG-FACTS.md).
+			return http.StatusOK, recordsRequired(clone(raw.RawSchema())), nil
 		}
 		return http.StatusOK, map[string]any{"fields": []any{
 			map[string]any{"protocols": map[string]any{"type": "set", "required": true, "default": []any{"grpc", "grpcs", "http", "https"}, "elements": map[string]any{"type": "string"}}},
@@ -193,4 +198,21 @@ func (responseTransformer) Validate(cfg map[string]any) (map[string]any, map[str
 		return nil, errs
 	}
 	return out, nil
+}
+
+func recordsRequired(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["type"] == "record" {
+			x["required"] = true
+		}
+		for _, e := range x {
+			recordsRequired(e)
+		}
+	case []any:
+		for _, e := range x {
+			recordsRequired(e)
+		}
+	}
+	return v
 }

@@ -31,8 +31,13 @@ func RegistrySchema(t testing.TB) PluginSchema {
 	if err != nil {
 		t.Fatalf("kongfake: parsing plugin schema: %v", err)
 	}
-	return p
+	return dumpSchema{p}
 }
+
+// dumpSchema also serves the raw schema for GET /schemas/plugins/<name>.
+type dumpSchema struct{ *kongschema.Plugin }
+
+func (d dumpSchema) RawSchema() map[string]any { return d.Schema }
 
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
