@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kong-service-registry/service-registry/internal/discovery"
+	"github.com/kong-service-registry/service-registry/internal/ratelimit"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 )
 
@@ -32,6 +33,21 @@ type backend struct {
 	cache   *discovery.Cache
 	timeout time.Duration
 	addr    string // for logs; never the password
+	prefix  string // redis.key_prefix
+
+	// Guards over rdb (guards.go): one limiter per failure policy, one
+	// breaker set per (scope, settings). They live as long as the client.
+	guardMu  sync.Mutex
+	limiters map[ratelimit.Policy]*ratelimit.Limiter
+	breakers map[string]*breakerSet
+}
+
+// stop closes what the backend runs: breaker syncs, feed, clients.
+func (b *backend) stop() {
+	b.stopBreakers()
+	b.cache.Close()
+	_ = b.rdb.Close()
+	_ = b.loadRdb.Close()
 }
 
 // loadTimeout is the Redis timeout of discovery's background reads.
@@ -86,9 +102,7 @@ func (r *backendRegistry) closeIfUnused(key string) {
 	delete(r.m, key)
 	delete(r.refs, key)
 	r.mu.Unlock()
-	b.cache.Close()
-	_ = b.rdb.Close()
-	_ = b.loadRdb.Close()
+	b.stop()
 	logger().Info("service-registry: closed unused redis backend", "addr", b.addr)
 }
 
@@ -116,6 +130,7 @@ func (r *backendRegistry) get(rc RedisConfig) *backend {
 		cache:   discovery.New(store, discovery.Options{Logger: logger(), Timeout: 2 * loadTimeout(rc)}),
 		timeout: timeout,
 		addr:    redisMode(rc) + " " + redisAddr(rc),
+		prefix:  rc.KeyPrefix,
 	}
 	r.m[key] = b
 	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisAddr(rc), "prefix", rc.KeyPrefix)
@@ -127,9 +142,7 @@ func (r *backendRegistry) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, b := range r.m {
-		b.cache.Close()
-		_ = b.rdb.Close()
-		_ = b.loadRdb.Close()
+		b.stop()
 		delete(r.m, k)
 		delete(r.refs, k)
 	}
@@ -152,6 +165,9 @@ func redisAddr(rc RedisConfig) string {
 // newRedisClient builds a client for one setting set with the given
 // connect/read/write timeout; go-redis retries are off so a dead Redis costs
 // one timeout, not several, and the discovery cache serves its last snapshot.
+// ContextTimeoutEnabled lets a caller's deadline bound a call on its own
+// goroutine (the rate limiter relies on it; without it, it would spawn a
+// goroutine per decision).
 func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient {
 	var tlsConf *tls.Config
 	if rc.SSL {
@@ -170,6 +186,7 @@ func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConf,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
+			ContextTimeoutEnabled: true,
 		})
 	case "sentinel":
 		addrs := make([]string, len(rc.SentinelNodes))
@@ -180,11 +197,13 @@ func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient
 			MasterName: rc.SentinelMaster, SentinelAddrs: addrs, Username: rc.Username, Password: rc.Password,
 			DB: rc.Database, TLSConfig: tlsConf,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
+			ContextTimeoutEnabled: true,
 		})
 	}
 	return redis.NewClient(&redis.Options{
 		Addr: redisAddr(rc), Username: rc.Username, Password: rc.Password, DB: rc.Database, TLSConfig: tlsConf,
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
+		ContextTimeoutEnabled: true,
 	})
 }
 

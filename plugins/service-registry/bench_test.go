@@ -9,11 +9,20 @@ import (
 )
 
 // countingKong counts PDK calls without allocating.
-type countingKong struct{ setTarget, exit, router int }
+type countingKong struct {
+	setTarget, exit, router, setHeaders, ip, serialize, other int
+	doc                                                       string // what Serialize returns
+}
 
-func (c *countingKong) SetTarget(string, int) error            { c.setTarget++; return nil }
-func (c *countingKong) Exit(int, []byte)                       { c.exit++ }
-func (c *countingKong) RouterService() (string, string, error) { c.router++; return "id", "name", nil }
+func (c *countingKong) SetTarget(string, int) error                  { c.setTarget++; return nil }
+func (c *countingKong) Exit(int, []byte)                             { c.exit++ }
+func (c *countingKong) RouterService() (string, string, error)       { c.router++; return "id", "name", nil }
+func (c *countingKong) ExitHeaders(int, []byte, map[string][]string) { c.exit++ }
+func (c *countingKong) SetHeaders(map[string][]string) error         { c.setHeaders++; return nil }
+func (c *countingKong) ForwardedIP() (string, error)                 { c.ip++; return "10.9.9.9", nil }
+func (c *countingKong) ConsumerID() (string, error)                  { c.other++; return "", nil }
+func (c *countingKong) RequestHeader(string) (string, error)         { c.other++; return "", nil }
+func (c *countingKong) Serialize() (string, error)                   { c.serialize++; return c.doc, nil }
 
 // BenchmarkAccess is the plugin's own work per request in the access phase
 // (PDK transport excluded), against real Redis, with the PDK calls and

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/kong-service-registry/service-registry/internal/breaker"
 )
 
 // Config is the plugin's configuration (CONTRACT §3). Field types are only
@@ -30,6 +32,7 @@ type Config struct {
 	// Kong's own keys, read by UnmarshalJSON; not part of the schema.
 	pluginID  string
 	serviceID string
+	routeID   string
 	seq       int
 
 	once     sync.Once
@@ -122,17 +125,24 @@ func (c *Config) readKongKeys(b []byte) {
 	}
 	_ = json.Unmarshal(m["__plugin_id"], &c.pluginID)
 	_ = json.Unmarshal(m["__seq__"], &c.seq)
-	if raw, ok := m["service_id"]; ok {
-		var id string
-		if json.Unmarshal(raw, &id) != nil {
-			var obj struct {
-				ID string `json:"id"`
-			}
-			_ = json.Unmarshal(raw, &obj)
-			id = obj.ID
-		}
-		c.serviceID = id
+	c.serviceID = kongID(m["service_id"])
+	c.routeID = kongID(m["route_id"])
+}
+
+// kongID reads a scope key Kong adds, sent as an id or as {"id": ...}.
+func kongID(raw json.RawMessage) string {
+	if raw == nil {
+		return ""
 	}
+	var id string
+	if json.Unmarshal(raw, &id) != nil {
+		var obj struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(raw, &obj)
+		id = obj.ID
+	}
+	return id
 }
 
 // defaults returns a Config with every default applied, as Kong would send
@@ -186,6 +196,10 @@ type compiled struct {
 	rateLimit func(k kongAPI) bool
 	// skip tells the picker which instances the breaker keeps closed off.
 	skip func(addr string) bool
+	// breakers is the circuit breaker set of this config (nil: off).
+	breakers *breaker.Breakers
+	// breakerCode is circuit_breaker.error_code.
+	breakerCode int
 	// record runs in the log phase to feed outcomes to the breaker.
 	record func(k kongAPI)
 }
@@ -213,8 +227,15 @@ func (c *Config) compile() *compiled {
 			}
 			return
 		}
-		if c.Registry == "redis" {
+		// The guards need Redis even with registry = kong.
+		if c.Registry == "redis" || c.RateLimit.Enabled || c.CircuitBreaker.Enabled {
 			cp.backend = backends.acquire(c, c.Redis)
+		}
+		if err := c.compileGuards(cp); err != nil {
+			cp.err = fmt.Errorf("%w: %w", errConfig, err)
+			cp.message = messageJSON(cp.err.Error())
+			logger().Error("service-registry: refusing requests with this config",
+				"plugin_id", c.pluginID, "seq", c.seq, "error", cp.err.Error())
 		}
 	})
 	return c.compiled

@@ -18,6 +18,18 @@ type kongAPI interface {
 	SetTarget(host string, port int) error
 	// Exit ends the request with a JSON body.
 	Exit(status int, body []byte)
+	// ExitHeaders ends the request with a body and these headers (one call).
+	ExitHeaders(status int, body []byte, headers map[string][]string)
+	// SetHeaders adds response headers (kong.response.set_headers).
+	SetHeaders(headers map[string][]string) error
+	// ForwardedIP is kong.client.get_forwarded_ip.
+	ForwardedIP() (string, error)
+	// ConsumerID is kong.client.get_consumer().id ("" when none).
+	ConsumerID() (string, error)
+	// RequestHeader is kong.request.get_header.
+	RequestHeader(name string) (string, error)
+	// Serialize is kong.log.serialize (log phase): a JSON document.
+	Serialize() (string, error)
 	// RouterService returns the id and name of the Kong service matched.
 	RouterService() (id, name string, err error)
 }
@@ -28,6 +40,17 @@ var jsonHeaders = map[string][]string{"Content-Type": {"application/json"}}
 
 func (p pdkAPI) SetTarget(host string, port int) error { return p.k.Service.SetTarget(host, port) }
 func (p pdkAPI) Exit(status int, body []byte)          { p.k.Response.Exit(status, body, jsonHeaders) }
+func (p pdkAPI) ExitHeaders(status int, body []byte, h map[string][]string) {
+	p.k.Response.Exit(status, body, h)
+}
+func (p pdkAPI) SetHeaders(h map[string][]string) error    { return p.k.Response.SetHeaders(h) }
+func (p pdkAPI) ForwardedIP() (string, error)              { return p.k.Client.GetForwardedIp() }
+func (p pdkAPI) RequestHeader(name string) (string, error) { return p.k.Request.GetHeader(name) }
+func (p pdkAPI) Serialize() (string, error)                { return p.k.Log.Serialize() }
+func (p pdkAPI) ConsumerID() (string, error) {
+	c, err := p.k.Client.GetConsumer()
+	return c.Id, err
+}
 func (p pdkAPI) RouterService() (string, string, error) {
 	s, err := p.k.Router.GetService()
 	return s.Id, s.Name, err
@@ -56,8 +79,9 @@ func (c *Config) access(k kongAPI) {
 	}
 	// 2. Breaker admission: the picker skips instances whose breaker is open.
 	skip := cp.skip
-	// 3. Pick. registry = kong: Kong's upstream decides, no PDK call here.
-	if cp.backend == nil {
+	// 3. Pick. registry = kong: Kong's upstream decides, no PDK call here
+	//    (the breaker can then only record outcomes, see guards.go).
+	if c.Registry != "redis" || cp.backend == nil {
 		return
 	}
 	name, ok := c.serviceName(k)
@@ -87,7 +111,16 @@ func (c *Config) access(k kongAPI) {
 		now = cp.backend.cache.Now()
 	}
 	t, ok := snap.Pick(now, skip)
+	if ok && cp.breakers != nil {
+		ok = admit(cp.breakers, snap, now, skip, &t)
+	}
 	if !ok {
+		if cp.breakers != nil {
+			if status, body, h, all := allOpen(cp, snap, name); all {
+				k.ExitHeaders(status, body, h)
+				return
+			}
+		}
 		k.Exit(503, noInstance(name))
 		return
 	}

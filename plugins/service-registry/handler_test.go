@@ -29,6 +29,12 @@ type fakeKong struct {
 	svcID     string
 	svcName   string
 	targetErr error
+
+	ip, consumer string
+	reqHeaders   map[string]string
+	serialized   string
+	headers      map[string][]string // set_headers
+	exitHeaders  map[string][]string
 }
 
 func (f *fakeKong) SetTarget(host string, port int) error {
@@ -40,6 +46,37 @@ func (f *fakeKong) SetTarget(host string, port int) error {
 func (f *fakeKong) Exit(status int, body []byte) {
 	f.calls = append(f.calls, "kong.response.exit")
 	f.status, f.body = status, string(body)
+}
+
+func (f *fakeKong) ExitHeaders(status int, body []byte, h map[string][]string) {
+	f.calls = append(f.calls, "kong.response.exit")
+	f.status, f.body, f.exitHeaders = status, string(body), h
+}
+
+func (f *fakeKong) SetHeaders(h map[string][]string) error {
+	f.calls = append(f.calls, "kong.response.set_headers")
+	f.headers = h
+	return nil
+}
+
+func (f *fakeKong) ForwardedIP() (string, error) {
+	f.calls = append(f.calls, "kong.client.get_forwarded_ip")
+	return f.ip, nil
+}
+
+func (f *fakeKong) ConsumerID() (string, error) {
+	f.calls = append(f.calls, "kong.client.get_consumer")
+	return f.consumer, nil
+}
+
+func (f *fakeKong) RequestHeader(name string) (string, error) {
+	f.calls = append(f.calls, "kong.request.get_header")
+	return f.reqHeaders[name], nil
+}
+
+func (f *fakeKong) Serialize() (string, error) {
+	f.calls = append(f.calls, "kong.log.serialize")
+	return f.serialized, nil
 }
 
 func (f *fakeKong) RouterService() (string, string, error) {

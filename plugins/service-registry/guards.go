@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/breaker"
+	"github.com/kong-service-registry/service-registry/internal/discovery"
+	"github.com/kong-service-registry/service-registry/internal/ratelimit"
+)
+
+// The two guards of the access phase, wired through the seams of compiled:
+//
+//	rate limit (internal/ratelimit) → breaker admission (internal/breaker)
+//	→ pick → set_target; log phase: the breaker records the outcome.
+//
+// PDK budget (DESIGN decision 7): the limiter spends at most
+// get_forwarded_ip (limit by IP, or the fallback identity), one set_headers
+// for all its headers (none when hidden) or one exit; the breaker nothing in
+// access and one kong.log.serialize in the log phase. Identities come from
+// the config Kong sends (service, service_id, route_id, __plugin_id).
+//
+// With registry = kong, Kong's balancer picks the target: the breaker can
+// only record outcomes (its counts still reach the cluster and its state is
+// visible in Redis), it cannot steer traffic away from an open instance.
+
+// rateContentType is the content type of Kong's own error responses
+// (kong.response.error), used by Kong's rate-limiting plugin.
+const rateContentType = "application/json; charset=utf-8"
+
+// compileGuards builds the guards of a valid config (cp.backend is set
+// whenever one of them is enabled).
+func (c *Config) compileGuards(cp *compiled) error {
+	if c.RateLimit.Enabled {
+		g, err := c.newRateGuard(cp.backend)
+		if err != nil {
+			return err
+		}
+		cp.rateLimit = g.check
+	}
+	if c.CircuitBreaker.Enabled {
+		b, err := c.acquireBreakers(cp.backend)
+		if err != nil {
+			return err
+		}
+		cp.breakers = b
+		cp.breakerCode = c.CircuitBreaker.ErrorCode
+		if c.Registry == "redis" {
+			cp.skip = b.Skip
+		}
+		cp.record = func(k kongAPI) { recordOutcome(b, k) }
+	}
+	return nil
+}
+
+// rateGuard is the rate limit of one config.
+type rateGuard struct {
+	lim    *ratelimit.Limiter
+	limits []ratelimit.Limit
+	by     ratelimit.LimitBy
+	scope  string // Kong's __plugin_id: counters per plugin entity, as Kong does
+	value  string // the identity when it comes from the config (service, route)
+	header string
+	hide   bool
+	code   int
+	body   []byte
+}
+
+func (c *Config) newRateGuard(b *backend) (*rateGuard, error) {
+	rl := c.RateLimit
+	by, err := ratelimit.ParseLimitBy(rl.LimitBy)
+	if err != nil {
+		return nil, fmt.Errorf("rate_limit.limit_by: %w", err)
+	}
+	if rl.PerIP {
+		by = ratelimit.ByIP
+	}
+	policy := ratelimit.FailOpen
+	if !rl.FaultTolerant {
+		policy = ratelimit.FailClosed
+	}
+	g := &rateGuard{
+		lim:    b.limiter(policy),
+		limits: ratelimit.FromConfig(rl.RequestsPerSecond, rl.RequestsPerMin, rl.Burst),
+		by:     by,
+		scope:  firstNonEmpty(c.pluginID, c.Service, c.serviceID),
+		header: rl.HeaderName,
+		hide:   rl.HideClientHeaders,
+		code:   rl.ErrorCode,
+		body:   ratelimit.Body(rl.ErrorMessage),
+	}
+	switch by {
+	case ratelimit.ByService:
+		// Kong counts by service id; the registry name is as stable.
+		g.value = firstNonEmpty(c.serviceID, c.Service)
+	case ratelimit.ByRoute:
+		g.value = c.routeID
+	}
+	return g, nil
+}
+
+// check runs the rate limit; false when it answered the client itself.
+func (g *rateGuard) check(k kongAPI) bool {
+	by, value := g.by, g.value
+	switch by {
+	case ratelimit.ByIP:
+		value, _ = k.ForwardedIP()
+	case ratelimit.ByConsumer:
+		value, _ = k.ConsumerID()
+	case ratelimit.ByHeader:
+		value, _ = k.RequestHeader(g.header)
+	}
+	if value == "" && by != ratelimit.ByIP {
+		// Like Kong's rate-limiting: no identity → the client IP.
+		by = ratelimit.ByIP
+		value, _ = k.ForwardedIP()
+	}
+	res, err := g.lim.Allow(context.Background(), ratelimit.Key(g.scope, by, value, nil), g.limits)
+	if err != nil {
+		if !errors.Is(err, ratelimit.ErrUnavailable) {
+			logThrottled("rate-limit-error", "service-registry: rate limit failed", "error", err)
+		}
+		// fault_tolerant = false: Kong's rate-limiting answers 500.
+		k.ExitHeaders(500, internalError, map[string][]string{"Content-Type": {rateContentType}})
+		return false
+	}
+	h := ratelimit.Headers(&res, g.hide)
+	if !res.Allowed {
+		if h == nil {
+			h = make(map[string][]string, 1)
+		}
+		h["Content-Type"] = []string{rateContentType}
+		k.ExitHeaders(g.code, g.body, h)
+		return false
+	}
+	if h != nil {
+		if err := k.SetHeaders(h); err != nil {
+			logThrottled("rate-limit-headers", "service-registry: set_headers failed", "error", err)
+		}
+	}
+	return true
+}
+
+// limiter returns the backend's limiter for a failure policy (one per
+// Redis client and policy, for the life of the client).
+func (b *backend) limiter(p ratelimit.Policy) *ratelimit.Limiter {
+	b.guardMu.Lock()
+	defer b.guardMu.Unlock()
+	if l := b.limiters[p]; l != nil {
+		return l
+	}
+	if b.limiters == nil {
+		b.limiters = map[ratelimit.Policy]*ratelimit.Limiter{}
+	}
+	l := ratelimit.New(b.rdb, ratelimit.Options{Prefix: b.prefix, Timeout: b.timeout, Policy: p, Logger: logger()})
+	b.limiters[p] = l
+	return l
+}
+
+// breakerSet is one running breaker.Breakers and the Configs using it.
+type breakerSet struct {
+	b      *breaker.Breakers
+	cancel context.CancelFunc
+	refs   int
+}
+
+// acquireBreakers returns the breaker set of this config's scope and
+// settings, shared by every Config (and config version) with the same ones,
+// and stopped a while after the last of them is garbage collected.
+func (c *Config) acquireBreakers(b *backend) (*breaker.Breakers, error) {
+	cb := c.CircuitBreaker
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	st := breaker.Settings{
+		FailureThreshold: cb.FailureThreshold, FailureRatio: cb.FailureRatio, MinCalls: cb.MinCalls,
+		Window: ms(cb.WindowMs), OpenTimeout: ms(cb.TimeoutMs), HalfOpenMaxCalls: cb.HalfOpenMaxCalls,
+		FailureStatuses: cb.FailureStatuses,
+	}
+	// The scope must be the same on every Kong node: the registry service,
+	// else the Kong service id, else the plugin id.
+	scope := firstNonEmpty(c.Service, c.serviceID, c.pluginID)
+	key := strconv.Quote(scope) + fmt.Sprintf("%+v", st)
+
+	b.guardMu.Lock()
+	defer b.guardMu.Unlock()
+	set := b.breakers[key]
+	if set == nil {
+		br, err := breaker.New(breaker.Options{
+			Settings: st, Redis: b.rdb, Prefix: b.prefix, Scope: scope, Logger: logger(),
+			// A sync carries every known instance; give it more than one
+			// request's timeout_ms, but never more than an interval.
+			SyncTimeout: min(max(4*b.timeout, 50*time.Millisecond), 200*time.Millisecond),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("circuit_breaker: %w", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go br.Run(ctx)
+		set = &breakerSet{b: br, cancel: cancel}
+		if b.breakers == nil {
+			b.breakers = map[string]*breakerSet{}
+		}
+		b.breakers[key] = set
+	}
+	set.refs++
+	runtime.AddCleanup(c, b.releaseBreakers, key)
+	return set.b, nil
+}
+
+// releaseBreakers drops one user of a breaker set; the last one stops it
+// after the backends' idle delay (a config change keeping the settings
+// keeps the breaker states).
+func (b *backend) releaseBreakers(key string) {
+	b.guardMu.Lock()
+	set := b.breakers[key]
+	if set == nil {
+		b.guardMu.Unlock()
+		return
+	}
+	set.refs--
+	last := set.refs <= 0
+	b.guardMu.Unlock()
+	if !last {
+		return
+	}
+	backends.mu.Lock()
+	idle := backends.idle
+	backends.mu.Unlock()
+	time.AfterFunc(idle, func() {
+		b.guardMu.Lock()
+		defer b.guardMu.Unlock()
+		if cur := b.breakers[key]; cur == set && set.refs <= 0 {
+			set.cancel()
+			delete(b.breakers, key)
+		}
+	})
+}
+
+// stopBreakers stops every breaker sync of the backend.
+func (b *backend) stopBreakers() {
+	b.guardMu.Lock()
+	defer b.guardMu.Unlock()
+	for k, set := range b.breakers {
+		set.cancel()
+		delete(b.breakers, k)
+	}
+}
+
+// admit asks the breaker for the picked target and, when it refuses (a
+// half-open instance whose probe this node already sent), picks again.
+func admit(b *breaker.Breakers, snap *discovery.Snapshot, now time.Time, skip func(string) bool, t *discovery.Target) bool {
+	for range len(snap.Targets) + 1 {
+		if _, err := b.Allow(t.Addr); err == nil {
+			return true
+		}
+		next, ok := snap.Pick(now, skip)
+		if !ok {
+			return false
+		}
+		*t = next
+	}
+	return false
+}
+
+// allOpen builds the answer when every instance of the snapshot is kept
+// out by its breaker: error_code (503) with Retry-After.
+func allOpen(cp *compiled, snap *discovery.Snapshot, name string) (int, []byte, map[string][]string, bool) {
+	addrs := make([]string, len(snap.Targets))
+	for i := range snap.Targets {
+		addrs[i] = snap.Targets[i].Addr
+	}
+	wait, all := cp.breakers.AllOpen(addrs)
+	if !all {
+		return 0, nil, nil, false
+	}
+	h := map[string][]string{
+		"Content-Type": {"application/json"},
+		"Retry-After":  {strconv.Itoa(breaker.RetryAfterSeconds(wait))},
+	}
+	return cp.breakerCode, messageJSON("circuit breaker open for every instance of service " + name), h, true
+}
+
+// serialized is the part of kong.log.serialize() the breaker reads.
+type serialized struct {
+	Tries []struct {
+		IP    string `json:"ip"`
+		Port  int    `json:"port"`
+		State string `json:"state"`
+		Code  int    `json:"code"`
+	} `json:"tries"`
+	Response struct {
+		Status int `json:"status"`
+	} `json:"response"`
+	// Source is "upstream" when the response came from the service,
+	// "kong" when Kong (an exit or an error) produced it.
+	Source string `json:"source"`
+}
+
+// recordOutcome feeds the breaker the outcome of every try of the request
+// (Kong retries go to the same target; each try is a call). No tries: the
+// request never reached a backend (answered in access), nothing to record.
+func recordOutcome(b *breaker.Breakers, k kongAPI) {
+	s, err := k.Serialize()
+	if err != nil {
+		logThrottled("serialize", "service-registry: kong.log.serialize failed", "error", err)
+		return
+	}
+	var doc serialized
+	if err := json.Unmarshal([]byte(s), &doc); err != nil {
+		logThrottled("serialize-json", "service-registry: kong.log.serialize: bad JSON", "error", err)
+		return
+	}
+	st := b.Settings()
+	for i, t := range doc.Tries {
+		if t.IP == "" || t.Port == 0 {
+			continue
+		}
+		code, failed := t.Code, t.State == "failed"
+		if i == len(doc.Tries)-1 && code == 0 && !failed {
+			// Kong sets state/code of a try only when it retries; the last
+			// try's result is the response. Kong answering 5xx itself after
+			// a try means the connection failed or timed out.
+			code = doc.Response.Status
+			failed = doc.Source != "upstream" && code >= 500
+		}
+		b.Record(net.JoinHostPort(t.IP, strconv.Itoa(t.Port)), st.Classify(code, failed))
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
