@@ -96,12 +96,17 @@ type kongStatus struct {
 	ConfigurationHash string `json:"configuration_hash"`
 }
 
-func (d *dblessSync) apply(ctx context.Context, st translator.State) (Result, error) {
+func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) (Result, error) {
 	body, err := BuildDeclarative(d.base, st)
 	if err != nil {
 		return Result{}, err
 	}
 	sum := sha256.Sum256(body)
+	// After a registry change that does not change the config (a heartbeat),
+	// Kong is not even asked; full reconciles check its hash.
+	if !full && sum == d.lastBody && d.lastHash != "" {
+		return Result{Unchanged: len(st.Services)}, nil
+	}
 	var status kongStatus
 	if err := d.c.do(ctx, http.MethodGet, "/status", nil, nil, &status); err != nil {
 		return Result{}, err

@@ -2,8 +2,12 @@ package kongsync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -20,6 +24,127 @@ type dbSync struct {
 	runs        int
 	// applied maps upstream id → hash of the targets last applied to it.
 	applied map[string]string
+	// known maps "kind/id" → hash of the body this replica last saw Kong
+	// accept (after a full reconcile or a write), so a change-triggered
+	// apply writes only what changed without reading Kong. warm says the
+	// map is trustworthy; any failure makes the next apply a full one.
+	known       map[string]string
+	knownParent map[string]string // target id → upstream id
+	warm        bool
+}
+
+func entityKey(kind, id string) string { return kind + "/" + id }
+
+func bodyHash(body map[string]any) string {
+	b, _ := json.Marshal(body) // map keys are sorted: stable
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// remember records want as what Kong holds.
+func (d *dbSync) remember(want flat) {
+	d.known = make(map[string]string, len(want.byKind)*1024)
+	d.knownParent = map[string]string{}
+	for kind, ents := range want.byKind {
+		for id, e := range ents {
+			d.known[entityKey(kind, id)] = bodyHash(e.body)
+			if kind == "targets" {
+				d.knownParent[id] = e.parent
+			}
+		}
+	}
+	d.warm = true
+}
+
+// applyChanges writes only entities whose desired body differs from what
+// this replica last applied, and deletes the ones no longer desired,
+// without listing Kong. Drift made in Kong is left to the next full apply.
+func (d *dbSync) applyChanges(ctx context.Context, want flat) (Result, error) {
+	if !d.warm {
+		return d.apply(ctx, want)
+	}
+	var res Result
+	var deletes, upserts [3][]op
+	phaseDel := map[string]int{"plugins": 0, "routes": 0, "targets": 1, "services": 2, "upstreams": 2}
+	phaseUp := map[string]int{"services": 0, "upstreams": 0, "routes": 1, "targets": 1, "plugins": 2}
+	hashes := map[string]string{}
+	for kind, ents := range want.byKind {
+		for id, e := range ents {
+			key := entityKey(kind, id)
+			h := bodyHash(e.body)
+			hashes[key] = h
+			old, seen := d.known[key]
+			switch {
+			case !seen:
+				res.Created++
+			case old != h:
+				res.Updated++
+			default:
+				res.Unchanged++
+				continue
+			}
+			upserts[phaseUp[kind]] = append(upserts[phaseUp[kind]], op{kind: kind, method: http.MethodPut, e: e})
+		}
+	}
+	for key := range d.known {
+		kind, id, _ := strings.Cut(key, "/")
+		if _, ok := want.byKind[kind][id]; ok {
+			continue
+		}
+		deletes[phaseDel[kind]] = append(deletes[phaseDel[kind]], op{kind: kind, method: http.MethodDelete,
+			e: entity{kind: kind, id: id, parent: d.knownParent[id], name: id}})
+		res.Deleted++
+	}
+	errs := d.runPhases(ctx, deletes[:], upserts[:])
+	if len(errs) > 0 {
+		d.warm = false
+		return res, joinErrs(errs)
+	}
+	for key, h := range hashes {
+		d.known[key] = h
+	}
+	for _, e := range want.byKind["targets"] {
+		d.knownParent[e.id] = e.parent
+	}
+	for key := range d.known {
+		if _, ok := hashes[key]; !ok {
+			delete(d.known, key)
+		}
+	}
+	for uid := range want.byKind["upstreams"] {
+		d.applied[uid] = want.targetSets[uid]
+	}
+	return res, nil
+}
+
+// runPhases runs deletes (reverse dependency order) then upserts
+// (dependency order), each phase with bounded concurrency, and collects
+// every error instead of stopping at the first.
+func (d *dbSync) runPhases(ctx context.Context, deletes, upserts [][]op) []error {
+	var errs []error
+	var errMu sync.Mutex
+	run := func(ops []op) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(d.concurrency)
+		for _, o := range ops {
+			g.Go(func() error {
+				if err := d.exec(gctx, o); err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+	for _, phase := range deletes {
+		run(phase)
+	}
+	for _, phase := range upserts {
+		run(phase)
+	}
+	return errs
 }
 
 type op struct {
@@ -181,30 +306,9 @@ func (d *dbSync) apply(ctx context.Context, want flat) (Result, error) {
 
 	// 4. Deletes first (reverse dependency order) so a name freed by a stale
 	// entity can be taken by its replacement, then upserts in dependency order.
-	var errs []error
-	var errMu sync.Mutex
-	run := func(ops []op) {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(d.concurrency)
-		for _, o := range ops {
-			g.Go(func() error {
-				if err := d.exec(gctx, o); err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-				}
-				return nil
-			})
-		}
-		_ = g.Wait()
-	}
-	for _, phase := range deletes[:3] {
-		run(phase)
-	}
-	for _, phase := range upserts[:3] {
-		run(phase)
-	}
+	errs := d.runPhases(ctx, deletes[:3], upserts[:3])
 	if len(errs) == 0 {
+		d.remember(want)
 		for uid := range want.byKind["upstreams"] {
 			d.applied[uid] = want.targetSets[uid]
 		}
@@ -216,6 +320,7 @@ func (d *dbSync) apply(ctx context.Context, want flat) (Result, error) {
 	} else {
 		// Re-inspect everything next time: we do not know what landed.
 		d.applied = map[string]string{}
+		d.warm = false
 	}
 	return res, joinErrs(errs)
 }

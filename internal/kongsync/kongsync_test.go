@@ -313,3 +313,70 @@ func TestUntranslatableRouteKeepsItsEntities(t *testing.T) {
 		t.Fatal("a bad route blocked the others")
 	}
 }
+
+// After a full reconcile, a registry change costs only the writes it needs:
+// no list calls, nothing at all when the translation did not change.
+func TestApplyChangesWritesOnlyWhatChanged(t *testing.T) {
+	e := newEnv(t, false, "")
+	e.register("a.example.com", "/x", "http://a:1", "")
+	e.reconcile() // full: warms the cache
+	ctx := context.Background()
+
+	e.kong.ResetCounts()
+	e.register("b.example.com", "/y", "http://b:1", `{"headers":{"X-B":"1"}}`)
+	res, err := e.rec.ApplyChangesOnce(ctx)
+	if err != nil || res.Created != 6 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	for k := range e.kong.Counts() {
+		if strings.HasPrefix(k, "GET ") {
+			t.Fatalf("change-triggered apply read kong: %v", e.kong.Counts())
+		}
+	}
+	if _, ok := e.kong.Find("routes", "sr-b.example.com_y"); !ok {
+		t.Fatal("new route not written")
+	}
+
+	// A change that does not change Kong's entities (a TTL instance's
+	// heartbeat) costs no call at all.
+	name := registry.ServiceName("a.example.com", "/x")
+	if _, err := e.store.PutInstance(ctx, name, registry.Instance{ID: "lease", Address: "10.0.0.1:80", Weight: 10, TTLSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rec.ApplyChangesOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.kong.ResetCounts()
+	if _, err := e.store.Heartbeat(ctx, name, "lease"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.rec.ApplyChangesOnce(ctx); err != nil || res.Changes() != 0 || e.kong.TotalCalls() != 0 {
+		t.Fatalf("heartbeat apply: %+v %v %v", res, err, e.kong.Counts())
+	}
+
+	// Deregistration deletes without reading.
+	if _, err := e.store.DeregisterRoute(ctx, "b.example.com", "/y"); err != nil {
+		t.Fatal(err)
+	}
+	e.kong.ResetCounts()
+	if res, err := e.rec.ApplyChangesOnce(ctx); err != nil || res.Deleted != 6 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if _, ok := e.kong.Find("services", "sr-b.example.com_y"); ok || len(e.kong.List("targets")) != 2 {
+		t.Fatalf("deregistered entities left: %v", e.kong.List("targets"))
+	}
+
+	// Drift is for full reconciles: a change-triggered apply does not see
+	// it, the next full one heals it.
+	e.kong.Wipe()
+	if _, err := e.rec.ApplyChangesOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.kong.List("services")) != 0 {
+		t.Fatal("unexpected: change-triggered apply read kong")
+	}
+	e.reconcile()
+	if _, ok := e.kong.Find("services", name); !ok {
+		t.Fatal("full reconcile did not heal")
+	}
+}

@@ -184,10 +184,21 @@ func (r *Reconciler) Desired(ctx context.Context) (translator.State, error) {
 	return st, nil
 }
 
-// ReconcileOnce reads the registry and applies it to Kong, without the lease
-// (tests, benchmarks, `adminsvc` one-shot use). The applied generation is
-// recorded only when this replica holds the lease.
+// ReconcileOnce reads the registry and applies it to Kong in full (reading
+// Kong, healing drift), without the lease (tests, benchmarks, one-shot use).
+// The applied generation is recorded only when this replica holds the
+// lease. Not to be called while Run is running.
 func (r *Reconciler) ReconcileOnce(ctx context.Context) (Result, error) {
+	return r.reconcile(ctx, true)
+}
+
+// ApplyChangesOnce is ReconcileOnce for a registry change: it writes what
+// changed since the last apply without reading Kong (see Syncer.ApplyChanges).
+func (r *Reconciler) ApplyChangesOnce(ctx context.Context) (Result, error) {
+	return r.reconcile(ctx, false)
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, full bool) (Result, error) {
 	gen, err := r.o.Source.Generation(ctx)
 	if err != nil {
 		return Result{}, err
@@ -196,7 +207,12 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := r.o.Syncer.Apply(ctx, st)
+	var res Result
+	if full {
+		res, err = r.o.Syncer.Apply(ctx, st)
+	} else {
+		res, err = r.o.Syncer.ApplyChanges(ctx, st)
+	}
 	r.runs.Add(1)
 	if res.Mode == ModeDB {
 		r.drift.Add(int64(res.Changes()))
@@ -251,6 +267,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	var debounce <-chan time.Time
 	var firstChange time.Time
 	backoff := time.Duration(0)
+	fullRun := false
 
 	for {
 		select {
@@ -280,7 +297,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			debounce = time.After(wait)
 			continue
 		case <-debounce:
+			fullRun = false
 		case <-full.C:
+			fullRun = true
 		}
 		debounce = nil
 		if !r.holdLease(ctx) {
@@ -288,7 +307,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, max(r.o.Interval, time.Minute))
-		res, err := r.ReconcileOnce(actx)
+		res, err := r.reconcile(actx, fullRun)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -303,6 +322,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
+		if !fullRun {
+			// The interval timer keeps running for the next full reconcile.
+			if res.Changes() > 0 || res.Pushed {
+				r.log.Debug("kong changes applied", "mode", res.Mode, "created", res.Created, "updated", res.Updated,
+					"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration.String())
+			}
+			continue
+		}
 		if res.Changes() > 0 || res.Pushed {
 			r.log.Info("kong reconciled", "mode", res.Mode, "created", res.Created, "updated", res.Updated,
 				"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration.String())

@@ -143,8 +143,21 @@ func (s *Syncer) Mode(ctx context.Context) (string, error) {
 	return mode, nil
 }
 
-// Apply makes Kong equal to st (entities tagged managed-by only).
+// Apply makes Kong equal to st (entities tagged managed-by only): a full
+// reconcile that reads Kong and heals drift.
 func (s *Syncer) Apply(ctx context.Context, st translator.State) (Result, error) {
+	return s.apply(ctx, st, true)
+}
+
+// ApplyChanges brings Kong to st after registry changes, writing only what
+// differs from what this replica last applied and reading nothing from Kong
+// when it can (DB mode: no lists; DB-less: no push when the config is the
+// same). It falls back to a full Apply when it has nothing to trust.
+func (s *Syncer) ApplyChanges(ctx context.Context, st translator.State) (Result, error) {
+	return s.apply(ctx, st, false)
+}
+
+func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
@@ -154,12 +167,18 @@ func (s *Syncer) Apply(ctx context.Context, st translator.State) (Result, error)
 		return Result{Calls: s.c.calls.Load() - calls}, err
 	}
 	var res Result
-	if mode == ModeDBLess {
-		res, err = s.dbless.apply(ctx, st)
-	} else {
+	switch {
+	case mode == ModeDBLess:
+		res, err = s.dbless.apply(ctx, st, full)
+	default:
 		var f flat
-		if f, err = flatten(st); err == nil {
+		if f, err = flatten(st); err != nil {
+			break
+		}
+		if full {
 			res, err = s.db.apply(ctx, f)
+		} else {
+			res, err = s.db.applyChanges(ctx, f)
 		}
 	}
 	res.Mode = mode
@@ -174,6 +193,7 @@ func (s *Syncer) ForgetApplied() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.db.applied = map[string]string{}
+	s.db.warm = false
 	s.dbless.lastHash = ""
 }
 
