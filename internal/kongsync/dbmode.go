@@ -83,7 +83,12 @@ func (d *dbSync) applyChanges(ctx context.Context, want flat) (Result, error) {
 				res.Unchanged++
 				continue
 			}
-			upserts[phaseUp[kind]] = append(upserts[phaseUp[kind]], op{kind: kind, method: http.MethodPut, e: e})
+			method := http.MethodPut
+			if kind == "targets" && !seen {
+				// Kong's target PUT only updates: a new target is a POST.
+				method = http.MethodPost
+			}
+			upserts[phaseUp[kind]] = append(upserts[phaseUp[kind]], op{kind: kind, method: method, e: e})
 		}
 	}
 	for key := range d.known {
@@ -340,7 +345,12 @@ func (d *dbSync) exec(ctx context.Context, o op) error {
 		}
 		fallthrough
 	case o.kind == "targets":
-		return wrapOp(o, d.c.do(ctx, http.MethodPost, "/upstreams/"+o.e.parent+"/targets", nil, o.e.body, nil))
+		err := d.c.do(ctx, http.MethodPost, "/upstreams/"+o.e.parent+"/targets", nil, o.e.body, nil)
+		if StatusCode(err) == http.StatusConflict && o.method == http.MethodPost {
+			// Already there (written by an apply whose answer was lost).
+			err = d.c.do(ctx, http.MethodPut, "/upstreams/"+o.e.parent+"/targets/"+o.e.id, nil, o.e.body, nil)
+		}
+		return wrapOp(o, err)
 	case o.method == http.MethodDelete:
 		return wrapOp(o, d.c.do(ctx, http.MethodDelete, "/"+o.kind+"/"+o.e.id, nil, nil, nil))
 	default:
