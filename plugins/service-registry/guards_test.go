@@ -1,0 +1,327 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/breaker"
+)
+
+// tries renders a kong.log.serialize document with the given tries
+// (ip:port:code:state, code and state optional), final status and source.
+func serializedDoc(status int, source string, tries ...string) string {
+	var parts []string
+	for _, t := range tries {
+		f := strings.Split(t, ":")
+		m := fmt.Sprintf(`{"ip":%q,"port":%s,"balancer_start":1,"balancer_latency":0`, f[0], f[1])
+		if len(f) > 2 && f[2] != "" {
+			m += `,"code":` + f[2]
+		}
+		if len(f) > 3 {
+			m += fmt.Sprintf(`,"state":%q`, f[3])
+		}
+		parts = append(parts, m+"}")
+	}
+	doc := fmt.Sprintf(`{"request":{"uri":"/x","headers":{"host":"h"}},"response":{"status":%d,"headers":{}},"source":%q,"upstream_uri":"/x"`, status, source)
+	if len(parts) > 0 {
+		doc += `,"tries":[` + strings.Join(parts, ",") + `]`
+	}
+	return doc + "}"
+}
+
+// Limits are GCRA (DESIGN decision 5): requests_per_min 3 is one request
+// every 20 s; burst 2 lets 3 come at once, as a client of Kong's
+// rate-limiting would expect of "3 per minute".
+func TestRateLimitByIP(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "rl", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"rl","__plugin_id":"p-rl","rate_limit":{"enabled":true,"requests_per_min":3,"burst":2,"limit_by":"ip"}`)
+	for i := 0; i < 3; i++ {
+		k := &fakeKong{ip: "192.0.2.1"}
+		c.access(k)
+		want := []string{"kong.client.get_forwarded_ip", "kong.response.set_headers", "kong.service.set_target"}
+		if !slices.Equal(k.calls, want) || k.host != "10.0.0.1" {
+			t.Fatalf("request %d: calls %v target %q (%d %s)", i+1, k.calls, k.host, k.status, k.body)
+		}
+		h := k.headers
+		if h["RateLimit-Limit"][0] != "3" || h["X-RateLimit-Limit-Minute"][0] != "3" ||
+			h["RateLimit-Remaining"][0] != strconv.Itoa(2-i) || h["X-RateLimit-Remaining-Minute"][0] != strconv.Itoa(2-i) ||
+			h["RateLimit-Reset"][0] == "" || h["Retry-After"] != nil {
+			t.Fatalf("request %d headers %v", i+1, h)
+		}
+	}
+	k := &fakeKong{ip: "192.0.2.1"}
+	c.access(k)
+	if k.status != 429 || k.body != `{"message":"API rate limit exceeded"}` || k.host != "" ||
+		!slices.Equal(k.calls, []string{"kong.client.get_forwarded_ip", "kong.response.exit"}) {
+		t.Fatalf("over limit: %d %s calls %v", k.status, k.body, k.calls)
+	}
+	h := k.exitHeaders
+	if h["Retry-After"] == nil || h["RateLimit-Remaining"][0] != "0" || h["X-RateLimit-Remaining-Minute"][0] != "0" ||
+		h["Content-Type"][0] != "application/json; charset=utf-8" || h["RateLimit-Reset"][0] != h["Retry-After"][0] {
+		t.Fatalf("429 headers %v", h)
+	}
+	if ra, _ := strconv.Atoi(h["Retry-After"][0]); ra < 1 || ra > 60 {
+		t.Fatalf("Retry-After %d", ra)
+	}
+	// Another client has its own counter.
+	k = &fakeKong{ip: "192.0.2.2"}
+	c.access(k)
+	if k.status != 0 || k.host != "10.0.0.1" {
+		t.Fatalf("other IP: %d %s", k.status, k.body)
+	}
+	// The breaker is off: the log phase makes no PDK call.
+	c.log(k)
+	if k.calls[len(k.calls)-1] == "kong.log.serialize" {
+		t.Fatalf("log phase with breaker off called serialize")
+	}
+}
+
+func TestRateLimitHiddenHeadersAndCustomAnswer(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "rh", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"rh","__plugin_id":"p-rh","rate_limit":{"enabled":true,"requests_per_second":1,`+
+		`"limit_by":"service","hide_client_headers":true,"error_code":418,"error_message":"slow down"}`)
+	k := &fakeKong{}
+	c.access(k)
+	// limit_by service: the identity is in the config, no PDK call; hidden
+	// headers: no set_headers either.
+	if !slices.Equal(k.calls, []string{"kong.service.set_target"}) {
+		t.Fatalf("admitted: calls %v (%d %s)", k.calls, k.status, k.body)
+	}
+	k = &fakeKong{}
+	c.access(k)
+	if k.status != 418 || k.body != `{"message":"slow down"}` || len(k.exitHeaders) != 1 || k.exitHeaders["Content-Type"] == nil {
+		t.Fatalf("denied: %d %s %v", k.status, k.body, k.exitHeaders)
+	}
+	if !slices.Equal(k.calls, []string{"kong.response.exit"}) {
+		t.Fatalf("denied: calls %v", k.calls)
+	}
+}
+
+func TestRateLimitByRouteAndFallbackIdentity(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "rr", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"rr","__plugin_id":"p-rr","route_id":{"id":"route-1"},"rate_limit":{"enabled":true,"requests_per_min":100,"limit_by":"route"}`)
+	k := &fakeKong{}
+	c.access(k)
+	if !slices.Equal(k.calls, []string{"kong.response.set_headers", "kong.service.set_target"}) {
+		t.Fatalf("by route: calls %v", k.calls)
+	}
+	// limit_by header without the header: the client IP, like Kong.
+	c = fx.config(t, `,"service":"rr","__plugin_id":"p-rh2","rate_limit":{"enabled":true,"requests_per_min":1,"limit_by":"header","header_name":"X-Key"}`)
+	for _, ip := range []string{"192.0.2.7", "192.0.2.8"} {
+		k = &fakeKong{ip: ip}
+		c.access(k)
+		if k.status != 0 || !slices.Equal(k.calls, []string{"kong.request.get_header", "kong.client.get_forwarded_ip", "kong.response.set_headers", "kong.service.set_target"}) {
+			t.Fatalf("header fallback %s: %d calls %v", ip, k.status, k.calls)
+		}
+	}
+	k = &fakeKong{ip: "192.0.2.9", reqHeaders: map[string]string{"X-Key": "k1"}}
+	c.access(k)
+	k = &fakeKong{ip: "192.0.2.10", reqHeaders: map[string]string{"X-Key": "k1"}}
+	c.access(k)
+	if k.status != 429 {
+		t.Fatalf("same header value, second request: %d", k.status)
+	}
+}
+
+// Redis down: fault_tolerant = false answers 500 like Kong's rate-limiting;
+// fault_tolerant = true lets the request through (from the cached snapshot).
+func TestRateLimitRedisDown(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "rd", "a", "10.0.0.1:80", 1)
+	closed := fx.config(t, `,"service":"rd","__plugin_id":"p-closed","rate_limit":{"enabled":true,"requests_per_min":100,"fault_tolerant":false}`)
+	open := fx.config(t, `,"service":"rd","__plugin_id":"p-open","rate_limit":{"enabled":true,"requests_per_min":100}`)
+	for _, c := range []*Config{closed, open} {
+		k := &fakeKong{}
+		c.access(k)
+		if k.host != "10.0.0.1" {
+			t.Fatalf("Redis up: %d %s", k.status, k.body)
+		}
+	}
+	fx.srv.Kill()
+	k := &fakeKong{}
+	closed.access(k)
+	if k.status != 500 || k.body != `{"message":"An unexpected error occurred"}` || k.host != "" {
+		t.Fatalf("fault_tolerant=false, Redis down: %d %s target %q", k.status, k.body, k.host)
+	}
+	for i := 0; i < 3; i++ {
+		k = &fakeKong{}
+		open.access(k)
+		if k.status != 0 || k.host != "10.0.0.1" || k.headers != nil {
+			t.Fatalf("fault_tolerant=true, Redis down: %d %s headers %v", k.status, k.body, k.headers)
+		}
+	}
+}
+
+func breakerConfig(t *testing.T, fx *fixture, svc, extra string) *Config {
+	return fx.config(t, `,"service":"`+svc+`","circuit_breaker":{"enabled":true,"failure_threshold":2,"timeout_ms":5000`+extra+`}`)
+}
+
+// The log phase records the outcome of the try actually made; open
+// instances are skipped; when all are open: error_code + Retry-After.
+func TestBreakerSkipsOpenAndAnswers503(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "br", "a", "10.0.0.1:80", 1)
+	fx.put(t, "br", "b", "10.0.0.2:80", 1)
+	c := breakerConfig(t, fx, "br", `,"error_code":599`)
+	fail := func(addr string) {
+		ip, port, _ := strings.Cut(addr, ":")
+		k := &fakeKong{serialized: serializedDoc(500, "upstream", ip+":"+port)}
+		c.log(k)
+		if !slices.Equal(k.calls, []string{"kong.log.serialize"}) {
+			t.Fatalf("log calls %v", k.calls)
+		}
+	}
+	b := c.compile().breakers
+	fail("10.0.0.1:80")
+	fail("10.0.0.1:80")
+	if st := b.State("10.0.0.1:80"); st != breaker.Open {
+		t.Fatalf("a after 2 failures: %v", st)
+	}
+	for i := 0; i < 10; i++ {
+		k := &fakeKong{}
+		c.access(k)
+		if k.host != "10.0.0.2" || !slices.Equal(k.calls, []string{"kong.service.set_target"}) {
+			t.Fatalf("with a open: target %q calls %v", k.host, k.calls)
+		}
+	}
+	fail("10.0.0.2:80")
+	fail("10.0.0.2:80")
+	k := &fakeKong{}
+	c.access(k)
+	if k.status != 599 || k.body != `{"message":"circuit breaker open for every instance of service br"}` || k.host != "" {
+		t.Fatalf("all open: %d %s", k.status, k.body)
+	}
+	ra, err := strconv.Atoi(k.exitHeaders["Retry-After"][0])
+	if err != nil || ra < 1 || ra > 5 || k.exitHeaders["Content-Type"] == nil {
+		t.Fatalf("all open headers %v", k.exitHeaders)
+	}
+	// A request the plugin answered has no tries: nothing recorded.
+	k = &fakeKong{serialized: serializedDoc(599, "kong")}
+	c.log(k)
+	if len(k.calls) != 1 {
+		t.Fatalf("log calls %v", k.calls)
+	}
+}
+
+// Classification of what kong.log.serialize reports.
+func TestBreakerRecordsTries(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "bt", "a", "10.0.0.1:80", 1)
+	c := breakerConfig(t, fx, "bt", `,"failure_statuses":[500]`)
+	b := c.compile().breakers
+	rec := func(doc string) { c.log(&fakeKong{serialized: doc}) }
+
+	// 503 is not a failure status here; successes keep it closed.
+	for i := 0; i < 5; i++ {
+		rec(serializedDoc(503, "upstream", "10.0.0.1:80"))
+		rec(serializedDoc(200, "upstream", "10.0.0.1:80"))
+	}
+	if b.State("10.0.0.1:80") != breaker.Closed {
+		t.Fatal("opened on non-failure statuses")
+	}
+	// Kong answering 502 itself after the try: connection refused. One
+	// failure, then a success resets the count.
+	rec(serializedDoc(502, "kong", "10.0.0.1:80"))
+	rec(serializedDoc(200, "upstream", "10.0.0.1:80"))
+	rec(serializedDoc(502, "kong", "10.0.0.1:80"))
+	if b.State("10.0.0.1:80") != breaker.Closed {
+		t.Fatal("opened on failures that were not consecutive")
+	}
+	// A retried request: the earlier failed try counts too (same target).
+	rec(serializedDoc(502, "kong", "10.0.0.1:80::failed", "10.0.0.1:80"))
+	if b.State("10.0.0.1:80") != breaker.Open {
+		t.Fatalf("not open after retries failed: %v", b.State("10.0.0.1:80"))
+	}
+	// Another instance, only in tries: recorded under ip:port.
+	rec(serializedDoc(200, "upstream", "10.0.0.3:81:500:next", "10.0.0.3:81"))
+	if b.State("10.0.0.3:81") != breaker.Closed {
+		t.Fatal("one failure opened 10.0.0.3:81")
+	}
+}
+
+// Half-open: after timeout_ms one probe goes to the instance; its success
+// closes it.
+func TestBreakerHalfOpenProbe(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "hp", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"hp","circuit_breaker":{"enabled":true,"failure_threshold":1,"timeout_ms":50}`)
+	b := c.compile().breakers
+	c.log(&fakeKong{serialized: serializedDoc(500, "upstream", "10.0.0.1:80")})
+	k := &fakeKong{}
+	c.access(k)
+	if k.status != 503 || k.exitHeaders["Retry-After"][0] != "1" {
+		t.Fatalf("open: %d %v", k.status, k.exitHeaders)
+	}
+	// Wait for the probe to be admitted (open period over, token granted
+	// by the cluster sync).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		k = &fakeKong{}
+		c.access(k)
+		if k.host == "10.0.0.1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no probe admitted: %d %s, state %v", k.status, k.body, b.State("10.0.0.1:80"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.log(&fakeKong{serialized: serializedDoc(200, "upstream", "10.0.0.1:80")})
+	if st := b.State("10.0.0.1:80"); st != breaker.Closed {
+		t.Fatalf("after a good probe: %v", st)
+	}
+}
+
+// Acceptance 4 of issue 5 at handler level: discovery + rate limit by IP +
+// breaker: access ≤ 3 calls, log 1; rate-limited ≤ 3 in all.
+func TestGuardsPDKBudget(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "bud", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"bud","__plugin_id":"p-bud","rate_limit":{"enabled":true,"requests_per_min":5,"burst":4,"per_ip":true},"circuit_breaker":{"enabled":true}`)
+	for i := 0; i < 8; i++ {
+		k := &fakeKong{ip: "198.51.100.1", serialized: serializedDoc(200, "upstream", "10.0.0.1:80")}
+		c.access(k)
+		access := len(k.calls)
+		if k.status == 429 {
+			k.serialized = serializedDoc(429, "kong")
+		}
+		c.log(k)
+		logCalls := len(k.calls) - access
+		switch {
+		case i < 5 && (k.status != 0 || access > 3 || logCalls != 1 || access+logCalls > 4):
+			t.Fatalf("admitted request %d: status %d calls %v", i, k.status, k.calls)
+		case i >= 5 && (k.status != 429 || access+logCalls > 3):
+			t.Fatalf("limited request %d: status %d calls %v", i, k.status, k.calls)
+		}
+	}
+}
+
+// registry = kong: Kong's balancer picks; the guards still work, the
+// breaker only records.
+func TestGuardsRegistryKong(t *testing.T) {
+	fx := newFixture(t)
+	c := decode(t, fmt.Sprintf(`{"registry":"kong","__plugin_id":"p-kong","service_id":"svc-kong","redis":{"port":%d,"timeout_ms":200},`+
+		`"rate_limit":{"enabled":true,"requests_per_min":1,"limit_by":"service","hide_client_headers":true},`+
+		`"circuit_breaker":{"enabled":true,"failure_threshold":1}}`, fx.srv.Port))
+	k := &fakeKong{}
+	c.access(k)
+	if len(k.calls) != 0 || k.status != 0 {
+		t.Fatalf("pass-through: %d calls %v", k.status, k.calls)
+	}
+	k = &fakeKong{}
+	c.access(k)
+	if k.status != 429 {
+		t.Fatalf("second request: %d", k.status)
+	}
+	c.log(&fakeKong{serialized: serializedDoc(500, "upstream", "10.1.1.1:8000")})
+	if st := c.compile().breakers.State("10.1.1.1:8000"); st != breaker.Open {
+		t.Fatalf("kong-picked target not recorded: %v", st)
+	}
+}
