@@ -257,6 +257,7 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	}
 	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{
 		Source: store, Syncer: syncer, Redis: rdb, Prefix: s.RedisPrefix, Interval: s.Reconcile,
+		Debounce: s.SyncDebounce, MaxDelay: s.SyncMaxDelay, LeaseTTL: s.LeaseTTL,
 		Translate: translator.Options{Redis: pluginRedis(s, ropt)}, ReplicaID: s.ReplicaID, Logger: log,
 		OnApply: func(r kongsync.Result, err error) {
 			m.reconcileRuns.Add(1)

@@ -29,6 +29,9 @@ type Settings struct {
 	KongTimeout     time.Duration
 	KongConcurrency int
 	Reconcile       time.Duration
+	SyncDebounce    time.Duration
+	SyncMaxDelay    time.Duration
+	LeaseTTL        time.Duration
 	APIKeys         string
 	APIKeysFile     string
 	RateLimit       int
@@ -117,7 +120,10 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	str(&s.KongBaseConfig, "kong-base-config", "SR_KONG_BASE_CONFIG", "", "operator's kong.yml merged into DB-less pushes")
 	dur(&s.KongTimeout, "kong-timeout", "SR_KONG_TIMEOUT", 10*time.Second, "timeout of each Kong Admin API call")
 	integer(&s.KongConcurrency, "kong-concurrency", "SR_KONG_CONCURRENCY", 8, "parallel Kong writes in DB mode")
-	dur(&s.Reconcile, "reconcile-interval", "SR_RECONCILE_INTERVAL", 30*time.Second, "full reconcile with Kong at least this often")
+	dur(&s.Reconcile, "reconcile-interval", "SR_RECONCILE_INTERVAL", 30*time.Second, "full reconcile with Kong (reads Kong, heals drift) at least this often")
+	dur(&s.SyncDebounce, "kong-sync-debounce", "SR_KONG_SYNC_DEBOUNCE", 200*time.Millisecond, "apply registry changes to Kong this long after the last one of a burst")
+	dur(&s.SyncMaxDelay, "kong-sync-max-delay", "SR_KONG_SYNC_MAX_DELAY", 2*time.Second, "but never later than this after the first change")
+	dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
 	secret(&s.APIKeys, "api-keys", "SR_API_KEYS", "", "comma-separated API keys; none = open API (a warning is logged)")
 	str(&s.APIKeysFile, "api-keys-file", "SR_API_KEYS_FILE", "", "file with one API key per line (# comments)")
 	integer(&s.RateLimit, "rate-limit", "SR_RATE_LIMIT", 600, "requests per minute per client (API key or IP) on the registry API; 0 = off")
@@ -150,8 +156,8 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		default:
 			errs = append(errs, fmt.Errorf("kong-mode %q: expected auto, db or dbless", s.KongMode))
 		}
-		if s.Reconcile <= 0 {
-			errs = append(errs, errors.New("reconcile-interval must be positive"))
+		if s.Reconcile <= 0 || s.SyncDebounce <= 0 || s.SyncMaxDelay <= 0 || s.LeaseTTL <= 0 {
+			errs = append(errs, errors.New("reconcile-interval, kong-sync-debounce, kong-sync-max-delay and kong-lease-ttl must be positive"))
 		}
 		if s.RateLimit < 0 {
 			errs = append(errs, errors.New("rate-limit must not be negative"))
