@@ -280,6 +280,24 @@ services:
 	}
 	s.do("POST", "/deregister", `{"host":"l0.example.com","path":"/"}`)
 	waitAgree(t, s, k, 5*time.Second)
+
+	// Kong down, registrations go on, Kong comes back empty (a DB-less Kong
+	// restarts without config): the next reconcile pushes everything.
+	k.Stop()
+	for i := 10; i < 13; i++ {
+		if r := s.do("POST", "/register", fmt.Sprintf(`{"host":"l%d.example.com","path":"/","backend":"http://l:%d"}`, i, 9000+i)); r.Status != 200 {
+			t.Fatalf("register with kong down: %d %s", r.Status, r.Raw)
+		}
+	}
+	time.Sleep(1200 * time.Millisecond) // at least one failed attempt
+	k.Wipe()
+	if err := k.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitAgree(t, s, k, 10*time.Second)
+	if _, ok := k.Find("services", "operator-svc"); !ok {
+		t.Fatal("operator's base config not restored after the outage")
+	}
 }
 
 // TestDeckAgainstFake: decK (apt package deck) sees the registry's entities
