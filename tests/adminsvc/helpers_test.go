@@ -232,3 +232,36 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// metric reads one unlabelled value from /metrics.
+func (s *svc) metric(name string) float64 {
+	s.t.Helper()
+	for _, line := range strings.Split(s.do("GET", "/metrics", "").Raw, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	s.t.Fatalf("metric %s missing", name)
+	return 0
+}
+
+// waitReconciles waits until n more reconciles (full or change-triggered)
+// have run, successful or not.
+func (s *svc) waitReconciles(n int) {
+	s.t.Helper()
+	start := s.metric("sr_reconcile_runs_total")
+	waitFor(s.t, 20*time.Second, fmt.Sprintf("%d reconciles", n), func() bool {
+		return s.metric("sr_reconcile_runs_total") >= start+float64(n)
+	})
+}
+
+// waitFailedReconcile waits for a reconcile that failed (Kong down).
+func (s *svc) waitFailedReconcile() {
+	s.t.Helper()
+	start := s.metric("sr_reconcile_errors_total")
+	waitFor(s.t, 20*time.Second, "a failed reconcile", func() bool {
+		return s.metric("sr_reconcile_errors_total") > start
+	})
+}

@@ -234,7 +234,7 @@ func TestKongDBModeEndToEnd(t *testing.T) {
 	if h := s.do("GET", "/health", ""); h.Status != 200 || h.Body["pending_changes"].(float64) == 0 {
 		t.Fatalf("health while kong down: %s", h.Raw)
 	}
-	time.Sleep(1500 * time.Millisecond) // let a reconcile fail against the stopped Kong
+	s.waitFailedReconcile()
 	if err := k.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ services:
 		t.Fatal("operator's base config lost")
 	}
 	pushes := k.ConfigPushes()
-	time.Sleep(2500 * time.Millisecond) // two reconcile intervals without changes
+	s.waitReconciles(2) // two full reconciles (1s interval) without changes
 	if k.ConfigPushes() != pushes {
 		t.Fatalf("pushed %d times without changes", k.ConfigPushes()-pushes)
 	}
@@ -289,7 +289,7 @@ services:
 			t.Fatalf("register with kong down: %d %s", r.Status, r.Raw)
 		}
 	}
-	time.Sleep(1200 * time.Millisecond) // at least one failed attempt
+	s.waitFailedReconcile()
 	k.Wipe()
 	if err := k.Restart(); err != nil {
 		t.Fatal(err)
@@ -369,7 +369,7 @@ services:
 	if err := agree(s, k); err != nil {
 		t.Fatalf("after second deck sync: %v", err)
 	}
-	time.Sleep(1500 * time.Millisecond) // a reconcile runs meanwhile
+	s.waitReconciles(2)
 	if _, ok := k.Find("services", "team-a-svc"); !ok {
 		t.Fatal("reconcile removed decK's service")
 	}
