@@ -327,8 +327,10 @@ func validName(s string) bool {
 }
 
 // upstreamName turns a service name into a valid Kong upstream name (a
-// hostname: letters, digits, '-', '.', '_'; no label ending in '-'; not all
-// digits and dots, which Kong would read as an IPv4 address).
+// hostname: letters, digits, '-', '.', '_'; no label ending in '-'). Kong
+// compares upstream names as hostnames, case-insensitively, while service
+// names are case-sensitive (paths are): whenever the name had to change, a
+// short hash of the original keeps two services from sharing an upstream.
 func upstreamName(service string) string {
 	b := []byte(strings.ToLower(service))
 	for i, c := range b {
@@ -344,7 +346,12 @@ func upstreamName(service string) string {
 		}
 		labels[i] = l
 	}
-	return strings.Join(labels, ".") + ".upstream"
+	name := strings.Join(labels, ".")
+	if name != service {
+		sum := sha256.Sum256([]byte(service))
+		name += "-" + hex.EncodeToString(sum[:4])
+	}
+	return name + ".upstream"
 }
 
 // ID is the deterministic UUID of a managed entity (name-based, version 5
