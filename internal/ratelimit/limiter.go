@@ -161,7 +161,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 		}
 	}
 	now := l.o.Now()
-	if r, ok := l.deny.get(key, now); ok {
+	if r, ok := l.deny.get(key, limits, now); ok {
 		l.cacheHits.Add(1)
 		return r, nil
 	}
@@ -371,12 +371,15 @@ func (d *denyCache) shard(key string) *denyShard {
 	return &d.shards[h%16]
 }
 
-func (d *denyCache) get(key string, now time.Time) (Result, bool) {
+// get returns the cached denial of key if it was decided on the same
+// limits: a config change (new rate or burst) must reach Redis at once,
+// not after the old denial's retry-after.
+func (d *denyCache) get(key string, limits []Limit, now time.Time) (Result, bool) {
 	s := d.shard(key)
 	s.mu.RLock()
 	e, ok := s.m[key]
 	s.mu.RUnlock()
-	if !ok || !now.Before(e.until) {
+	if !ok || !now.Before(e.until) || !sameLimits(&e.r, limits) {
 		return Result{}, false
 	}
 	r := e.r
@@ -390,6 +393,18 @@ func (d *denyCache) get(key string, now time.Time) (Result, bool) {
 		p.ResetAfter = max(0, p.ResetAfter-elapsed)
 	}
 	return r, true
+}
+
+func sameLimits(r *Result, limits []Limit) bool {
+	if r.n != len(limits) {
+		return false
+	}
+	for i, l := range limits {
+		if r.periods[i].Limit != l {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *denyCache) put(key string, r Result, now time.Time) {

@@ -378,3 +378,25 @@ func TestIntervalRoundsUp(t *testing.T) {
 		t.Fatal("three intervals fit in one period")
 	}
 }
+
+// A denial cached under one set of limits does not answer for others: after
+// a config change (here a larger burst) the key goes to Redis at once.
+func TestDenyCacheKeyedByLimits(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	l := New(newClient(t, s.Addr), Options{Logger: quiet()})
+	ctx := context.Background()
+	small := []Limit{PerMinute(1, 0)}
+	for i, want := range []bool{true, false, false} {
+		r, err := l.Allow(ctx, "cfg", small)
+		if err != nil || r.Allowed != want {
+			t.Fatalf("request %d: %+v %v", i, r, err)
+		}
+	}
+	if l.Stats().CacheHits != 1 {
+		t.Fatalf("third request not answered by the deny cache: %+v", l.Stats())
+	}
+	r, err := l.Allow(ctx, "cfg", []Limit{PerMinute(1, 5)})
+	if err != nil || !r.Allowed || r.Source != SourceRedis {
+		t.Fatalf("after the burst grew: %+v %v", r, err)
+	}
+}
