@@ -76,9 +76,18 @@ func (c *apiClient) register(host, path, backend string) apiResp {
 // routes returns the registered host+path keys.
 func (c *apiClient) routes(t testing.TB) map[string]bool {
 	t.Helper()
+	out, r := c.tryRoutes()
+	if out == nil {
+		t.Fatalf("GET /routes: %d %v %s", r.Status, r.Err, r.Raw)
+	}
+	return out
+}
+
+// tryRoutes is routes without failing the test (nil when not 200).
+func (c *apiClient) tryRoutes() (map[string]bool, apiResp) {
 	r := c.do("GET", "/routes", nil)
 	if r.Status != 200 {
-		t.Fatalf("GET /routes: %d %v %s", r.Status, r.Err, r.Raw)
+		return nil, r
 	}
 	out := map[string]bool{}
 	list, _ := r.Body["routes"].([]any)
@@ -86,7 +95,7 @@ func (c *apiClient) routes(t testing.TB) map[string]bool {
 		m := x.(map[string]any)
 		out[fmt.Sprint(m["host"], m["path"])] = true
 	}
-	return out
+	return out, r
 }
 
 // loadResult is what a registration load saw.
