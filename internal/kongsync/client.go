@@ -162,5 +162,14 @@ func joinErrs(errs []error) error {
 		}
 		msgs = append(msgs, e.Error())
 	}
-	return fmt.Errorf("%d kong operations failed: %s: %w", len(errs), strings.Join(msgs, "; "), errors.Join(errs...))
+	return &opErrors{msg: fmt.Sprintf("%d kong operations failed: %s", len(errs), strings.Join(msgs, "; ")), errs: errs}
 }
+
+// opErrors reports a few failed operations and keeps all for errors.Is/As.
+type opErrors struct {
+	msg  string
+	errs []error
+}
+
+func (e *opErrors) Error() string   { return e.msg }
+func (e *opErrors) Unwrap() []error { return e.errs }

@@ -380,3 +380,31 @@ func TestApplyChangesWritesOnlyWhatChanged(t *testing.T) {
 		t.Fatal("full reconcile did not heal")
 	}
 }
+
+// The lease and applied-generation scripts work on Redis Cluster (one hash
+// tag), so adminsvc replicas can share a clustered registry.
+func TestRunLoopOnRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
+	rdb := cl.Client(t)
+	store := registry.NewStore(rdb, registry.Options{})
+	fake := kongfake.Start(t, kongfake.Options{Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: store, Syncer: s, Redis: rdb,
+		Interval: time.Hour, Debounce: 20 * time.Millisecond, LeaseTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = rec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, func() bool { return rec.Stats().Leader }, "leader on cluster")
+	if _, _, err := store.RegisterRoute(ctx, registry.Route{Host: "c.example.com", Path: "/", Backend: "http://c:1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := fake.Find("routes", "sr-c.example.com_"); return ok }, "route applied")
+	waitFor(t, func() bool { p, err := rec.Pending(ctx); return err == nil && p == 0 }, "pending 0 on cluster")
+}
