@@ -1,6 +1,7 @@
 package security
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -69,3 +70,5 @@ func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
