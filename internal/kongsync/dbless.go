@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/kong/go-kong/kong"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kong-service-registry/service-registry/internal/translator"
@@ -115,8 +117,27 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 	if sum == d.lastBody && d.lastHash != "" && status.ConfigurationHash == d.lastHash {
 		return Result{Unchanged: len(st.Services)}, nil
 	}
+	res := Result{Pushed: true, Updated: len(st.Services)}
 	if err := d.push(ctx, body); err != nil {
-		return Result{}, err
+		// Kong refused the config. If the entities it names are registry
+		// routes', push without those routes so one bad route does not keep
+		// every other change out of Kong; the refused ones are reported.
+		bad := refusedRoutes(err)
+		if len(bad) == 0 {
+			return Result{}, err
+		}
+		kept, dropped := withoutRoutes(st, bad)
+		if len(dropped) == 0 {
+			return Result{}, err
+		}
+		body2, berr := BuildDeclarative(d.base, kept)
+		if berr != nil {
+			return Result{}, berr
+		}
+		if err2 := d.push(ctx, body2); err2 != nil {
+			return Result{}, fmt.Errorf("%w (and again without the %d routes kong refused: %w)", err, len(dropped), err2)
+		}
+		res.Updated, res.Rejected = len(kept.Services), dropped
 	}
 	d.lastBody = sum
 	if err := d.c.do(ctx, http.MethodGet, "/status", nil, nil, &status); err != nil {
@@ -124,7 +145,62 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 		return Result{Pushed: true, Updated: len(st.Services)}, nil
 	}
 	d.lastHash = status.ConfigurationHash
-	return Result{Pushed: true, Updated: len(st.Services)}, nil
+	return res, nil
+}
+
+// refusedRoutes reads Kong's flattened_errors (POST /config?flatten_errors=1)
+// and returns the sr-host/sr-path tag pairs of the refused entities.
+func refusedRoutes(err error) map[string]bool {
+	var apiErr *kong.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code() != http.StatusBadRequest {
+		return nil
+	}
+	var body struct {
+		Flattened []struct {
+			Tags []any `json:"entity_tags"`
+		} `json:"flattened_errors"`
+	}
+	if json.Unmarshal(apiErr.Raw(), &body) != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, f := range body.Flattened {
+		if pair := tagPair(f.Tags); pair != "|" && hasAny(f.Tags, translator.TagManaged) {
+			out[pair] = true
+		} else {
+			// Something of the operator's base config: nothing to drop.
+			return nil
+		}
+	}
+	return out
+}
+
+func hasAny(tags []any, tag string) bool {
+	for _, t := range tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutRoutes drops the entities of the routes whose tag pairs are in bad.
+func withoutRoutes(st translator.State, bad map[string]bool) (translator.State, []string) {
+	out := translator.State{Errors: st.Errors}
+	var dropped []string
+	for _, s := range st.Services {
+		if bad[tagPair(strs(s.Tags))] {
+			dropped = append(dropped, s.Name)
+			continue
+		}
+		out.Services = append(out.Services, s)
+	}
+	for _, u := range st.Upstreams {
+		if !bad[tagPair(strs(u.Tags))] {
+			out.Upstreams = append(out.Upstreams, u)
+		}
+	}
+	return out, dropped
 }
 
 func (d *dblessSync) push(ctx context.Context, body []byte) error {

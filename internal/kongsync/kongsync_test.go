@@ -408,3 +408,57 @@ func TestRunLoopOnRedisCluster(t *testing.T) {
 	waitFor(t, func() bool { _, ok := fake.Find("routes", "sr-c.example.com_"); return ok }, "route applied")
 	waitFor(t, func() bool { p, err := rec.Pending(ctx); return err == nil && p == 0 }, "pending 0 on cluster")
 }
+
+// rejectingSchema refuses the service-registry config of one service, the
+// way Kong refuses an entity its schema does not accept.
+type rejectingSchema struct{ service string }
+
+func (r rejectingSchema) Validate(c map[string]any) (map[string]any, map[string]any) {
+	if c["service"] == r.service {
+		return nil, map[string]any{"service": "refused for the test"}
+	}
+	return c, nil
+}
+
+// In DB-less mode a route Kong refuses does not keep the others out: the
+// config is pushed again without it and the refusal is reported.
+func TestDBLessRefusedRouteDoesNotBlockOthers(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	store := registry.NewStore(rs.Client(), registry.Options{})
+	bad := registry.ServiceName("bad.example.com", "/")
+	fake := kongfake.Start(t, kongfake.Options{DBLess: true, Plugins: map[string]kongfake.PluginSchema{"service-registry": rejectingSchema{bad}}})
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: store, Syncer: s, Redis: rs.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, h := range []string{"good.example.com", "bad.example.com", "fine.example.com"} {
+		if _, _, err := store.RegisterRoute(ctx, registry.Route{Host: h, Path: "/", Backend: "http://x:1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := rec.ReconcileOnce(ctx)
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0] != bad || !res.Pushed {
+		t.Fatalf("result %+v", res)
+	}
+	for _, h := range []string{"good", "fine"} {
+		if _, ok := fake.Find("services", registry.ServiceName(h+".example.com", "/")); !ok {
+			t.Fatalf("%s route blocked by the refused one", h)
+		}
+	}
+	if _, ok := fake.Find("services", bad); ok {
+		t.Fatal("refused route in kong")
+	}
+	// Nothing changed: no push loop.
+	pushes := fake.ConfigPushes()
+	if _, err := rec.ReconcileOnce(ctx); err != nil || fake.ConfigPushes() != pushes {
+		t.Fatalf("pushed again: %v %d→%d", err, pushes, fake.ConfigPushes())
+	}
+}

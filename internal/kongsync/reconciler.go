@@ -214,6 +214,9 @@ func (r *Reconciler) reconcile(ctx context.Context, full bool) (Result, error) {
 		res, err = r.o.Syncer.ApplyChanges(ctx, st)
 	}
 	r.runs.Add(1)
+	for _, name := range res.Rejected {
+		r.log.Warn("kong refused a registry service; pushed the config without it", "service", name)
+	}
 	if res.Mode == ModeDB {
 		r.drift.Add(int64(res.Changes()))
 	}

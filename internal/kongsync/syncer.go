@@ -53,6 +53,9 @@ type Result struct {
 	Deleted   int
 	Unchanged int
 	Pushed    bool  // DB-less: a /config push happened
+	// Rejected names the registry services Kong refused in a DB-less push;
+	// the rest of the config was pushed without them.
+	Rejected []string
 	Calls     int64 // Admin API calls made
 	Duration  time.Duration
 }

@@ -63,7 +63,11 @@ func (f *Fake) config(r *http.Request) (int, any, *apiError) {
 	f.wipe()
 	if fields := f.load(doc); len(fields) > 0 {
 		f.db, f.idx, f.configHash = old, oldIdx, oldHash
-		return 0, nil, declarativeError(fields)
+		aerr := declarativeError(fields)
+		if v := strings.ToLower(r.URL.Query().Get("flatten_errors")); v == "1" || v == "true" || v == "on" || v == "yes" {
+			aerr.body["flattened_errors"] = flattenErrors(doc, fields)
+		}
+		return 0, nil, aerr
 	}
 	f.configHash = hash
 	f.pushes++
@@ -269,4 +273,65 @@ func (f *Fake) declUnique(k *kindDef, ent map[string]any) string {
 		return fmt.Sprint(aerr.body["message"])
 	}
 	return ""
+}
+
+// flattenErrors is errors.lua's flatten_errors: one entry per entity with
+// errors, nested entities included, carrying the entity's name, id, tags
+// and type so a client can tell which of its entities Kong refused.
+func flattenErrors(doc map[string]any, fields map[string]any) []any {
+	out := []any{}
+	var walk func(kind string, items []any, errs []any)
+	walk = func(kind string, items []any, errs []any) {
+		for i, e := range errs {
+			if e == nil || i >= len(items) {
+				continue
+			}
+			item, _ := items[i].(map[string]any)
+			em, _ := e.(map[string]any)
+			if item == nil || em == nil {
+				continue
+			}
+			var own []any
+			for field, msg := range em {
+				if sub, ok := msg.([]any); ok && contains(declChildren[kind], field) {
+					children, _ := item[field].([]any)
+					walk(field, children, sub)
+					continue
+				}
+				if field == "@entity" {
+					for _, m := range asList(msg) {
+						own = append(own, map[string]any{"type": "entity", "message": m})
+					}
+					continue
+				}
+				own = append(own, map[string]any{"type": "field", "field": field, "message": fmt.Sprint(msg)})
+			}
+			if len(own) == 0 {
+				continue
+			}
+			entry := map[string]any{"entity_type": strings.TrimSuffix(kind, "s"), "entity": item, "errors": own}
+			for _, k := range []string{"name", "id", "tags"} {
+				if v, ok := item[k]; ok {
+					entry["entity_"+k] = v
+				}
+			}
+			out = append(out, entry)
+		}
+	}
+	for kind, v := range fields {
+		errs, ok := v.([]any)
+		if !ok {
+			continue
+		}
+		items, _ := doc[kind].([]any)
+		walk(kind, items, errs)
+	}
+	return out
+}
+
+func asList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
 }
