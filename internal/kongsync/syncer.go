@@ -52,12 +52,12 @@ type Result struct {
 	Updated   int
 	Deleted   int
 	Unchanged int
-	Pushed    bool  // DB-less: a /config push happened
+	Pushed    bool // DB-less: a /config push happened
 	// Rejected names the registry services Kong refused in a DB-less push;
 	// the rest of the config was pushed without them.
 	Rejected []string
-	Calls     int64 // Admin API calls made
-	Duration  time.Duration
+	Calls    int64 // Admin API calls made
+	Duration time.Duration
 }
 
 // Changes is the number of entities written or removed.
