@@ -23,6 +23,7 @@ type metrics struct {
 	reconcileErrors atomic.Int64
 	reconcileWrites atomic.Int64
 	configPushes    atomic.Int64
+	kongRefused     atomic.Int64
 	kongCalls       atomic.Int64
 
 	mu       sync.Mutex
@@ -91,6 +92,7 @@ func (m *metrics) write(w io.Writer, g gauges) {
 	c("sr_reconcile_errors_total", "Kong reconciles that failed.", m.reconcileErrors.Load())
 	c("sr_reconcile_drift_fixed_total", "Kong entities created, updated or deleted by reconciles (DB mode).", m.reconcileWrites.Load())
 	c("sr_kong_config_pushes_total", "DB-less POST /config pushes.", m.configPushes.Load())
+	c("sr_kong_refused_services_total", "Registry services Kong refused in DB-less pushes (pushed without them).", m.kongRefused.Load())
 	gv("sr_registered_routes", "Routes in the registry.", g.routes)
 	gv("sr_pending_changes", "Registry changes not yet applied to Kong.", g.pending)
 	gv("sr_kong_sync_leader", "1 when this replica holds the Kong sync lease.", b2i(g.leader))
