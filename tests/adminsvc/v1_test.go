@@ -222,8 +222,17 @@ func TestCLIHelpMigrateImport(t *testing.T) {
 	if out, code := run("import", dump); code != 0 || !strings.Contains(out, "0 created, 2 already present") {
 		t.Fatalf("import again: %d %s", code, out)
 	}
+	// A dump that conflicts with what is there or holds invalid rows: the
+	// good rows are imported, the rest reported, exit status 1.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`[{"host":"api.example.com","path":"/v1","backend":"http://elsewhere:1"},
+	 {"host":"api.example.com","path":"v3","backend":"http://x:1"},
+	 {"host":"new.example.com","path":"/","backend":"http://n:1"}]`), 0o644)
+	if out, code := run("import", bad); code != 1 || !strings.Contains(out, "3 routes: 1 created, 0 already present, 1 conflicts, 1 invalid") {
+		t.Fatalf("import with conflicts: %d %s", code, out)
+	}
 	s := startSvc(t, svcOpts{Redis: rs.URL()})
-	if r := s.do("GET", "/routes", ""); r.Body["total"] != 2.0 || !strings.Contains(r.Raw, `"timeout":"60s"`) {
+	if r := s.do("GET", "/routes", ""); r.Body["total"] != 3.0 || !strings.Contains(r.Raw, `"timeout":"60s"`) || !strings.Contains(r.Raw, `"backend":"http://api-v1:8080"`) {
 		t.Fatalf("imported routes: %s", r.Raw)
 	}
 	s.Stop()
