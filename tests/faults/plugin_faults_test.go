@@ -11,6 +11,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/tests/harness"
 )
 
 // Redis killed, blackholed (through the proxy) and paused under steady
@@ -217,4 +218,51 @@ func TestPluginHostileTrafficNoCrash(t *testing.T) {
 		t.Fatalf("the plugin server crashed or panicked on hostile input:\n%s", g.kong.Logs())
 	}
 	t.Logf("RESULT fault=hostile-requests requests=%d crashes=0", n)
+}
+
+// Rate limiting's failure policy while Redis is dead, under traffic:
+// fault_tolerant=true keeps admitting (200), fault_tolerant=false answers
+// 500 like Kong's rate-limiting plugin; both within the Redis timeout, and
+// both back to normal when Redis returns.
+func TestPluginRateLimitFailurePolicy(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AppendFsync: "always"})
+	st := registry.NewStore(rs.Client(), registry.Options{})
+	putInstance(t, st, newBackend(t, "a"))
+	base := func(tolerant bool) map[string]any {
+		return map[string]any{"registry": "redis", "service": "orders",
+			"redis":      map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 200},
+			"rate_limit": map[string]any{"enabled": true, "requests_per_second": 100000, "fault_tolerant": tolerant}}
+	}
+	g := startGateway(t, base(true))
+	g.kong.AddService(harness.Service{Name: "strict", Host: "127.0.0.1", Port: 9, Retries: harness.Int(0)})
+	if _, err := g.kong.AddRoute(harness.Route{Name: "strict", Service: "strict", Paths: []string{"/strict"}}); err != nil {
+		t.Fatal(err)
+	}
+	strict := base(false)
+	strict["service"] = "orders"
+	if _, err := g.kong.AddPlugin(harness.PluginConfig{Service: "strict", Config: strict}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/orders", "/strict"} {
+		if s, err := get(g, p); err != nil || s != 200 {
+			t.Fatalf("%s before the fault: %d %v", p, s, err)
+		}
+	}
+	rs.Kill()
+	for i := 0; i < 10; i++ {
+		t0 := time.Now()
+		if s, _ := get(g, "/orders"); s != 200 {
+			t.Fatalf("fault_tolerant=true with Redis dead: %d", s)
+		}
+		if s, _ := get(g, "/strict"); s != 500 {
+			t.Fatalf("fault_tolerant=false with Redis dead: %d (want 500)", s)
+		}
+		if d := time.Since(t0); d > 2*time.Second {
+			t.Fatalf("two requests took %v with Redis dead", d)
+		}
+	}
+	rs.Restart()
+	t0 := time.Now()
+	waitUntil(t, 10*time.Second, "strict route admitting again", func() bool { s, _ := get(g, "/strict"); return s == 200 })
+	t.Logf("RESULT fault=redis-sigkill-ratelimit-policy tolerant=200 strict=500 recovery=%v", time.Since(t0))
 }
