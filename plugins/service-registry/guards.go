@@ -285,20 +285,12 @@ func allOpen(cp *compiled, snap *discovery.Snapshot, name string) (int, []byte, 
 	return cp.breakerCode, messageJSON("circuit breaker open for every instance of service " + name), h, true
 }
 
-// serialized is the part of kong.log.serialize() the breaker reads.
-type serialized struct {
-	Tries []struct {
-		IP    string `json:"ip"`
-		Port  int    `json:"port"`
-		State string `json:"state"`
-		Code  int    `json:"code"`
-	} `json:"tries"`
-	Response struct {
-		Status int `json:"status"`
-	} `json:"response"`
-	// Source is "upstream" when the response came from the service,
-	// "kong" when Kong (an exit or an error) produced it.
-	Source string `json:"source"`
+// try is one entry of kong.log.serialize()'s tries[].
+type try struct {
+	IP    string `json:"ip"`
+	Port  int    `json:"port"`
+	State string `json:"state"`
+	Code  int    `json:"code"`
 }
 
 // recordOutcome feeds the breaker the outcome of every try of the request
@@ -310,26 +302,165 @@ func recordOutcome(b *breaker.Breakers, k kongAPI) {
 		logThrottled("serialize", "service-registry: kong.log.serialize failed", "error", err)
 		return
 	}
-	var doc serialized
-	if err := json.Unmarshal([]byte(s), &doc); err != nil {
-		logThrottled("serialize-json", "service-registry: kong.log.serialize: bad JSON", "error", err)
+	// The document is mostly headers: decode only the three top-level
+	// values the breaker reads (a full json.Unmarshal costs ~10 µs).
+	doc := []byte(s)
+	var rawTries, rawResp, rawSource []byte
+	if !topLevel(doc, func(key, v []byte) {
+		switch string(key) { // no allocation: the compiler compares in place
+		case "tries":
+			rawTries = v
+		case "response":
+			rawResp = v
+		case "source":
+			rawSource = v
+		}
+	}) {
+		logThrottled("serialize-json", "service-registry: kong.log.serialize: bad JSON")
 		return
 	}
+	if rawTries == nil {
+		return
+	}
+	var tries []try
+	if err := json.Unmarshal(rawTries, &tries); err != nil || len(tries) == 0 {
+		return
+	}
+	var status int
+	if rawResp != nil {
+		topLevel(rawResp, func(key, v []byte) {
+			if string(key) == "status" {
+				_ = json.Unmarshal(v, &status)
+			}
+		})
+	}
+	var source string
+	_ = json.Unmarshal(rawSource, &source)
 	st := b.Settings()
-	for i, t := range doc.Tries {
+	for i, t := range tries {
 		if t.IP == "" || t.Port == 0 {
 			continue
 		}
 		code, failed := t.Code, t.State == "failed"
-		if i == len(doc.Tries)-1 && code == 0 && !failed {
+		if i == len(tries)-1 && code == 0 && !failed {
 			// Kong sets state/code of a try only when it retries; the last
 			// try's result is the response. Kong answering 5xx itself after
 			// a try means the connection failed or timed out.
-			code = doc.Response.Status
-			failed = doc.Source != "upstream" && code >= 500
+			code = status
+			failed = source != "upstream" && code >= 500
 		}
 		b.Record(net.JoinHostPort(t.IP, strconv.Itoa(t.Port)), st.Classify(code, failed))
 	}
+}
+
+// topLevel calls fn with each key and raw value of the JSON object doc,
+// without decoding nested values; false when doc is not a well-formed
+// object at this level. Keys are compared as written (Kong's cjson does
+// not escape ASCII key names).
+func topLevel(doc []byte, fn func(key, value []byte)) bool {
+	i := skipSpace(doc, 0)
+	if i >= len(doc) || doc[i] != '{' {
+		return false
+	}
+	i = skipSpace(doc, i+1)
+	if i < len(doc) && doc[i] == '}' {
+		return true
+	}
+	for i < len(doc) {
+		if doc[i] != '"' {
+			return false
+		}
+		end := skipString(doc, i)
+		if end < 0 {
+			return false
+		}
+		key := doc[i+1 : end-1]
+		i = skipSpace(doc, end)
+		if i >= len(doc) || doc[i] != ':' {
+			return false
+		}
+		start := skipSpace(doc, i+1)
+		end = skipValue(doc, start)
+		if end < 0 {
+			return false
+		}
+		fn(key, doc[start:end])
+		i = skipSpace(doc, end)
+		if i >= len(doc) {
+			return false
+		}
+		switch doc[i] {
+		case ',':
+			i = skipSpace(doc, i+1)
+		case '}':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at b[i] ('"'),
+// or -1.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index just past the JSON value starting at b[i],
+// or -1. Nested objects and arrays are skipped by depth, strings by their
+// escapes; scalars end at the next delimiter (json.Unmarshal checks them).
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end := skipString(b, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\t' && b[j] != '\r' {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
 }
 
 func firstNonEmpty(s ...string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -324,4 +325,60 @@ func TestGuardsRegistryKong(t *testing.T) {
 	if st := c.compile().breakers.State("10.1.1.1:8000"); st != breaker.Open {
 		t.Fatalf("kong-picked target not recorded: %v", st)
 	}
+}
+
+// A client cannot steer the breaker with headers named like serialize's
+// top-level keys: only top-level values are read.
+func TestBreakerIgnoresLookalikeHeaders(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "la", "a", "10.0.0.1:80", 1)
+	c := breakerConfig(t, fx, "la", `,"failure_statuses":[500]`)
+	b := c.compile().breakers
+	doc := `{"request":{"headers":{"tries":[{"ip":"10.0.0.1","port":80,"code":500,"state":"failed"}],"source":"kong","status":500}},` +
+		`"response":{"headers":{"status":"500"},"status":200},"source":"upstream","tries":[{"ip":"10.0.0.1","port":80}]}`
+	for i := 0; i < 5; i++ {
+		c.log(&fakeKong{serialized: doc})
+	}
+	if st := b.State("10.0.0.1:80"); st != breaker.Closed {
+		t.Fatalf("opened by header contents: %v", st)
+	}
+}
+
+// topLevel sees exactly the keys encoding/json sees, with the same values.
+func FuzzTopLevel(f *testing.F) {
+	f.Add(serializedDoc(502, "kong", "10.0.0.1:80::failed", "10.0.0.1:80"))
+	f.Add(realisticDoc("127.0.0.1", 8080))
+	f.Add(`{}`)
+	f.Add(` { "a" : [1, {"b":"}\"]"}] , "c":null,"d":-1.5e3 } `)
+	f.Add(`{"a":1,}`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		var want map[string]json.RawMessage
+		wantErr := json.Unmarshal([]byte(doc), &want)
+		got := map[string]string{}
+		ok := topLevel([]byte(doc), func(k, v []byte) { got[string(k)] = string(v) })
+		if wantErr != nil {
+			return // malformed input: topLevel may accept a superset, never panics
+		}
+		if !ok {
+			if strings.Contains(doc, `\u`) || strings.ContainsAny(doc, "\x00\x1f") {
+				return
+			}
+			t.Fatalf("valid object refused: %q", doc)
+		}
+		for k, v := range want {
+			if g, found := got[k]; found && !jsonEqual(g, string(v)) {
+				t.Fatalf("key %q: got %s want %s", k, g, v)
+			}
+		}
+	})
+}
+
+func jsonEqual(a, b string) bool {
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return string(xa) == string(ya)
 }
