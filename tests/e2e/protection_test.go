@@ -21,7 +21,9 @@ func TestRateLimit429(t *testing.T) {
 	requireWired(t, "internal/ratelimit")
 	e := newEnv(t, envOptions{instances: map[string]int{"a": 1}})
 	if err := e.kong.UpdatePlugin(e.pid, withSections(e, map[string]any{
-		"rate_limit": map[string]any{"enabled": true, "requests_per_min": 3, "limit_by": "ip"},
+		// GCRA (internal/ratelimit): burst 2 lets 3 requests through at
+		// once, then one every 20 s.
+		"rate_limit": map[string]any{"enabled": true, "requests_per_min": 3, "burst": 2, "limit_by": "ip"},
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func TestPDKBudgetFull(t *testing.T) {
 	requireWired(t, "internal/breaker")
 	e := newEnv(t, envOptions{instances: map[string]int{"a": 1, "b": 1}})
 	if err := e.kong.UpdatePlugin(e.pid, withSections(e, map[string]any{
-		"rate_limit":      map[string]any{"enabled": true, "requests_per_min": 20, "limit_by": "ip"},
+		"rate_limit":      map[string]any{"enabled": true, "requests_per_min": 20, "burst": 19, "limit_by": "ip"},
 		"circuit_breaker": map[string]any{"enabled": true},
 	})); err != nil {
 		t.Fatal(err)
@@ -126,7 +128,9 @@ func TestPDKBudgetFull(t *testing.T) {
 	}
 	// Breaker off: the log event costs nothing.
 	if err := e.kong.UpdatePlugin(e.pid, withSections(e, map[string]any{
-		"rate_limit": map[string]any{"enabled": true, "requests_per_min": 1000, "limit_by": "ip"},
+		// A per-second limit: its own counter, untouched by the minute
+		// limit exhausted above.
+		"rate_limit": map[string]any{"enabled": true, "requests_per_second": 1000, "burst": 1000, "limit_by": "ip"},
 	})); err != nil {
 		t.Fatal(err)
 	}
