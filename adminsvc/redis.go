@@ -34,6 +34,10 @@ func newRedis(s *Settings) (redis.UniversalClient, *redis.Options, error) {
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: splitAddrs(s.RedisCluster), Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig,
 			DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout,
+			// A dead primary answers with connection errors, not MOVED, so
+			// only a periodic reload finds the promoted replica: 1 s bounds a
+			// failover's write outage at the cost of one CLUSTER SLOTS a second.
+			ClusterStateReloadInterval: time.Second,
 		}), opt, nil
 	case s.RedisSentinel != "":
 		return redis.NewFailoverClient(&redis.FailoverOptions{
