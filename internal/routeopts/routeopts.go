@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -267,7 +269,9 @@ func headers(field string, v any) (map[string]string, error) {
 		return nil, err
 	}
 	out := make(map[string]string, len(m))
-	for name, hv := range m {
+	// Sorted, so a body with several bad headers always names the same one.
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		hv := m[name]
 		f := field + "." + name
 		if !isToken(name) {
 			return nil, fieldErr(field, "invalid header name %q", name)
