@@ -664,6 +664,11 @@ func (k *Kong) nextTarget(name string) (hostPort, error) {
 	return hostPort{host: h, port: port}, nil
 }
 
+func upstreamStatus(rc *reqCtx) string {
+	v, _ := rc.ngxVar("upstream_status")
+	return v
+}
+
 // serialize is kong.log.serialize for the saved log data (the fields a plugin
 // reads: request, upstream_uri, response, tries, latencies, service, route).
 func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []byte {
@@ -683,11 +688,13 @@ func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []b
 	doc := map[string]any{
 		"request": map[string]any{
 			"uri": rc.req.URL.RequestURI(), "method": rc.req.Method,
-			"url":     "http://" + rc.req.Host + rc.req.URL.RequestURI(),
+			"url":     "http://" + rc.host() + ":" + strconv.Itoa(rc.serverPort) + rc.req.URL.RequestURI(),
 			"headers": lower(rc.reqHeaders), "querystring": map[string]any{}, "size": rc.req.ContentLength,
 			"id": rc.requestID,
 		},
 		"upstream_uri": rc.upstreamURI,
+		// var.upstream_status: one status per try, "" when nothing was proxied.
+		"upstream_status": upstreamStatus(rc),
 		"response":     map[string]any{"status": rc.status, "headers": lower(respHeaders)},
 		"latencies": map[string]any{
 			"kong": rc.proxyLat, "proxy": rc.upstreamLat, "request": total, "receive": 0,
