@@ -695,7 +695,7 @@ func (k *Kong) serialize(rc *reqCtx, respHeaders http.Header, source string) []b
 		"upstream_uri": rc.upstreamURI,
 		// var.upstream_status: one status per try, "" when nothing was proxied.
 		"upstream_status": upstreamStatus(rc),
-		"response":     map[string]any{"status": rc.status, "headers": lower(respHeaders)},
+		"response":        map[string]any{"status": rc.status, "headers": lower(respHeaders)},
 		"latencies": map[string]any{
 			"kong": rc.proxyLat, "proxy": rc.upstreamLat, "request": total, "receive": 0,
 		},
