@@ -7,6 +7,19 @@
 // With registry = kong it leaves the target to Kong. The log phase feeds the
 // circuit breaker and makes no PDK call while the breaker is off.
 //
+// The guards (guards.go): the rate limit is internal/ratelimit (GCRA, one
+// Redis script per admitted request; requests_per_min N with burst B admits
+// B+1 at once, then one every minute/N), keyed by Kong's __plugin_id and
+// the limit_by identity; its headers go out in one set_headers call, a
+// denial in one exit. The circuit breaker is internal/breaker, one set per
+// (registry service, settings) shared by all config versions: the picker
+// skips open instances, the log phase reads the tries of
+// kong.log.serialize and records each under its ip:port. Limits of that
+// design: an instance registered by host name is tried by Kong under its
+// resolved IP, so its outcomes are recorded under an address the picker
+// never asks about (no breaking for it); with registry = kong the breaker
+// only records (Kong's balancer picks).
+//
 // Config fields, defaults and validators are declared once (struct tags in
 // config.go) and drive the -dump schema, Go-side defaults and validation.
 // Long-lived state (Redis clients, discovery caches) lives in process-wide
