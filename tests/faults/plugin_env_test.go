@@ -78,6 +78,7 @@ type traffic struct {
 	wg        sync.WaitGroup
 	sent      atomic.Int64
 	lastErrAt atomic.Int64 // unix ns of the last non-200
+	ok200     atomic.Int64
 }
 
 func (g *gateway) startTraffic(workers int, path string) *traffic {
@@ -104,6 +105,8 @@ func (g *gateway) startTraffic(workers int, path string) *traffic {
 				tr.sent.Add(1)
 				if status != 200 {
 					tr.lastErrAt.Store(time.Now().UnixNano())
+				} else {
+					tr.ok200.Add(1)
 				}
 				tr.mu.Lock()
 				tr.byStatus[status]++

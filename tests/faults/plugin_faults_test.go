@@ -28,7 +28,6 @@ func TestPluginRedisFaultsUnderTraffic(t *testing.T) {
 	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
 	putInstance(t, st, a)
 	putInstance(t, st, b)
-	goroutinesBefore := runtime.NumGoroutine()
 
 	g := startGateway(t, map[string]any{
 		"registry": "redis", "service": "orders", "cache_ttl_ms": 300,
@@ -44,6 +43,9 @@ func TestPluginRedisFaultsUnderTraffic(t *testing.T) {
 		t.Fatalf("warm-up statuses: %v\n%s", s, g.kong.Logs())
 	}
 	fdsBefore := openFDs(pid)
+	// Measured once the gateway, its pools and the traffic are up: what
+	// grows after this is per-fault or per-request, i.e. a leak.
+	goroutinesBefore := runtime.NumGoroutine()
 
 	check := func(fault string) {
 		t.Helper()
@@ -91,7 +93,9 @@ func TestPluginRedisFaultsUnderTraffic(t *testing.T) {
 		t.Fatalf("the plugin server restarted during Redis faults")
 	}
 	// Connections: the plugin reconnects instead of piling up sockets.
-	if after := openFDs(pid); after > fdsBefore+16 {
+	// A leak grows with requests (hundreds here); a pool refilled after
+	// the faults stays within its size.
+	if after := openFDs(pid); after > fdsBefore+40 {
 		t.Errorf("plugin fds grew from %d to %d across Redis faults", fdsBefore, after)
 	}
 	if strings.Contains(g.kong.Logs(), "panic") {
@@ -100,9 +104,9 @@ func TestPluginRedisFaultsUnderTraffic(t *testing.T) {
 	g.hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	// The harness keeps per-worker pools and the Kong proxy alive until
-	// cleanup: allow for those, not for one goroutine per request.
-	if n, stacks := Goroutines(ctx, goroutinesBefore+60); stacks != "" {
+	// The traffic's own goroutines are gone; allow for pool churn, not
+	// for one goroutine per request or per fault.
+	if n, stacks := Goroutines(ctx, goroutinesBefore+20); stacks != "" {
 		t.Errorf("test-process goroutines %d (before %d): leak?\n%.3000s", n, goroutinesBefore, stacks)
 	}
 }
@@ -130,13 +134,20 @@ func TestPluginKilledMidTraffic(t *testing.T) {
 		}
 		t0 := time.Now()
 		waitUntil(t, 15*time.Second, "a new plugin server", func() bool { return g.kong.Process().PID() != old && g.kong.Process().PID() != 0 })
-		// Recovered: 50 consecutive 200s after the last error.
+		// Recovered: 300 ms of answers with no error since the kill.
+		oks := tr.ok200.Load()
 		waitUntil(t, 15*time.Second, "routing resumed", func() bool {
-			last := tr.lastErrAt.Load()
-			return last != 0 && time.Since(time.Unix(0, last)) > 300*time.Millisecond
+			since := t0
+			if last := tr.lastErrAt.Load(); last > t0.UnixNano() {
+				since = time.Unix(0, last)
+			}
+			return tr.ok200.Load() > oks+10 && time.Since(since) > 300*time.Millisecond
 		})
-		recoveries = append(recoveries, time.Unix(0, tr.lastErrAt.Load()).Sub(t0))
-		tr.lastErrAt.Store(0)
+		end := t0
+		if last := tr.lastErrAt.Load(); last > t0.UnixNano() {
+			end = time.Unix(0, last)
+		}
+		recoveries = append(recoveries, end.Sub(t0))
 	}
 	tr.Stop()
 	s, _, lat := tr.take()

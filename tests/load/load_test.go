@@ -259,11 +259,12 @@ func TestPluginThroughHarnessLoad(t *testing.T) {
 		t.Fatalf("%d failed, backends saw %d of %d requests", failed, sum, requests)
 	}
 	// Weights 1:2:3 over 4 000 requests: the smooth schedule is exact per
-	// period of 6, so each share is within one period per worker's picker.
+	// period of 6; a snapshot reload restarts the period, so allow 1.5 %
+	// for reloads on a slow machine.
 	for i := range got {
 		want := int64(requests) * int64(i+1) / 6
-		if d := got[i] - want; d < -12 || d > 12 {
-			t.Errorf("instance %d got %d, want %d±12 (weights 1:2:3)", i, got[i], want)
+		if d := got[i] - want; d < -60 || d > 60 {
+			t.Errorf("instance %d got %d, want %d±60 (weights 1:2:3)", i, got[i], want)
 		}
 	}
 }
