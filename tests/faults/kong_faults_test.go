@@ -63,11 +63,17 @@ func converged(t testing.TB, api *apiClient, k *kongfake.Fake) error {
 // still accepted, and once Kong is back the two converge with no duplicate
 // entity and pending back to 0, without restarting adminsvc.
 func TestKongAdminFaultsConverge(t *testing.T) {
+	for _, mode := range []string{"db", "dbless"} {
+		t.Run(mode, func(t *testing.T) { kongFaults(t, mode) })
+	}
+}
+
+func kongFaults(t *testing.T, mode string) {
 	rs := redistest.Start(t, redistest.Options{})
-	k := kongfake.New(kongfake.Options{Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+	k := kongfake.New(kongfake.Options{DBLess: mode == "dbless", Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
 	hf := NewHTTPFaults(t, k)
 	a := StartAdminsvc(t, AdminOptions{RedisURL: rs.URL(), KongURL: hf.URL(), Env: map[string]string{
-		"SR_KONG_TIMEOUT": "1s", "SR_RECONCILE_INTERVAL": "1s",
+		"SR_KONG_TIMEOUT": "1s", "SR_RECONCILE_INTERVAL": "1s", "SR_KONG_MODE": mode,
 	}})
 	api := newAPI(a.URL)
 	reg := func(n int, prefix string) {
@@ -106,8 +112,8 @@ func TestKongAdminFaultsConverge(t *testing.T) {
 		return last == nil
 	})
 	n, faulted := hf.Counts()
-	t.Logf("RESULT fault=kong-admin-5xx-down-slow kong_requests=%d faulted=%d routes=%d converge_after_heal=%v",
-		n, faulted, len(api.routes(t)), time.Since(t0))
+	t.Logf("RESULT fault=kong-admin-5xx-down-slow mode=%s kong_requests=%d faulted=%d routes=%d converge_after_heal=%v",
+		mode, n, faulted, len(api.routes(t)), time.Since(t0))
 	if len(api.routes(t)) != 17 {
 		t.Fatalf("routes = %d, want 17", len(api.routes(t)))
 	}
