@@ -4,7 +4,7 @@ BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test bench lint schema run fuzz clean
+.PHONY: all build test e2e bench lint schema run fuzz pongo clean
 
 all: build
 
@@ -13,6 +13,9 @@ build:
 
 test:
 	$(GO) vet ./... && $(GO) test -race -count=1 -timeout 12m ./...
+
+e2e:
+	$(GO) test -race -count=1 ./tests/harness/ ./tests/e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m ./...
@@ -26,6 +29,9 @@ schema:
 run: build
 	redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --port 6379 --bind 127.0.0.1 --appendonly yes --dir $(BIN) --daemonize yes
 	$(BIN)/adminsvc
+
+pongo: build
+	KONG_VERSION=3.9.x pongo run tests/pongo
 
 clean:
 	rm -rf $(BIN)
