@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,17 +52,45 @@ func TestClusterFailoverUnderTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A replica only fails over once it has synced (data age): Redis 7
+	// delays the first diskless sync by 5 s (repl-diskless-sync-delay), and
+	// StartCluster returns before that.
+	waitUntil(t, 20*time.Second, "replicas in sync", func() bool {
+		for _, r := range cl.Replicas {
+			if r.Info("replication")["master_link_status"] != "up" {
+				return false
+			}
+		}
+		return true
+	})
 	t0 := time.Now()
 	old.Kill()
 	var promoted *redistest.Server
-	waitUntil(t, 20*time.Second, "a replica promoted for the orders slot", func() bool {
+	var lastView string
+	promotedOK := waitFor(20*time.Second, func() bool {
 		m, err := cl.MasterFor(t, st.VersionKey("orders"))
 		if err != nil || m == old || !m.Running() {
+			lastView = fmt.Sprintf("master %v err %v", m, err)
+			if m != nil {
+				lastView = fmt.Sprintf("master %s (old %s) err %v", m.Addr, old.Addr, err)
+			}
 			return false
 		}
 		promoted = m
 		return true
 	})
+	if !promotedOK {
+		var nodes strings.Builder
+		for _, n := range cl.Nodes() {
+			if n.Running() {
+				r := redis.NewClient(&redis.Options{Addr: n.Addr})
+				out, err := r.ClusterNodes(context.Background()).Result()
+				r.Close()
+				fmt.Fprintf(&nodes, "%s: %v\n%s\n", n.Addr, err, out)
+			}
+		}
+		t.Fatalf("no replica promoted for the orders slot after 20 s: %s\n%s", lastView, nodes.String())
+	}
 	failover := time.Since(t0)
 	faultEnd.Store(time.Now().UnixNano())
 	// Registrations recover by themselves (go-redis follows MOVED/refreshes slots).
