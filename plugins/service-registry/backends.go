@@ -187,6 +187,9 @@ func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient
 			Addrs: addrs, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConf,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
 			ContextTimeoutEnabled: true,
+			// A dead primary answers with connection errors, not MOVED, so only
+			// a periodic reload finds the promoted replica (go-redis' default is 60 s).
+			ClusterStateReloadInterval: time.Second,
 		})
 	case "sentinel":
 		addrs := make([]string, len(rc.SentinelNodes))
