@@ -66,6 +66,17 @@ func TestAdminsvcRedisAuthTLS(t *testing.T) {
 	if r := call(t, "GET", wrong.URL+"/health", nil); r.Status != 503 {
 		t.Fatalf("health with a wrong Redis password: %d %s", r.Status, r.Raw)
 	}
+	// Nor in any answer: health, metrics, errors.
+	for _, svc := range []*faults.Adminsvc{a, untrusted, wrong} {
+		for _, p := range []string{"/health", "/metrics", "/routes", "/v1/services", "/nope"} {
+			r := call(t, "GET", svc.URL+p, nil, "X-API-Key", apiKey)
+			for _, secret := range []string{redisPassword, wrongPassword, apiKey} {
+				if strings.Contains(r.Raw, secret) {
+					t.Errorf("GET %s answers a secret: %s", p, r.Raw)
+				}
+			}
+		}
+	}
 	for name, log := range map[string]string{"adminsvc": a.Log(), "untrusted": untrusted.Log(), "wrong-password": wrong.Log()} {
 		for _, secret := range []string{redisPassword, wrongPassword, apiKey} {
 			if strings.Contains(log, secret) {
