@@ -14,11 +14,11 @@
 // denial in one exit. The circuit breaker is internal/breaker, one set per
 // (registry service, settings) shared by all config versions: the picker
 // skips open instances, the log phase reads the tries of
-// kong.log.serialize and records each under its ip:port. Limits of that
-// design: an instance registered by host name is tried by Kong under its
-// resolved IP, so its outcomes are recorded under an address the picker
-// never asks about (no breaking for it); with registry = kong the breaker
-// only records (Kong's balancer picks).
+// kong.log.serialize and records each under the registry address of the
+// instance (an instance registered by host name is tried by Kong under its
+// resolved IP: the plugin maps it back, resolving the name at most every
+// 30 s in the log phase). With registry = kong the breaker only records
+// under ip:port (Kong's balancer picks, the plugin cannot steer it).
 //
 // Config fields, defaults and validators are declared once (struct tags in
 // config.go) and drive the -dump schema, Go-side defaults and validation.

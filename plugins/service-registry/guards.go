@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/breaker"
@@ -54,7 +56,8 @@ func (c *Config) compileGuards(cp *compiled) error {
 		if c.Registry == "redis" {
 			cp.skip = b.Skip
 		}
-		cp.record = func(k kongAPI) { recordOutcome(b, k) }
+		addr := func(ip string, port int) string { return c.breakerAddr(cp, ip, port) }
+		cp.record = func(k kongAPI) { recordOutcome(b, k, addr) }
 	}
 	return nil
 }
@@ -296,7 +299,7 @@ type try struct {
 // recordOutcome feeds the breaker the outcome of every try of the request
 // (Kong retries go to the same target; each try is a call). No tries: the
 // request never reached a backend (answered in access), nothing to record.
-func recordOutcome(b *breaker.Breakers, k kongAPI) {
+func recordOutcome(b *breaker.Breakers, k kongAPI, addrOf func(ip string, port int) string) {
 	s, err := k.Serialize()
 	if err != nil {
 		logThrottled("serialize", "service-registry: kong.log.serialize failed", "error", err)
@@ -349,8 +352,90 @@ func recordOutcome(b *breaker.Breakers, k kongAPI) {
 			code = status
 			failed = source != "upstream" && code >= 500
 		}
-		b.Record(net.JoinHostPort(t.IP, strconv.Itoa(t.Port)), st.Classify(code, failed))
+		b.Record(addrOf(t.IP, t.Port), st.Classify(code, failed))
 	}
+}
+
+// breakerAddr is the address the picker knows for a try Kong made to
+// ip:port: the registry's "host:port" when the instance was registered by
+// host name (Kong resolved it; tries[] has the IP), else ip:port.
+func (c *Config) breakerAddr(cp *compiled, ip string, port int) string {
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	if c.Registry != "redis" || cp.backend == nil {
+		return addr
+	}
+	name := c.Service
+	if name == "" {
+		if p := c.resolved.Load(); p != nil {
+			name = *p
+		}
+	}
+	if name == "" {
+		return addr
+	}
+	snap, ok := cp.backend.cache.Peek(name, time.Duration(c.CacheTTLMs)*time.Millisecond)
+	if !ok {
+		return addr
+	}
+	var named []*discovery.Target
+	for i := range snap.Targets {
+		t := &snap.Targets[i]
+		if t.Port != port {
+			continue
+		}
+		if t.Addr == addr || t.Host == ip {
+			return t.Addr
+		}
+		if net.ParseIP(t.Host) == nil {
+			named = append(named, t)
+		}
+	}
+	for _, t := range named {
+		if slices.Contains(hostIPs.lookup(t.Host), ip) {
+			return t.Addr
+		}
+	}
+	return addr
+}
+
+// hostIPs caches what registry host names resolve to, for breakerAddr.
+var hostIPs = &dnsCache{m: map[string]dnsEntry{}, ttl: 30 * time.Second, timeout: time.Second}
+
+type dnsCache struct {
+	mu           sync.Mutex
+	m            map[string]dnsEntry
+	ttl, timeout time.Duration
+}
+
+type dnsEntry struct {
+	ips     []string
+	expires time.Time
+}
+
+// lookup resolves host, at most once per ttl (a failure is cached too, so
+// a broken resolver costs the log phase one timeout per ttl, not per
+// request). It runs in the log phase, after the response.
+func (d *dnsCache) lookup(host string) []string {
+	now := time.Now()
+	d.mu.Lock()
+	e, ok := d.m[host]
+	d.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.ips
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil {
+		logThrottled("dns:"+host, "service-registry: cannot resolve instance host for the breaker", "host", host, "error", err)
+	}
+	d.mu.Lock()
+	if len(d.m) > 4096 { // bounded: forget everything rather than grow
+		d.m = map[string]dnsEntry{}
+	}
+	d.m[host] = dnsEntry{ips: ips, expires: now.Add(d.ttl)}
+	d.mu.Unlock()
+	return ips
 }
 
 // topLevel calls fn with each key and raw value of the JSON object doc,

@@ -382,3 +382,31 @@ func jsonEqual(a, b string) bool {
 	ya, _ := json.Marshal(y)
 	return string(xa) == string(ya)
 }
+
+// An instance registered by host name: Kong tries it under the resolved
+// IP; the breaker must count that against the instance the picker knows.
+func TestBreakerHostNameInstance(t *testing.T) {
+	ips := hostIPs.lookup("localhost")
+	if !slices.Contains(ips, "127.0.0.1") {
+		t.Skipf("localhost resolves to %v here", ips)
+	}
+	fx := newFixture(t)
+	fx.put(t, "hn", "named", "localhost:8181", 1)
+	fx.put(t, "hn", "ip", "10.0.0.2:8181", 1)
+	c := breakerConfig(t, fx, "hn", "")
+	c.access(&fakeKong{}) // load the snapshot
+	for i := 0; i < 2; i++ {
+		c.log(&fakeKong{serialized: serializedDoc(502, "kong", "127.0.0.1:8181")})
+	}
+	b := c.compile().breakers
+	if st := b.State("localhost:8181"); st != breaker.Open {
+		t.Fatalf("named instance: %v (127.0.0.1:8181: %v)", st, b.State("127.0.0.1:8181"))
+	}
+	for i := 0; i < 6; i++ {
+		k := &fakeKong{}
+		c.access(k)
+		if k.host != "10.0.0.2" {
+			t.Fatalf("request %d went to %q with the named instance open", i, k.host)
+		}
+	}
+}
