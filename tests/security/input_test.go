@@ -88,7 +88,13 @@ func TestHostileRegistrationsRefused(t *testing.T) {
 	if st := chunked(t, u+"/register", big); st != 413 {
 		t.Errorf("chunked body over the limit: %d", st)
 	}
-	tried += 2
+	bigInstance := `{"address":"10.0.0.1:80","metadata":{"x":"` + strings.Repeat("a", 5000) + `"}}`
+	for _, c := range [][2]string{{"POST", "/deregister"}, {"PUT", "/v1/services/orders/instances/i"}, {"PUT", "/v1/services/orders/tags"}, {"POST", "/v1/services/orders/maintenance"}} {
+		if r := call(t, c[0], u+c[1], bigInstance); r.Status != 413 {
+			t.Errorf("%s %s over the body limit: %d %.200s", c[0], c[1], r.Status, r.Raw)
+		}
+	}
+	tried += 6
 	// Deeply nested JSON under the limit, in an unknown option: kept as the
 	// contract says (unknown options are kept), never a crash.
 	nested := `{"host":"nested.test","path":"/p","backend":"http://10.0.0.1:80","options":{"future":` + strings.Repeat("[", 1500) + strings.Repeat("]", 1500) + `}}`
