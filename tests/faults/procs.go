@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -214,14 +213,4 @@ func Goroutines(ctx context.Context, limit int) (int, string) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// HasAll reports whether s contains every one of subs (log assertions).
-func HasAll(s string, subs ...string) bool {
-	for _, x := range subs {
-		if !strings.Contains(s, x) {
-			return false
-		}
-	}
-	return true
 }
