@@ -208,6 +208,13 @@ func registryConfig(service string, o routeopts.Options, opts Options) map[strin
 		m := map[string]any{"enabled": rl.Enabled}
 		if rl.RequestsPerMin > 0 {
 			m["requests_per_min"] = rl.RequestsPerMin
+			// go-proxy users (like Kong's minute: N) expect N requests to be
+			// able to arrive at once. The plugin's GCRA paces strictly with
+			// burst 0, so allow N-1 on top of the pace: N at once, never more
+			// than 2N-1 in any rolling minute (Kong's fixed windows: 2N).
+			if rl.RequestsPerMin > 1 {
+				m["burst"] = rl.RequestsPerMin - 1
+			}
 		}
 		if rl.PerIP {
 			m["per_ip"] = true

@@ -172,7 +172,7 @@ func TestKongDBModeEndToEnd(t *testing.T) {
 	if redisCfg["host"] != "127.0.0.1" || redisCfg["port"] != float64(rs.Port) {
 		t.Fatalf("plugin redis settings: %v", redisCfg)
 	}
-	if rl := cfg["rate_limit"].(map[string]any); rl["enabled"] != true || rl["requests_per_min"] != 100.0 || rl["per_ip"] != true {
+	if rl := cfg["rate_limit"].(map[string]any); rl["enabled"] != true || rl["requests_per_min"] != 100.0 || rl["per_ip"] != true || rl["burst"] != 99.0 {
 		t.Fatalf("plugin rate_limit: %v", rl)
 	}
 	if cb := cfg["circuit_breaker"].(map[string]any); cb["failure_threshold"] != 5.0 || cb["timeout_ms"] != 30000.0 {
