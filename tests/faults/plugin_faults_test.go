@@ -277,3 +277,57 @@ func TestPluginRateLimitFailurePolicy(t *testing.T) {
 	waitUntil(t, 10*time.Second, "strict route admitting again", func() bool { s, _ := get(g, "/strict"); return s == 200 })
 	t.Logf("RESULT fault=redis-sigkill-ratelimit-policy tolerant=200 strict=500 recovery=%v", time.Since(t0))
 }
+
+// A partition between the plugin and Redis while the registry changes: the
+// plugin keeps routing to what it knew (it cannot know better), and once
+// the partition heals the change is applied within the staleness bound
+// (cache_ttl_ms, plus the reconnect), without a restart.
+func TestPluginStaleWindowAfterPartition(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	px := NewProxy(t, rs.Addr)
+	st := registry.NewStore(rs.Client(), registry.Options{})
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	putInstance(t, st, a)
+	putInstance(t, st, b)
+	g := startGateway(t, map[string]any{"registry": "redis", "service": "orders", "cache_ttl_ms": 500,
+		"redis": map[string]any{"host": "127.0.0.1", "port": px.Port(), "timeout_ms": 200}})
+	tr := g.startTraffic(2, "/orders")
+	defer tr.Stop()
+	waitUntil(t, 10*time.Second, "traffic to both instances", func() bool { return a.hits.Load() > 10 && b.hits.Load() > 10 })
+
+	px.SetMode(Blackhole)
+	px.Reset()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := st.DeleteInstance(ctx, "orders", "b"); err != nil {
+		t.Fatal(err)
+	}
+	n := tr.sent.Load()
+	waitUntil(t, 10*time.Second, "traffic during the partition", func() bool { return tr.sent.Load() >= n+100 })
+	s, _, lat := tr.take()
+	if len(s) != 1 || s[200] == 0 || maxDur(lat) > 2*time.Second {
+		t.Fatalf("during the partition: statuses %v, worst %v", s, maxDur(lat))
+	}
+
+	px.Heal()
+	healed := time.Now()
+	var lastB time.Time
+	waitUntil(t, 10*time.Second, "the removed instance out of rotation", func() bool {
+		before := b.hits.Load()
+		time.Sleep(100 * time.Millisecond) // a window of traffic with no hit on b
+		if b.hits.Load() != before {
+			lastB = time.Now()
+			return false
+		}
+		return true
+	})
+	stale := time.Duration(0)
+	if !lastB.IsZero() {
+		stale = lastB.Sub(healed)
+	}
+	tr.Stop()
+	t.Logf("RESULT fault=redis-partition-with-change stale_after_heal=%v (cache_ttl_ms 500)", stale)
+	if stale > 3*time.Second {
+		t.Fatalf("the removed instance got traffic %v after the partition healed", stale)
+	}
+}
