@@ -182,7 +182,12 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if d := time.Duration(p.latency.Load()); d > 0 {
-				time.Sleep(d) // the injected fault itself, bounded by the test's setting
+				// The injected delay, cut short by Heal, Reset or Stop so a
+				// healed proxy (and test cleanup) does not wait it out.
+				until := time.Now().Add(d)
+				for time.Now().Before(until) && p.latency.Load() > 0 && p.tracked(src) {
+					time.Sleep(min(5*time.Millisecond, time.Until(until)))
+				}
 			}
 			for Mode(p.mode.Load()) == Blackhole {
 				// Hold the bytes until healed, reset or stopped; poll cheaply.

@@ -120,3 +120,35 @@ func TestRedisPausedAPIAnswers503ThenRecovers(t *testing.T) {
 		t.Fatalf("routes after pause: %v", have)
 	}
 }
+
+// Slow Redis (latency through the proxy): a little latency only slows
+// registrations down; latency past the store timeout turns them into 503s
+// within the bound (never a hang), and they succeed again once it is gone.
+func TestRedisSlowAPIBounded(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AppendFsync: "always"})
+	px := NewProxy(t, rs.Addr)
+	a := StartAdminsvc(t, AdminOptions{RedisURL: "redis://" + px.Addr + "/0"})
+	api := newAPI(a.URL)
+	waitHealthy(t, api, 10*time.Second)
+
+	px.SetLatency(50 * time.Millisecond)
+	if r := api.register("slow.test", "/a", "http://10.0.0.1:80"); r.Status != 200 {
+		t.Fatalf("with 50 ms Redis latency: %d %v %s", r.Status, r.Err, r.Raw)
+	}
+	px.SetLatency(5 * time.Second)
+	r := api.register("slow.test", "/b", "http://10.0.0.1:80")
+	if r.Err != nil || r.Status != 503 || r.Took > 6*time.Second {
+		t.Fatalf("with 5 s Redis latency: %d %v after %v (want 503 within the store timeout)", r.Status, r.Err, r.Took)
+	}
+	took := r.Took
+	px.Heal()
+	px.Reset() // drop connections still carrying delayed bytes
+	t0 := time.Now()
+	waitUntil(t, 15*time.Second, "registrations after the latency is gone", func() bool {
+		return api.register("slow.test", "/c", "http://10.0.0.1:80").Status == 200
+	})
+	t.Logf("RESULT fault=redis-latency-5s answered=503 after=%v recovery=%v", took, time.Since(t0))
+	if have := api.routes(t); !have["slow.test/a"] || !have["slow.test/c"] {
+		t.Fatalf("routes: %v", have)
+	}
+}
