@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/tests/faults"
 	"github.com/kong-service-registry/service-registry/tests/harness"
+	"github.com/kong-service-registry/service-registry/tests/kongfake"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -163,5 +165,38 @@ func TestPluginRedisAuthTLS(t *testing.T) {
 		if strings.Contains(pluginLog.String(), secret) {
 			t.Errorf("the plugin log contains a Redis password:\n%s", pluginLog.String())
 		}
+	}
+}
+
+// The Kong Admin token is a secret too: sent to Kong, never logged, even
+// when Kong fails and adminsvc logs its errors at debug level.
+func TestKongAdminTokenNotLogged(t *testing.T) {
+	const token = "kong-token-Qw93-never-logged"
+	rs := redistest.Start(t, redistest.Options{})
+	var seen atomic.Int64
+	k := kongfake.New(kongfake.Options{})
+	hf := faults.NewHTTPFaults(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Kong-Admin-Token") == token {
+			seen.Add(1)
+		}
+		k.ServeHTTP(w, r)
+	}))
+	a := faults.StartAdminsvc(t, faults.AdminOptions{RedisURL: rs.URL(), KongURL: hf.URL(), Env: map[string]string{
+		"SR_KONG_ADMIN_TOKEN": token, "SR_LOG_LEVEL": "debug", "SR_KONG_MODE": "auto",
+	}})
+	hf.FailWith(500)
+	if r := call(t, "POST", a.URL+"/register", map[string]any{"host": "tok.test", "path": "/a", "backend": "http://10.0.0.1:80"}); r.Status != 200 {
+		t.Fatalf("register: %d %s", r.Status, r.Raw)
+	}
+	waitUntil(t, 10*time.Second, "a Kong error logged", func() bool { n, bad := hf.Counts(); return n > 0 && bad > 0 })
+	hf.Heal()
+	waitUntil(t, 15*time.Second, "the token sent to Kong", func() bool { return seen.Load() > 0 })
+	for _, p := range []string{"/health", "/metrics"} {
+		if r := call(t, "GET", a.URL+p, nil); strings.Contains(r.Raw, token) {
+			t.Errorf("GET %s answers the Kong token", p)
+		}
+	}
+	if strings.Contains(a.Log(), token) {
+		t.Fatalf("the Kong Admin token is in the adminsvc log")
 	}
 }
