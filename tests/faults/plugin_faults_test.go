@@ -331,3 +331,48 @@ func TestPluginStaleWindowAfterPartition(t *testing.T) {
 		t.Fatalf("the removed instance got traffic %v after the partition healed", stale)
 	}
 }
+
+// Compound fault: the plugin server restarts while Redis is down. Its cache
+// died with it, so it cannot route: it answers 503 quickly (never hangs,
+// never crashes again), and routes again as soon as Redis is back.
+func TestPluginRestartDuringRedisOutage(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AppendFsync: "always"})
+	st := registry.NewStore(rs.Client(), registry.Options{})
+	putInstance(t, st, newBackend(t, "a"))
+	g := startGateway(t, map[string]any{"registry": "redis", "service": "orders",
+		"redis": map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 200}})
+	if s, _ := get(g, "/orders"); s != 200 {
+		t.Fatalf("before: %d", s)
+	}
+	rs.Kill()
+	old := g.kong.Process().PID()
+	if err := g.kong.Process().Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 15*time.Second, "a new plugin server", func() bool { p := g.kong.Process().PID(); return p != old && p != 0 })
+	statuses := map[int]int{}
+	var worst time.Duration
+	for i := 0; i < 8; i++ {
+		t0 := time.Now()
+		s, err := get(g, "/orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses[s]++
+		worst = max(worst, time.Since(t0))
+	}
+	spawns := g.kong.Process().Spawns()
+	rs.Restart()
+	t0 := time.Now()
+	waitUntil(t, 15*time.Second, "routing after Redis is back", func() bool { s, _ := get(g, "/orders"); return s == 200 })
+	t.Logf("RESULT fault=plugin-restart-during-redis-outage statuses=%v worst=%v recovery_after_redis=%v", statuses, worst, time.Since(t0))
+	if statuses[200] != 0 || statuses[503] == 0 {
+		t.Errorf("without cache and Redis: %v (want 503s, or 500 while respawning)", statuses)
+	}
+	if worst > 3*time.Second {
+		t.Errorf("a request took %v", worst)
+	}
+	if g.kong.Process().Spawns() != spawns {
+		t.Errorf("the plugin server crashed again while Redis was down")
+	}
+}
