@@ -350,6 +350,11 @@ func TestPluginRestartDuringRedisOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 15*time.Second, "a new plugin server", func() bool { p := g.kong.Process().PID(); return p != old && p != 0 })
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := g.kong.Process().WaitReady(rctx); err != nil {
+		t.Fatalf("the new plugin server never listened: %v", err)
+	}
 	statuses := map[int]int{}
 	var worst time.Duration
 	for i := 0; i < 8; i++ {
