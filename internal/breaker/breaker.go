@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +84,7 @@ type Options struct {
 // address. Safe for concurrent use; meant to live for the process.
 type Breakers struct {
 	o     Options
+	id    string   // this node in the cluster's probe claims
 	insts sync.Map // addr → *instance
 	kick  chan struct{}
 
@@ -114,7 +116,7 @@ func New(o Options) (*Breakers, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Breakers{o: o, kick: make(chan struct{}, 1)}, nil
+	return &Breakers{o: o, id: rand.Text(), kick: make(chan struct{}, 1)}, nil
 }
 
 // Settings returns the effective settings (defaults applied).

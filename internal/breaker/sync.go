@@ -16,15 +16,23 @@ import (
 //
 // KEYS[1]: the instance hash <prefix>:v1:{cb:<scope>|<addr>} with fields
 // st (0 closed, 1 open), gen (open periods so far), until (ms, Redis time),
-// trips, closed (ms), probes (claimed this half-open period), consec, and a
-// ring of 10 window buckets e<i>/c<i>/f<i> (epoch, calls, failures).
+// trips, closed (ms), probes (claimed this half-open period), holders (the
+// node id of each claim, comma-separated), consec, and a ring of 10 window
+// buckets e<i>/c<i>/f<i> (epoch, calls, failures).
 //
 // ARGV: 1 calls, 2 failures since the last sync, 3 "1" if a success came
 // (then 4 is the node's trailing consecutive failures, else they add up),
 // 5 "1" node tripped, 6 "1" node's probe succeeded in period 7 (gen),
 // 8 "1" node wants a probe token, 9 threshold, 10 ratio, 11 min calls,
 // 12 window ms, 13 open ms, 14 max open ms, 15 half-open max calls, 16 ttl ms,
-// 17 probe timeout ms.
+// 17 probe timeout ms, 18 node id.
+//
+// A node asks for a token only while it holds none and waits for no probe
+// outcome, so claims the hash still lists for it are lost: the reply that
+// granted them never arrived (a sync that timed out after Redis ran it) or
+// their probe's outcome was lost. They go back to the budget before the
+// grant; without that the lost claim would hold the budget, and every node
+// would wait ProbeTimeout (60 s) for a probe nobody sends.
 //
 // Reply: {state 0/1/2 (2 = half-open), gen, ms until the open period ends,
 // probe granted 0/1, trips}.
@@ -34,7 +42,7 @@ const syncScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local k = KEYS[1]
-local h = redis.call('HMGET', k, 'st', 'gen', 'until', 'trips', 'closed', 'probes', 'consec')
+local h = redis.call('HMGET', k, 'st', 'gen', 'until', 'trips', 'closed', 'probes', 'consec', 'holders')
 local st = tonumber(h[1]) or 0
 local gen = tonumber(h[2]) or 0
 local untl = tonumber(h[3]) or 0
@@ -42,6 +50,8 @@ local trips = tonumber(h[4]) or 0
 local closed = tonumber(h[5]) or 0
 local probes = tonumber(h[6]) or 0
 local consec = tonumber(h[7]) or 0
+local holders = h[8] or ''
+local node = ARGV[18] or ''
 local dcalls, dfails = tonumber(ARGV[1]), tonumber(ARGV[2])
 local threshold, ratio, mincalls = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local winms, openms, maxms, halfmax = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
@@ -59,7 +69,7 @@ local function open()
   local d = openms
   for i = 2, trips do if d < maxms then d = d * 2 end end
   if d > maxms then d = maxms end
-  st = 1; gen = gen + 1; untl = now + d; probes = 0; consec = 0
+  st = 1; gen = gen + 1; untl = now + d; probes = 0; holders = ''; consec = 0
   clearwin()
 end
 
@@ -92,19 +102,34 @@ if st == 0 then
   if trip then open() end
 elseif now >= untl then
   if ARGV[6] == '1' and tonumber(ARGV[7]) == gen then
-    st = 0; closed = now; consec = 0; probes = 0
+    st = 0; closed = now; consec = 0; probes = 0; holders = ''
     clearwin()
   elseif ARGV[5] == '1' then
     open()
   elseif ARGV[8] == '1' then
+    if node ~= '' and holders ~= '' then
+      -- this node holds nothing: its listed claims were lost, free them
+      local kept, lost = {}, 0
+      for id in string.gmatch(holders, '[^,]+') do
+        if id == node then lost = lost + 1 else kept[#kept+1] = id end
+      end
+      if lost > 0 then
+        probes = math.max(0, probes - lost); holders = table.concat(kept, ',')
+      end
+    end
     if probes >= halfmax and now - untl > tonumber(ARGV[17]) then
       -- probes whose outcome never came: a fresh budget
-      probes = 0; untl = now
+      probes = 0; untl = now; holders = ''
     end
-    if probes < halfmax then probes = probes + 1; granted = 1 end
+    if probes < halfmax then
+      probes = probes + 1; granted = 1
+      if node ~= '' then
+        if holders == '' then holders = node else holders = holders .. ',' .. node end
+      end
+    end
   end
 end
-redis.call('HSET', k, 'st', st, 'gen', gen, 'until', untl, 'trips', trips, 'closed', closed, 'probes', probes, 'consec', consec)
+redis.call('HSET', k, 'st', st, 'gen', gen, 'until', untl, 'trips', trips, 'closed', closed, 'probes', probes, 'consec', consec, 'holders', holders)
 redis.call('PEXPIRE', k, tonumber(ARGV[16]))
 local eff = st
 if st == 1 and now >= untl then eff = 2 end
@@ -250,7 +275,7 @@ func (b *Breakers) collect(in *instance, now int64) *news {
 		flag(wantProbe), s.FailureThreshold, strconv.FormatFloat(s.FailureRatio, 'f', -1, 64), s.MinCalls,
 		s.Window.Milliseconds(), s.OpenTimeout.Milliseconds(), s.MaxOpenTimeout.Milliseconds(),
 		s.HalfOpenMaxCalls, (2*max(s.Window, s.MaxOpenTimeout) + b.o.IdleTTL).Milliseconds(),
-		s.ProbeTimeout.Milliseconds(),
+		s.ProbeTimeout.Milliseconds(), b.id,
 	}
 	return n
 }

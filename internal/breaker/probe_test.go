@@ -1,0 +1,110 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+)
+
+// lossy loses the replies of its pipelines while lose is set: Redis runs
+// the commands, the caller sees a timeout, as with a sync whose reply came
+// back after its deadline on a loaded machine.
+type lossy struct {
+	Client
+	lose atomic.Bool
+}
+
+func (c *lossy) Pipeline() redis.Pipeliner {
+	return &lossyPipe{Pipeliner: c.Client.Pipeline(), c: c}
+}
+
+type lossyPipe struct {
+	redis.Pipeliner
+	c *lossy
+}
+
+func (p *lossyPipe) Exec(ctx context.Context) ([]redis.Cmder, error) {
+	cmds, err := p.Pipeliner.Exec(ctx)
+	if !p.c.lose.Load() {
+		return cmds, err
+	}
+	for _, c := range cmds {
+		c.SetErr(context.DeadlineExceeded)
+	}
+	return cmds, context.DeadlineExceeded
+}
+
+// A probe token the cluster granted in a sync whose reply was lost goes back
+// to the budget when the node asks again, instead of holding it until
+// ProbeTimeout: the node half-opens, its next sync brings the token, and the
+// budget stays one probe cluster-wide. Local time is frozen (injected
+// clock); only the open period runs, on Redis' clock.
+func TestLostProbeGrantIsGivenBack(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	st := Settings{FailureThreshold: 1, OpenTimeout: 20 * time.Millisecond, ProbeTimeout: time.Hour}
+	clock := newFakeClock()
+	c := &lossy{Client: s.Client()}
+	n1, err := New(Options{Settings: st, Redis: c, Now: clock.Now, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := New(Options{Settings: st, Redis: s.Client(), Now: clock.Now, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const addr = "10.0.0.9:8080"
+	n2.Record(addr, Success) // node 2 knows the instance
+	if err := call(t, n1, addr, Failure); err != nil {
+		t.Fatal(err)
+	}
+	n1.SyncOnce(ctx) // the cluster opens it
+	n2.SyncOnce(ctx)
+	if n1.State(addr) != Open || n2.State(addr) != Open {
+		t.Fatalf("not open everywhere: %s, %s", n1.State(addr), n2.State(addr))
+	}
+	// Sync, with no request asking for a probe, until the cluster's open
+	// period has run out: node 1 is half-open without a token.
+	in := n1.get(addr)
+	waitFor(t, 5*time.Second, "half-open from the cluster", func() bool {
+		n1.SyncOnce(ctx)
+		return State(in.state.Load()) == HalfOpen
+	})
+	if !n1.Skip(addr) { // a request wants the instance: ask for a token
+		t.Fatal("half-open without a token is not skipped")
+	}
+	c.lose.Store(true)
+	n1.SyncOnce(ctx) // Redis grants the token; the reply is lost
+	c.lose.Store(false)
+	if _, err := n1.Allow(addr); !errors.Is(err, ErrOpen) {
+		t.Fatalf("admitted without a token: %v", err)
+	}
+
+	n1.SyncOnce(ctx) // asks again: the lost claim is given back, a token comes
+	probe, err := n1.Allow(addr)
+	if err != nil {
+		t.Fatalf("no probe after a lost grant (the budget waits for ProbeTimeout): %v", err)
+	}
+	// Still one probe cluster-wide: node 2 asks and gets nothing.
+	n2.SyncOnce(ctx)
+	if !n2.Skip(addr) {
+		t.Fatal("node 2: half-open instance not skipped")
+	}
+	n2.SyncOnce(ctx)
+	if _, err := n2.Allow(addr); !errors.Is(err, ErrOpen) {
+		t.Fatalf("node 2 got a second probe of a budget of 1: %v", err)
+	}
+
+	probe.Done(Success)
+	n1.SyncOnce(ctx)
+	n2.SyncOnce(ctx)
+	if n1.State(addr) != Closed || n2.State(addr) != Closed {
+		t.Fatalf("probe success did not close everywhere: %s, %s", n1.State(addr), n2.State(addr))
+	}
+}
