@@ -36,28 +36,11 @@ func main() {
 
 // run is main without the process: testable, returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	}
-	var sub string
-	if cmd == "migrate" {
-		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			fmt.Fprintln(stderr, "usage: adminsvc migrate up|status [flags]")
-			return 2
-		}
-		sub, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "serve", "migrate", "import":
-	case "version":
+	if len(args) > 0 && args[0] == "version" {
 		fmt.Fprintln(stdout, version)
 		return 0
-	default:
-		fmt.Fprintf(stderr, "unknown command %q (serve, migrate, import, version)\n", cmd)
-		return 2
 	}
-	s, fs, err := parseSettings("adminsvc", args, getenv, stderr)
+	s, pos, err := parseSettings("adminsvc", args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -65,16 +48,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "adminsvc:", err)
 		return 2
 	}
+	// Command words may come before or after the flags; anything left over
+	// is a usage error rather than silently starting the server.
+	cmd := "serve"
+	if len(pos) > 0 {
+		cmd, pos = pos[0], pos[1:]
+	}
+	var sub string
+	switch cmd {
+	case "serve":
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "adminsvc: unexpected arguments %q\nusage: adminsvc [serve] [flags]\n", pos)
+			return 2
+		}
+	case "migrate":
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "usage: adminsvc migrate up|status [flags]")
+			return 2
+		}
+		sub = pos[0]
+	case "import":
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "usage: adminsvc import [flags] routes.json")
+			return 2
+		}
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q (serve, migrate, import, version)\n", cmd)
+		return 2
+	}
 	log := newLogger(s, stderr)
 	switch cmd {
 	case "migrate":
 		return runMigrate(ctx, s, sub, stdout, log)
 	case "import":
-		if fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "usage: adminsvc import [flags] routes.json")
-			return 2
-		}
-		return runImport(ctx, s, fs.Arg(0), stdout, log)
+		return runImport(ctx, s, pos[0], stdout, log)
 	}
 	if err := serve(ctx, s, log, nil); err != nil {
 		log.Error("adminsvc stopped", "error", err)

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,7 +60,9 @@ type Settings struct {
 // settingsFlags registers every setting on fs with its SR_* variable as
 // the default when set; flags parsed afterwards win.
 func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (apply func() error) {
-	var errs []error
+	// Env errors are kept per flag: a flag given on the command line wins,
+	// so a bad SR_* value it overrides is not an error.
+	envErrs := map[string]error{}
 	str := func(p *string, name, env, def, help string) {
 		if v := getenv(env); v != "" {
 			def = v
@@ -79,7 +83,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		if v := getenv(env); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: invalid duration %q", env, v))
+				envErrs[name] = fmt.Errorf("%s: invalid duration %q", env, v)
 			} else {
 				def = d
 			}
@@ -90,7 +94,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		if v := getenv(env); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: invalid integer %q", env, v))
+				envErrs[name] = fmt.Errorf("%s: invalid integer %q", env, v)
 			} else {
 				def = n
 			}
@@ -101,7 +105,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		if v := getenv(env); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: invalid boolean %q", env, v))
+				envErrs[name] = fmt.Errorf("%s: invalid boolean %q", env, v)
 			} else {
 				def = b
 			}
@@ -147,6 +151,12 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	return func() error {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		var errs []error
+		for _, name := range slices.Sorted(maps.Keys(envErrs)) {
+			if !set[name] {
+				errs = append(errs, envErrs[name])
+			}
+		}
 		for _, apply := range secrets {
 			apply(set)
 		}
@@ -172,8 +182,10 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	}
 }
 
-// parseSettings reads env then flags (flags win).
-func parseSettings(name string, args []string, getenv func(string) string, out io.Writer) (*Settings, *flag.FlagSet, error) {
+// parseSettings reads env then flags (flags win). Flags may come before,
+// between or after the command words, which are returned in order in
+// positional ("migrate", "status").
+func parseSettings(name string, args []string, getenv func(string) string, out io.Writer) (*Settings, []string, error) {
 	s := &Settings{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -182,13 +194,28 @@ func parseSettings(name string, args []string, getenv func(string) string, out i
 		fmt.Fprintf(out, "Usage:\n  %s [flags]                 serve the registry API\n  %s migrate up|status [flags]\n  %s import [flags] routes.json\n\nFlags (every flag also reads the SR_* variable shown; flags win):\n", name, name, name)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, fs, err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		// flag stops at the first non-flag: keep it and parse the rest,
+		// unless "--" ended the flags.
+		rest := fs.Args()
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
 	if err := apply(); err != nil {
-		return nil, fs, err
+		return nil, positional, err
 	}
-	return s, fs, nil
+	return s, positional, nil
 }
 
 // loadAPIKeys merges SR_API_KEYS and the keys file.

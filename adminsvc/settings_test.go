@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -65,5 +70,53 @@ func TestRedactURL(t *testing.T) {
 	}
 	if got := redactURL("redis://h:6379/0"); got != "redis://h:6379/0" {
 		t.Fatal(got)
+	}
+}
+
+func TestBadEnvOverriddenByFlagIsNotAnError(t *testing.T) {
+	e := env(map[string]string{"SR_RECONCILE_INTERVAL": "abc", "SR_RATE_LIMIT": "many", "SR_NO_MIGRATE": "perhaps"})
+	s, _, err := parseSettings("adminsvc", []string{"--reconcile-interval", "5s", "--rate-limit", "7", "--no-migrate"}, e, io.Discard)
+	if err != nil {
+		t.Fatalf("flags given, env must not matter: %v", err)
+	}
+	if s.Reconcile != 5*time.Second || s.RateLimit != 7 || !s.NoMigrate {
+		t.Fatalf("flags not applied: %+v", s)
+	}
+	// Without the flag the bad env value is still reported, naming the variable.
+	_, _, err = parseSettings("adminsvc", []string{"--rate-limit", "7", "--no-migrate"}, e, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "SR_RECONCILE_INTERVAL") {
+		t.Fatalf("bad env without flag: %v", err)
+	}
+}
+
+func TestCommandWordsAfterFlags(t *testing.T) {
+	_, pos, err := parseSettings("adminsvc", []string{"--redis-url", "redis://x:1/0", "migrate", "--redis-prefix", "p", "status"}, env(nil), io.Discard)
+	if err != nil || !reflect.DeepEqual(pos, []string{"migrate", "status"}) {
+		t.Fatalf("positional %q, %v", pos, err)
+	}
+	_, pos, _ = parseSettings("adminsvc", []string{"import", "--", "-odd.json"}, env(nil), io.Discard)
+	if !reflect.DeepEqual(pos, []string{"import", "-odd.json"}) {
+		t.Fatalf("after --: %q", pos)
+	}
+}
+
+func TestRunMigrateStatusAfterFlags(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	// Before the fix this started the server (and never returned).
+	code := run(ctx, []string{"--redis-url", rs.URL(), "migrate", "status"}, env(nil), &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "keyspace version") {
+		t.Fatalf("code %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(ctx, []string{"--redis-url", rs.URL(), "stray"}, env(nil), &out, &errOut); code != 2 {
+		t.Fatalf("unknown command: code %d", code)
+	}
+	if code := run(ctx, []string{"serve", "--redis-url", rs.URL(), "extra"}, env(nil), &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "unexpected arguments") {
+		t.Fatalf("leftover args: code %d, stderr %q", code, errOut.String())
 	}
 }
