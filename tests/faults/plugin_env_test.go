@@ -19,9 +19,10 @@ import (
 
 // backend is one registry instance: a loopback HTTP server naming itself.
 type backend struct {
-	id   string
-	srv  *httptest.Server
-	hits atomic.Int64
+	id     string
+	srv    *httptest.Server
+	hits   atomic.Int64
+	status atomic.Int64 // answered instead of 200 when set
 }
 
 func newBackend(t testing.TB, id string) *backend {
@@ -29,6 +30,9 @@ func newBackend(t testing.TB, id string) *backend {
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		w.Header().Set("X-Instance", id)
+		if s := b.status.Load(); s != 0 {
+			w.WriteHeader(int(s))
+		}
 		_, _ = io.WriteString(w, id)
 	}))
 	t.Cleanup(b.srv.Close)

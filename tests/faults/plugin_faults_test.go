@@ -381,3 +381,45 @@ func TestPluginRestartDuringRedisOutage(t *testing.T) {
 		t.Errorf("the plugin server crashed again while Redis was down")
 	}
 }
+
+// The circuit breaker with Redis dead: its shared state is unreachable, so
+// it decides locally (its failure policy) and still takes a failing
+// instance out of rotation; clients see the healthy one.
+func TestPluginBreakerWithRedisDead(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	st := registry.NewStore(rs.Client(), registry.Options{})
+	good, bad := newBackend(t, "good"), newBackend(t, "bad")
+	putInstance(t, st, good)
+	putInstance(t, st, bad)
+	g := startGateway(t, map[string]any{"registry": "redis", "service": "orders",
+		"redis":           map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 200},
+		"circuit_breaker": map[string]any{"enabled": true, "failure_threshold": 3, "timeout_ms": 60000}})
+	for i := 0; i < 4; i++ { // both instances in the cache
+		if s, _ := get(g, "/orders"); s != 200 {
+			t.Fatalf("warm-up: %d", s)
+		}
+	}
+	rs.Kill()
+	bad.status.Store(500)
+	before := bad.hits.Load()
+	statuses := map[int]int{}
+	var lat []time.Duration
+	for i := 0; i < 60; i++ {
+		t0 := time.Now()
+		s, err := get(g, "/orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		statuses[s]++
+	}
+	badHits := bad.hits.Load() - before
+	t.Logf("RESULT fault=redis-dead-breaker requests=60 statuses=%v failing_instance_hits=%d p99=%v", statuses, badHits, p99(lat))
+	// Threshold 3 per Kong worker (2), plus the sync's own slack.
+	if badHits > 10 {
+		t.Fatalf("the failing instance got %d of 60 requests with Redis dead: the breaker did not open locally", badHits)
+	}
+	if statuses[200] < 50 {
+		t.Fatalf("statuses %v", statuses)
+	}
+}
