@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -292,7 +292,7 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", s.Listen, err)
 	}
-	log.Info("adminsvc listening", "addr", ln.Addr().String(), "version", version, "kong_admin_url", s.KongAdminURL,
+	log.Info("adminsvc listening", "addr", ln.Addr().String(), "version", version, "kong_admin_url", redactURL(s.KongAdminURL),
 		"kong_mode", s.KongMode, "redis", redactURL(s.RedisURL), "api_keys", len(keys), "rate_limit_per_min", s.RateLimit)
 
 	bg.Add(1)
@@ -373,12 +373,13 @@ func migrateAtStart(ctx context.Context, s *Settings, rdb redis.UniversalClient,
 	return nil
 }
 
-// redactURL hides a password in a Redis URL for logs.
+// redactURL hides the password of a URL for logs and --help. url.Redacted
+// knows where userinfo ends (the last '@' before the host), so a password
+// containing '@' does not leak; an unparsable URL is not shown at all.
 func redactURL(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***" + u[i:]
-		}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable url)"
 	}
-	return u
+	return p.Redacted()
 }

@@ -119,6 +119,10 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	str(&s.RedisCluster, "redis-cluster-addrs", "SR_REDIS_CLUSTER_ADDRS", "", "Redis Cluster seed addresses, comma-separated host:port (enables Cluster)")
 	str(&s.RedisPrefix, "redis-prefix", "SR_REDIS_PREFIX", "sr", "prefix of every registry key")
 	str(&s.KongAdminURL, "kong-admin-url", "SR_KONG_ADMIN_URL", "http://127.0.0.1:8001", "Kong Admin API")
+	// The URL may carry credentials: --help shows it redacted.
+	if f := fs.Lookup("kong-admin-url"); f != nil {
+		f.DefValue = redactURL(f.DefValue)
+	}
 	secret(&s.KongAdminToken, "kong-admin-token", "SR_KONG_ADMIN_TOKEN", "", "sent as Kong-Admin-Token when set")
 	str(&s.KongMode, "kong-mode", "SR_KONG_MODE", "auto", "auto (ask Kong's /), db or dbless")
 	str(&s.KongBaseConfig, "kong-base-config", "SR_KONG_BASE_CONFIG", "", "operator's kong.yml merged into DB-less pushes")

@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
+	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,12 +69,91 @@ func TestPluginRedisFromURLAndOverrides(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := redactURL("redis://user:secret@h:6379/0"); got != "redis://***@h:6379/0" {
-		t.Fatal(got)
+	for in, want := range map[string]string{
+		"redis://user:secret@h:6379/0":     "redis://user:xxxxx@h:6379/0",
+		"redis://:p@ssw0rd@host:6379":      "redis://:xxxxx@host:6379",
+		"rediss://u:a@b@c@host/1":          "rediss://u:xxxxx@host/1",
+		"redis://h:6379/0":                 "redis://h:6379/0",
+		"http://admin:kong%40pw@kong:8001": "http://admin:xxxxx@kong:8001",
+	} {
+		got := redactURL(in)
+		if got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+		for _, secret := range []string{"secret", "ssw0rd", "b@c", "kong%40pw", "kong@pw"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("redactURL(%q) leaks %q", in, secret)
+			}
+		}
 	}
-	if got := redactURL("redis://h:6379/0"); got != "redis://h:6379/0" {
-		t.Fatal(got)
+}
+
+func TestHelpAndStartLogHideKongAdminCredentials(t *testing.T) {
+	var help bytes.Buffer
+	e := env(map[string]string{"SR_KONG_ADMIN_URL": "http://admin:topsecret@kong:8001"})
+	_, _, err := parseSettings("adminsvc", []string{"--help"}, e, &help)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
 	}
+	if strings.Contains(help.String(), "topsecret") || !strings.Contains(help.String(), "http://admin:xxxxx@kong:8001") {
+		t.Fatalf("--help shows the Kong admin URL unredacted:\n%s", help.String())
+	}
+	// The value itself is still used unredacted.
+	s, _, err := parseSettings("adminsvc", nil, e, io.Discard)
+	if err != nil || s.KongAdminURL != "http://admin:topsecret@kong:8001" {
+		t.Fatalf("setting %q, %v", s.KongAdminURL, err)
+	}
+}
+
+func TestStartLogHidesSecrets(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{Password: "p@ssw0rd"})
+	u := rs.URL() // redis://:p@ssw0rd@127.0.0.1:port/0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	s, _, err := parseSettings("adminsvc", []string{"--listen", "127.0.0.1:0", "--redis-url", u,
+		"--kong-admin-url", "http://admin:topsecret@127.0.0.1:1", "--reconcile-interval", "1h"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, s, slog.New(slog.NewJSONHandler(&logs, nil)), ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not ready")
+	}
+	cancel()
+	<-done
+	out := logs.String()
+	if !strings.Contains(out, "adminsvc listening") {
+		t.Fatalf("no start log: %s", out)
+	}
+	for _, secret := range []string{"ssw0rd", "topsecret"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("logs leak %q: %s", secret, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func TestBadEnvOverriddenByFlagIsNotAnError(t *testing.T) {
