@@ -16,6 +16,7 @@ func FuzzKey(f *testing.F) {
 	f.Add("s", uint8(2), "1.2.3.4", "s:ip", uint8(0), "1.2.3.4")
 	f.Add("s", uint8(4), "a:b", "s", uint8(4), "a%3Ab")
 	f.Add("s", uint8(4), "}{", "s", uint8(4), "%7D%7B")
+	f.Add("s", uint8(4), "#", "s", uint8(4), "%23")
 	// limit_by is one of the config's names (Kong's schema enforces it);
 	// scope and value are what varies, value being client-controlled.
 	names := []LimitBy{ByService, ByRoute, ByIP, ByConsumer, ByHeader}
@@ -32,9 +33,6 @@ func FuzzKey(f *testing.F) {
 		if len(escape(v1)) > 3*128 {
 			t.Fatalf("unbounded key part for a %d-byte value", len(v1))
 		}
-		if strings.HasPrefix(v1, "#") || strings.HasPrefix(v2, "#") {
-			return // TestKeyHashFormCollision
-		}
 		if k1 == k2 && (s1 != s2 || by1 != by2 || v1 != v2) {
 			t.Fatalf("identities (%q,%q,%q) and (%q,%q,%q) share key %q", s1, by1, v1, s2, by2, v2, k1)
 		}
@@ -47,7 +45,10 @@ func TestKeyHashFormCollision(t *testing.T) {
 	long := strings.Repeat("x", 200)
 	sum := sha256.Sum256([]byte(long))
 	forged := "#" + hex.EncodeToString(sum[:16])
-	if Key("s", ByHeader, long, nil) == Key("s", ByHeader, forged, nil) {
-		t.Skip("bug (reported; owner D, finished): a value spelled like the hash of a long value shares its counter; fix: escape '#' as %23 in escape()")
+	if k := Key("s", ByHeader, long, nil); k == Key("s", ByHeader, forged, nil) {
+		t.Fatalf("a value spelled like the hash of a long value shares its counter %q", k)
+	}
+	if got, want := Key("s", ByHeader, forged, nil), "s:header:%23"+forged[1:]; got != want {
+		t.Fatalf("Key = %q, want %q", got, want)
 	}
 }

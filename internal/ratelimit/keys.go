@@ -49,6 +49,13 @@ func Key(scope string, by LimitBy, value string, ip func() string) string {
 	return escape(scope) + ":" + string(by) + ":" + escape(value)
 }
 
+// keyEscaper percent-encodes the bytes that mean something in a key: '%'
+// (the escape itself), ':' (the part separator), '{' '}' (the Cluster hash
+// tag) and '#' (the mark of a hashed long value, so no short value can be
+// spelled like one). Built once: the key is built on every request, before
+// the deny-cache lookup, and every IPv6 client needs escaping.
+var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A", "{", "%7B", "}", "%7D", "#", "%23")
+
 // escape keeps separators and hash-tag braces out of key parts, and bounds
 // the length of attacker-chosen values (headers) by hashing long ones.
 func escape(s string) string {
@@ -56,11 +63,10 @@ func escape(s string) string {
 		sum := sha256.Sum256([]byte(s))
 		return "#" + hex.EncodeToString(sum[:16])
 	}
-	if !strings.ContainsAny(s, "%:{}") {
+	if !strings.ContainsAny(s, "%:{}#") {
 		return s
 	}
-	r := strings.NewReplacer("%", "%25", ":", "%3A", "{", "%7B", "}", "%7D")
-	return r.Replace(s)
+	return keyEscaper.Replace(s)
 }
 
 // redisKey is `<prefix>:v1:{rl:<key>}:<period>`: the hash tag puts every
