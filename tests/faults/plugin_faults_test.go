@@ -423,3 +423,40 @@ func TestPluginBreakerWithRedisDead(t *testing.T) {
 		t.Fatalf("statuses %v", statuses)
 	}
 }
+
+// Redis restarted empty (no persistence, or a FLUSHALL) and the registry
+// rebuilt by its clients: version numbers start again from 1, below what
+// the plugin cached. The plugin must follow the new data, not keep the
+// old snapshot because its version looks newer.
+func TestPluginFollowsRegistryRebuiltAfterEmptyRestart(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{}) // no AOF: a restart comes back empty
+	st := registry.NewStore(rs.Client(), registry.Options{})
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	for i := 0; i < 5; i++ { // push the service version well above 1
+		putInstance(t, st, a)
+		putInstance(t, st, b)
+	}
+	g := startGateway(t, map[string]any{"registry": "redis", "service": "orders", "cache_ttl_ms": 300,
+		"redis": map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 200}})
+	tr := g.startTraffic(2, "/orders")
+	defer tr.Stop()
+	waitUntil(t, 10*time.Second, "traffic to a and b", func() bool { return a.hits.Load() > 5 && b.hits.Load() > 5 })
+
+	rs.Restart() // SIGTERM + start: without persistence the data is gone
+	if n, _ := rs.Client().DBSize(context.Background()).Result(); n != 0 {
+		t.Fatalf("redis kept %d keys over the restart", n)
+	}
+	putInstance(t, st, c) // the registry is rebuilt with c only (version 1)
+	t0 := time.Now()
+	ok := waitFor(10*time.Second, func() bool { return c.hits.Load() > 0 })
+	aBefore, bBefore := a.hits.Load(), b.hits.Load()
+	time.Sleep(300 * time.Millisecond) // an observation window
+	stale := a.hits.Load() - aBefore + b.hits.Load() - bBefore
+	tr.Stop()
+	t.Logf("RESULT fault=redis-restarted-empty rebuilt_visible=%v after=%v old_instances_hits_after=%d", ok, time.Since(t0), stale)
+	if !ok || stale > 0 {
+		t.Fatalf("bug: after the registry was rebuilt with lower versions the plugin still routes to the old instances (c reached: %v, old hits in 300 ms: %d); "+
+			"discovery.Cache.fetch keeps any cached snapshot with a version >= the loaded one; fix: when a load returns a lower version, "+
+			"re-read ServiceVersion and replace the snapshot if Redis itself is now below the cached version (a reset, not a slow load)", ok, stale)
+	}
+}
