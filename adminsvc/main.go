@@ -286,7 +286,10 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	srv := newServer(s, log, rdb, store, syncer, rec, keys, m)
+	srv, err := newServer(s, log, rdb, store, syncer, rec, keys, m)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", s.Listen)
 	if err != nil {

@@ -59,7 +59,7 @@ func badRequest(format string, a ...any) error {
 }
 
 func newServer(s *Settings, log *slog.Logger, rdb redis.UniversalClient, store *registry.Store,
-	syncer *kongsync.Syncer, rec *kongsync.Reconciler, keys []string, m *metrics) *server {
+	syncer *kongsync.Syncer, rec *kongsync.Reconciler, keys []string, m *metrics) (*server, error) {
 	srv := &server{s: s, log: log, rdb: rdb, store: store, syncer: syncer, rec: rec, m: m, done: make(chan struct{})}
 	for _, k := range keys {
 		srv.keys = append(srv.keys, sha256.Sum256([]byte(k)))
@@ -71,9 +71,28 @@ func newServer(s *Settings, log *slog.Logger, rdb redis.UniversalClient, store *
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = srv.handleError
+	// The client address is the peer's unless the operator names the
+	// proxies in front of adminsvc: X-Forwarded-For and X-Real-IP are
+	// written by whoever sends the request, so trusting them by default
+	// lets anyone pick the key they are rate limited and audited under.
+	ipx, err := ipExtractor(s.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	e.IPExtractor = ipx
+	// A slow client must not hold a connection forever: the whole request
+	// (headers and body) must arrive within ReadTimeout. WriteTimeout stays
+	// 0 because /v1/events is a response stream that lasts as long as the
+	// client listens; ReadTimeout does not affect it (the request of an
+	// event stream has no body and its headers are read before it starts).
 	e.Server.ReadHeaderTimeout = 10 * time.Second
+	e.Server.ReadTimeout = s.ReadTimeout
+	e.Server.WriteTimeout = 0
 	e.Server.IdleTimeout = 2 * time.Minute
-	e.Use(srv.recoverer, srv.observe, srv.authenticate, srv.rateLimit)
+	// identify runs before rateLimit so callers with a valid key are limited
+	// by key; the limiter runs before authenticate so requests answered 401
+	// count against the caller's (IP) budget too, slowing key guessing.
+	e.Use(srv.recoverer, srv.observe, srv.identify, srv.rateLimit, srv.authenticate)
 
 	e.POST("/register", srv.register)
 	e.POST("/deregister", srv.deregister)
@@ -94,7 +113,33 @@ func newServer(s *Settings, log *slog.Logger, rdb redis.UniversalClient, store *
 	v1.DELETE("/services/:name/instances/:id", srv.deleteInstance)
 	v1.POST("/services/:name/instances/:id/heartbeat", srv.heartbeat)
 	srv.e = e
-	return srv
+	return srv, nil
+}
+
+// ipExtractor returns echo's direct (peer address) extractor, or, with
+// trusted proxy ranges, one that reads X-Forwarded-For through those
+// proxies only (no loopback or private range is trusted implicitly).
+func ipExtractor(cidrs string) (echo.IPExtractor, error) {
+	ranges := splitAddrs(cidrs)
+	if len(ranges) == 0 {
+		return echo.ExtractIPDirect(), nil
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, r := range ranges {
+		if !strings.Contains(r, "/") {
+			if ip := net.ParseIP(r); ip != nil && ip.To4() != nil {
+				r += "/32"
+			} else {
+				r += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(r)
+		if err != nil {
+			return nil, fmt.Errorf("trusted-proxies: %w", err)
+		}
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...), nil
 }
 
 // handleError is the one place errors become JSON: {"error": "..."}.
@@ -174,10 +219,11 @@ func presentedKey(r *http.Request) string {
 	return r.Header.Get("X-API-Key")
 }
 
-func (srv *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+// identify records who the caller is: "client" (a short hash of a valid
+// key) and "authenticated". It refuses nothing; authenticate does.
+func (srv *server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		// /health stays open for load balancers and probes.
-		if len(srv.keys) == 0 || c.Request().URL.Path == "/health" {
+		if len(srv.keys) == 0 {
 			return next(c)
 		}
 		got := sha256.Sum256([]byte(presentedKey(c.Request())))
@@ -186,11 +232,24 @@ func (srv *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			// Every key is compared so timing does not reveal which matched.
 			match |= subtle.ConstantTimeCompare(got[:], k[:])
 		}
-		if match != 1 {
+		if match == 1 {
+			c.Set("client", fmt.Sprintf("key:%x", got[:4]))
+			c.Set("authenticated", true)
+		}
+		return next(c)
+	}
+}
+
+func (srv *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		// /health stays open for load balancers and probes.
+		if len(srv.keys) == 0 || c.Request().URL.Path == "/health" {
+			return next(c)
+		}
+		if ok, _ := c.Get("authenticated").(bool); !ok {
 			srv.m.unauthorized.Add(1)
 			return &apiError{http.StatusUnauthorized, "unauthorized"}
 		}
-		c.Set("client", fmt.Sprintf("key:%x", got[:4]))
 		return next(c)
 	}
 }
@@ -198,7 +257,9 @@ func (srv *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 func (srv *server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p := c.Request().URL.Path
-		if srv.limiter == nil || p == "/health" || p == "/metrics" || p == "/v1/events" {
+		// Opening an event stream counts as one request; the streams
+		// themselves are capped separately.
+		if srv.limiter == nil || p == "/health" || p == "/metrics" {
 			return next(c)
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 500*time.Millisecond)

@@ -40,6 +40,8 @@ type Settings struct {
 	BodyLimit       int64
 	NoMigrate       bool
 	ShutdownTimeout time.Duration
+	TrustedProxies  string        // CIDRs whose X-Forwarded-For is believed
+	ReadTimeout     time.Duration // whole request (headers and body)
 	LogLevel        string
 	LogFormat       string
 	ReplicaID       string
@@ -139,6 +141,8 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	integer(&bodyLimit, "body-limit", "SR_BODY_LIMIT", 1<<20, "largest request body in bytes (413 above)")
 	boolean(&s.NoMigrate, "no-migrate", "SR_NO_MIGRATE", false, "do not run keyspace migrations at start")
 	dur(&s.ShutdownTimeout, "shutdown-timeout", "SR_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
+	str(&s.TrustedProxies, "trusted-proxies", "SR_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies in front of adminsvc whose X-Forwarded-For is trusted for the client IP (rate limit, audit); default: none, the peer address is the client")
+	dur(&s.ReadTimeout, "read-timeout", "SR_READ_TIMEOUT", 30*time.Second, "time allowed to receive a whole request, body included")
 	str(&s.LogLevel, "log-level", "SR_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&s.LogFormat, "log-format", "SR_LOG_FORMAT", "json", "json or text")
 	str(&s.ReplicaID, "replica-id", "SR_REPLICA_ID", "", "name of this replica in the Kong sync lease (default hostname-pid)")
@@ -172,6 +176,12 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		}
 		if s.Reconcile <= 0 || s.SyncDebounce <= 0 || s.SyncMaxDelay <= 0 || s.LeaseTTL <= 0 {
 			errs = append(errs, errors.New("reconcile-interval, kong-sync-debounce, kong-sync-max-delay and kong-lease-ttl must be positive"))
+		}
+		if s.ReadTimeout <= 0 {
+			errs = append(errs, errors.New("read-timeout must be positive"))
+		}
+		if _, err := ipExtractor(s.TrustedProxies); err != nil {
+			errs = append(errs, err)
 		}
 		if s.RateLimit < 0 {
 			errs = append(errs, errors.New("rate-limit must not be negative"))
