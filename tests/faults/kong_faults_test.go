@@ -161,3 +161,34 @@ func TestAdminsvcKilledMidSync(t *testing.T) {
 		t.Fatalf("%d acknowledged registrations lost across an adminsvc SIGKILL", lost)
 	}
 }
+
+// Redis restarted empty under a running adminsvc (no persistence): the
+// registry's counters start again from zero. adminsvc must notice and
+// converge Kong to the rebuilt registry, not trust a generation it
+// remembers from before the reset.
+func TestKongConvergesAfterRegistryReset(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{}) // no AOF
+	k := kongfake.New(kongfake.Options{Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+	hf := NewHTTPFaults(t, k)
+	a := StartAdminsvc(t, AdminOptions{RedisURL: rs.URL(), KongURL: hf.URL(), Env: map[string]string{"SR_REPLICA_ID": "replica-a"}})
+	api := newAPI(a.URL)
+	for i := 0; i < 8; i++ {
+		if r := api.register("reset.test", fmt.Sprintf("/old%d", i), "http://10.3.0.1:80"); r.Status != 200 {
+			t.Fatalf("register: %d %s", r.Status, r.Raw)
+		}
+	}
+	waitUntil(t, 15*time.Second, "first convergence", func() bool { return converged(t, api, k) == nil })
+
+	rs.Restart() // comes back empty
+	waitHealthy(t, api, 15*time.Second)
+	if r := api.register("reset.test", "/new", "http://10.3.0.2:80"); r.Status != 200 {
+		t.Fatalf("register after the reset: %d %s", r.Status, r.Raw)
+	}
+	t0 := time.Now()
+	var last error
+	ok := waitFor(20*time.Second, func() bool { last = converged(t, api, k); return last == nil })
+	t.Logf("RESULT fault=redis-restarted-empty-kong converged=%v after=%v last=%v", ok, time.Since(t0), last)
+	if !ok {
+		t.Fatalf("Kong did not converge to the rebuilt registry within 20 s: %v", last)
+	}
+}
