@@ -326,6 +326,11 @@ func rateLimit(field string, v any) (*RateLimit, error) {
 			return nil, err
 		}
 	}
+	// The plugin refuses (500s every request) an enabled limiter without a
+	// rate: refuse it here, where the caller can still fix it.
+	if rl.Enabled && rl.RequestsPerMin == 0 {
+		return nil, fieldErr(field+".requests_per_min", "required when enabled")
+	}
 	return rl, nil
 }
 
@@ -351,6 +356,10 @@ func circuitBreaker(field string, v any) (*CircuitBreaker, error) {
 		}
 		if cb.Timeout > maxTimeout {
 			return nil, fieldErr(field+".timeout", "must be at most %s", maxTimeout)
+		}
+		// The plugin takes whole milliseconds >= 1; "0s" means its default.
+		if cb.Timeout > 0 && cb.Timeout < time.Millisecond {
+			return nil, fieldErr(field+".timeout", "must be at least 1ms")
 		}
 	}
 	return cb, nil

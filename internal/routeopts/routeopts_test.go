@@ -89,3 +89,21 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRefusesWhatThePluginRefuses(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"rate_limit":{"enabled":true}}`:                        "options.rate_limit.requests_per_min: required when enabled",
+		`{"rate_limit":{"enabled":true,"requests_per_min":0}}`:   "options.rate_limit.requests_per_min: required when enabled",
+		`{"circuit_breaker":{"enabled":true,"timeout":"500us"}}`: "options.circuit_breaker.timeout: must be at least 1ms",
+	} {
+		_, _, err := Parse(json.RawMessage(raw))
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", raw, err, want)
+		}
+	}
+	for _, ok := range []string{`{"rate_limit":{"enabled":false}}`, `{"rate_limit":{"per_ip":true}}`, `{"circuit_breaker":{"timeout":"0s"}}`} {
+		if _, _, err := Parse(json.RawMessage(ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}

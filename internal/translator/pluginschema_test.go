@@ -1,0 +1,105 @@
+package translator
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kong-service-registry/service-registry/internal/routeopts"
+	"github.com/kong-service-registry/service-registry/tests/kongschema"
+)
+
+// pluginRefuses applies the plugin's cross-field checks that the schema
+// cannot express (plugins/service-registry/config.go, Config.validate) to
+// the config the plugin receives. They are restated here because that code
+// lives in package main; keep the two in step.
+func pluginRefuses(cfg map[string]any) []string {
+	var errs []string
+	num := func(m map[string]any, k string) float64 { f, _ := m[k].(float64); return f }
+	if rl, ok := cfg["rate_limit"].(map[string]any); ok && rl["enabled"] == true {
+		if num(rl, "requests_per_min") == 0 && num(rl, "requests_per_second") == 0 {
+			errs = append(errs, "rate_limit: requests_per_min or requests_per_second is required when enabled")
+		}
+		if rl["limit_by"] == "header" && rl["header_name"] == nil {
+			errs = append(errs, "rate_limit.header_name: required when limit_by is header")
+		}
+	}
+	if cb, ok := cfg["circuit_breaker"].(map[string]any); ok && cb["enabled"] == true {
+		if l, _ := cb["failure_statuses"].([]any); len(l) == 0 {
+			errs = append(errs, "circuit_breaker.failure_statuses: at least one status is required when enabled")
+		}
+	}
+	if s, _ := cfg["service"].(string); strings.ContainsAny(s, "{}") {
+		errs = append(errs, "service: must not contain braces")
+	}
+	return errs
+}
+
+// TestEveryAcceptedOptionIsAcceptedByThePlugin feeds options that routeopts
+// accepts through the translator into Kong's schema validation of the
+// plugin (the -dump snapshot Kong loads) and the plugin's own checks:
+// nothing adminsvc stores may be refused by Kong or 500 in the plugin.
+func TestEveryAcceptedOptionIsAcceptedByThePlugin(t *testing.T) {
+	dump, err := os.ReadFile(filepath.Join("..", "..", "kong", "schemas", "service-registry.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := kongschema.ParseDump(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []string
+	for _, rl := range []string{``, `"enabled":false`, `"enabled":true,"requests_per_min":1`, `"enabled":true,"requests_per_min":2147483647,"per_ip":true`,
+		`"enabled":false,"requests_per_min":0`, `"per_ip":true`, `"enabled":true,"requests_per_min":0`, `"enabled":true`} {
+		cases = append(cases, `{"rate_limit":{`+rl+`}}`)
+	}
+	for _, cb := range []string{``, `"enabled":true`, `"enabled":true,"failure_threshold":0`, `"enabled":true,"failure_threshold":1,"timeout":"1ms"`,
+		`"enabled":false,"timeout":"0s"`, `"enabled":true,"timeout":"500us"`, `"enabled":true,"timeout":"1.5ms"`,
+		`"enabled":true,"failure_threshold":2147483647,"timeout":"596h31m23.647s"`} {
+		cases = append(cases, `{"circuit_breaker":{`+cb+`}}`)
+	}
+	cases = append(cases, `{"timeout":"1ms","retry":{"enabled":true,"max_attempts":32768},"headers":{"X-A":"b:c"},"websocket":true}`,
+		`{"retry":{"enabled":true,"max_attempts":0,"backoff":"linear"},"health_check_path":"/h","health_check_interval":"65535s"}`)
+	// The routeopts fuzz seeds too, so a new option is covered once seeded.
+	seeds, _ := filepath.Glob(filepath.Join("..", "routeopts", "testdata", "fuzz", "*", "*"))
+	for _, f := range seeds {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "[]byte("); ok {
+				var s string
+				if _, err := fmt.Sscanf(strings.TrimSuffix(v, ")"), "%q", &s); err == nil {
+					cases = append(cases, s)
+				}
+			}
+		}
+	}
+	accepted := 0
+	for _, raw := range cases {
+		o, _, err := routeopts.Parse(json.RawMessage(raw))
+		if err != nil {
+			continue // refused at the API: fine
+		}
+		accepted++
+		cfg := registryConfig("sr-a.example.com_", o, Options{Redis: map[string]any{"host": "r", "port": 6380}})
+		b, _ := json.Marshal(cfg)
+		var in map[string]any
+		_ = json.Unmarshal(b, &in)
+		filled, errs := schema.Validate(in)
+		if errs != nil {
+			t.Errorf("options %s: Kong refuses plugin config %s: %v", raw, b, errs)
+			continue
+		}
+		if e := pluginRefuses(schema.ForPlugin(filled)); len(e) > 0 {
+			t.Errorf("options %s: plugin refuses config %s: %v", raw, b, e)
+		}
+	}
+	if accepted < 10 {
+		t.Fatalf("only %d option sets accepted; the test checks too little", accepted)
+	}
+}
