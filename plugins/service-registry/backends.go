@@ -72,11 +72,7 @@ var backends = &backendRegistry{m: map[string]*backend{}, refs: map[string]int{}
 // acquire returns the backend for rc and counts owner as a user of it until
 // owner is garbage collected.
 func (r *backendRegistry) acquire(owner *Config, rc RedisConfig) *backend {
-	key := redisKey(rc)
-	b := r.get(rc)
-	r.mu.Lock()
-	r.refs[key]++
-	r.mu.Unlock()
+	b, key := r.getRef(rc)
 	runtime.AddCleanup(owner, r.release, key)
 	return b
 }
@@ -113,12 +109,17 @@ func (r *backendRegistry) open(rc RedisConfig) bool {
 	return r.m[redisKey(rc)] != nil
 }
 
-func (r *backendRegistry) get(rc RedisConfig) *backend {
+// getRef returns the backend for rc, opened if needed, with one reference
+// taken. The reference is taken under the same lock as the lookup: taken
+// after it, closeIfUnused could close the backend in between and the
+// caller would keep a closed cache and closed clients.
+func (r *backendRegistry) getRef(rc RedisConfig) (*backend, string) {
 	key := redisKey(rc)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.refs[key]++
 	if b := r.m[key]; b != nil {
-		return b
+		return b, key
 	}
 	timeout := time.Duration(rc.TimeoutMs) * time.Millisecond
 	loadRdb := newRedisClient(rc, loadTimeout(rc))
@@ -134,7 +135,7 @@ func (r *backendRegistry) get(rc RedisConfig) *backend {
 	}
 	r.m[key] = b
 	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisAddr(rc), "prefix", rc.KeyPrefix)
-	return b
+	return b, key
 }
 
 // closeAll stops every backend (tests; the process otherwise ends with Kong).
