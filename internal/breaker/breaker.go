@@ -310,6 +310,10 @@ func (b *Breakers) close(in *instance, now int64) {
 	in.probeOK.Store(true)
 	in.mu.Unlock()
 	b.o.Logger.Info("breaker closed", "addr", in.addr)
+	select { // the other nodes wait for the cluster: tell it now
+	case b.kick <- struct{}{}:
+	default:
+	}
 }
 
 // toHalfOpen ends an expired open period. While the cluster sync works the
@@ -414,7 +418,7 @@ func (b *Breakers) Stats() Stats {
 }
 
 // Run syncs with the cluster every SyncInterval (and at once after a local
-// trip) until ctx ends. Without Options.Redis it only drops idle instances.
+// trip or a successful probe) until ctx ends. Without Options.Redis it only drops idle instances.
 func (b *Breakers) Run(ctx context.Context) {
 	t := time.NewTicker(b.o.SyncInterval)
 	defer t.Stop()

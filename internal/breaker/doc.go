@@ -11,12 +11,14 @@
 // reopens it.
 //
 // Nodes share counts and state through Redis in a periodic pipelined sync
-// (Run, every SyncInterval = 200ms, and at once after a local trip): one Lua
-// call per instance adds this node's calls and failures to the cluster
-// window, opens the instance cluster-wide when the cluster's numbers (or any
-// node's own trip) say so, ends the open period on Redis' clock, and hands
-// out the half-open probe tokens. A backend failing on one node is thus open
-// on all of them within about one sync interval. With Redis unreachable
+// (Run, every SyncInterval = 200ms, and at once after a local trip or a
+// successful probe): one Lua call per instance adds this node's calls and
+// failures to the cluster window, opens the instance cluster-wide when the
+// cluster's numbers (or any node's own trip) say so, ends the open period on
+// Redis' clock, and hands out the half-open probe tokens (a token whose grant
+// never reached its node goes back to the budget when that node asks
+// again). A backend failing on one node is thus open on all of them within
+// about one sync interval. With Redis unreachable
 // every node keeps breaking on its own counts and grants its own probes.
 // Cost: per node, one pipelined round trip per SyncInterval carrying one
 // script call per instance it knows (instances idle for IdleTTL are
