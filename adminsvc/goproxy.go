@@ -160,7 +160,7 @@ func (srv *server) register(c echo.Context) error {
 		srv.m.conflicts.Add(1)
 		return &apiError{http.StatusConflict, "route already exists"}
 	case errors.Is(err, registry.ErrInvalid):
-		return badRequest("%s", strings.TrimPrefix(err.Error(), "invalid registry input: "))
+		return invalidInput(err)
 	case err != nil:
 		return err
 	}

@@ -100,7 +100,7 @@ func newServer(s *Settings, log *slog.Logger, rdb redis.UniversalClient, store *
 	e.GET("/health", srv.health)
 	e.GET("/metrics", srv.metrics)
 
-	v1 := e.Group("/v1")
+	v1 := e.Group("/v1", checkName)
 	v1.GET("/openapi.json", srv.openapi)
 	v1.GET("/events", srv.events)
 	v1.GET("/services", srv.listServices)

@@ -32,9 +32,35 @@ func storeErr(err error) error {
 	case errors.Is(err, registry.ErrInstanceNotFound):
 		return &apiError{http.StatusNotFound, "instance not found"}
 	case errors.Is(err, registry.ErrInvalid):
-		return badRequest("%s", strings.TrimPrefix(err.Error(), "invalid registry input: "))
+		return invalidInput(err)
 	}
 	return err
+}
+
+// invalidInput turns a store ErrInvalid into a 400 naming the field; the
+// store's wrapping ("registry: ...") is internal and never shown.
+func invalidInput(err error) error {
+	var ie *registry.InputError
+	if errors.As(err, &ie) {
+		return badRequest("%s", ie.Error())
+	}
+	return badRequest("invalid input")
+}
+
+// checkName validates the :name path parameter before any handler runs, so
+// a bad name is a 400 naming the field, never a store error.
+func checkName(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		for i, p := range c.ParamNames() {
+			if p != "name" {
+				continue
+			}
+			if err := registry.CheckServiceName(c.ParamValues()[i]); err != nil {
+				return badRequest("name: %v", err)
+			}
+		}
+		return next(c)
+	}
 }
 
 func (srv *server) listServices(c echo.Context) error {

@@ -50,7 +50,7 @@
 // keeps one small field per service ever written.
 //
 // The store must not validate API input beyond what keeps the keyspace sane
-// (empty names or ids, braces in names, weights outside 0..65535): that is
+// (empty names or ids, braces in names, a leading '_', weights outside 0..65535): that is
 // the API layer's job. It never caches: readers that need a cache (the
 // plugin) build it on top (internal/discovery).
 package registry

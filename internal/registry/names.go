@@ -2,6 +2,7 @@ package registry
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"strings"
 )
@@ -63,8 +64,21 @@ func readableName(host, path string) (string, bool) {
 	return name, true
 }
 
-// validName reports whether a service name can be stored: non-empty and
-// free of the braces that would break the Redis Cluster hash tag.
-func validName(name string) bool {
-	return name != "" && !strings.ContainsAny(name, "{}")
+// CheckServiceName says why a service name cannot be stored, or nil. Names
+// must be non-empty, free of the braces that would break the Redis Cluster
+// hash tag, and must not start with '_': that prefix is reserved for the
+// registry's own keys (the global index lives under the tag {_index}, so a
+// service named "_index" would share its keys). Derived names start "sr-".
+func CheckServiceName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("required")
+	case strings.ContainsAny(name, "{}"):
+		return errors.New("must not contain braces")
+	case strings.HasPrefix(name, "_"):
+		return errors.New("must not start with '_' (reserved)")
+	}
+	return nil
 }
+
+func validName(name string) bool { return CheckServiceName(name) == nil }

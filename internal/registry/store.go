@@ -75,8 +75,27 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("registry: %s: %w: %w", op, ErrUnavailable, err)
 }
 
-func invalid(format string, a ...any) error {
-	return fmt.Errorf("registry: %w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+// InputError is the detail of an ErrInvalid: the input field (by its JSON
+// name) and why, fit to show to an API client as "field: why".
+type InputError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *InputError) Unwrap() error { return ErrInvalid }
+
+func invalid(field, format string, a ...any) error {
+	return fmt.Errorf("registry: %w", &InputError{Field: field, Msg: fmt.Sprintf(format, a...)})
+}
+
+func invalidName(name string) error {
+	if err := CheckServiceName(name); err != nil {
+		return fmt.Errorf("registry: %w", &InputError{Field: "name", Msg: err.Error()})
+	}
+	return nil
 }
 
 // Ping checks that Redis answers.
@@ -226,11 +245,11 @@ func canonicalOptions(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	var v any
 	if err := json.Unmarshal(t, &v); err != nil {
-		return nil, invalid("options: %v", err)
+		return nil, invalid("options", "%v", err)
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
-		return nil, invalid("options: %v", err)
+		return nil, invalid("options", "%v", err)
 	}
 	return out, nil
 }
@@ -240,7 +259,7 @@ func canonicalOptions(raw json.RawMessage) (json.RawMessage, error) {
 func InstanceFromBackend(backend string) (Instance, error) {
 	u, err := url.Parse(backend)
 	if err != nil || u.Host == "" {
-		return Instance{}, invalid("backend %q: not an absolute URL", backend)
+		return Instance{}, invalid("backend", "%q is not an absolute URL", backend)
 	}
 	port := u.Port()
 	if port == "" {
@@ -260,7 +279,7 @@ func InstanceFromBackend(backend string) (Instance, error) {
 // original returned); a different backend or options gives ErrRouteExists.
 func (s *Store) RegisterRoute(ctx context.Context, r Route) (Route, bool, error) {
 	if r.Host == "" || r.Path == "" || r.Backend == "" {
-		return Route{}, false, invalid("host, path and backend are required")
+		return Route{}, false, invalid("host, path and backend", "required")
 	}
 	opts, err := canonicalOptions(r.Options)
 	if err != nil {
@@ -403,15 +422,15 @@ func (s *Store) CountRoutes(ctx context.Context) (int, error) {
 func (s *Store) checkInstance(service string, in Instance) error {
 	switch {
 	case !validName(service):
-		return invalid("service name %q", service)
+		return invalidName(service)
 	case in.ID == "":
-		return invalid("instance id is empty")
+		return invalid("id", "required")
 	case in.Address == "":
-		return invalid("instance address is empty")
+		return invalid("address", "required")
 	case in.Weight < 0 || in.Weight > MaxWeight:
-		return invalid("weight %d outside 0..%d", in.Weight, MaxWeight)
+		return invalid("weight", "%d outside 0..%d", in.Weight, MaxWeight)
 	case in.TTLSeconds < 0:
-		return invalid("ttl %d is negative", in.TTLSeconds)
+		return invalid("ttl_s", "%d is negative", in.TTLSeconds)
 	}
 	return nil
 }
@@ -448,8 +467,11 @@ func (s *Store) PutInstance(ctx context.Context, service string, in Instance) (I
 // updateInstance applies change to one instance with compare-and-swap,
 // retrying when a concurrent writer got there first.
 func (s *Store) updateInstance(ctx context.Context, op, service, id string, change func(*Instance)) (Instance, error) {
-	if !validName(service) || id == "" {
-		return Instance{}, invalid("service and instance id are required")
+	if err := invalidName(service); err != nil {
+		return Instance{}, err
+	}
+	if id == "" {
+		return Instance{}, invalid("id", "required")
 	}
 	key := s.keys.svc(service, "instances")
 	for attempt := 0; attempt < 20; attempt++ {
@@ -490,7 +512,7 @@ func (s *Store) updateInstance(ctx context.Context, op, service, id string, chan
 // PatchInstance changes an instance's weight (blue-green, canary, drain).
 func (s *Store) PatchInstance(ctx context.Context, service, id string, weight int) (Instance, error) {
 	if weight < 0 || weight > MaxWeight {
-		return Instance{}, invalid("weight %d outside 0..%d", weight, MaxWeight)
+		return Instance{}, invalid("weight", "%d outside 0..%d", weight, MaxWeight)
 	}
 	return s.updateInstance(ctx, "patch instance", service, id, func(in *Instance) {
 		in.Weight = weight
@@ -512,8 +534,11 @@ func (s *Store) Heartbeat(ctx context.Context, service, id string) (Instance, er
 
 // DeleteInstance removes one instance; the service stays (possibly empty).
 func (s *Store) DeleteInstance(ctx context.Context, service, id string) error {
-	if !validName(service) || id == "" {
-		return invalid("service and instance id are required")
+	if err := invalidName(service); err != nil {
+		return err
+	}
+	if id == "" {
+		return invalid("id", "required")
 	}
 	res, err := s.run(ctx, "delete instance", deleteInstanceScript, service, "", id)
 	if err != nil {
@@ -541,8 +566,8 @@ func (s *Store) SetServiceTags(ctx context.Context, service string, tags []strin
 }
 
 func (s *Store) setField(ctx context.Context, op, service, field string, js []byte) error {
-	if !validName(service) {
-		return invalid("service name %q", service)
+	if err := invalidName(service); err != nil {
+		return err
 	}
 	res, err := s.run(ctx, op, setFieldScript, service, "", field, js)
 	if err != nil {

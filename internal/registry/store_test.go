@@ -508,3 +508,29 @@ func TestListManyServices(t *testing.T) {
 		}
 	})
 }
+
+// TestReservedNames: "_index" would share the global index's hash tag and
+// keys; names starting with '_' are refused, with the field named.
+func TestReservedNames(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	rdb := s.Client()
+	t.Cleanup(func() { _ = rdb.Close() })
+	c := ctx(t)
+	st := registry.NewStore(rdb, registry.Options{Prefix: "t"})
+	for _, name := range []string{"_index", "_x", "a{b", ""} {
+		_, err := st.PutInstance(c, name, registry.Instance{ID: "i", Address: "10.0.0.1:80", Weight: 1})
+		var ie *registry.InputError
+		if !errors.Is(err, registry.ErrInvalid) || !errors.As(err, &ie) || ie.Field != "name" {
+			t.Fatalf("PutInstance(%q): %v", name, err)
+		}
+		if err := st.SetServiceTags(c, name, []string{"x"}); !errors.Is(err, registry.ErrInvalid) {
+			t.Fatalf("SetServiceTags(%q): %v", name, err)
+		}
+	}
+	if keys, _ := rdb.Keys(c, "t:*").Result(); len(keys) != 0 {
+		t.Fatalf("refused writes left keys: %v", keys)
+	}
+	if err := registry.CheckServiceName("index_"); err != nil {
+		t.Fatalf("'_' later in a name is fine: %v", err)
+	}
+}

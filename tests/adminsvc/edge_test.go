@@ -142,3 +142,31 @@ wait:
 		}
 	}
 }
+
+// TestV1NamesValidatedAtTheEdge: a bad service name is a 400 naming the
+// field, never the store's internal error text.
+func TestV1NamesValidatedAtTheEdge(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	s := startSvc(t, svcOpts{Redis: rs.URL()})
+	for path, want := range map[string]string{
+		"/v1/services/sv%7Bc/instances/a": "name: must not contain braces",
+		"/v1/services/_index/instances/a": "name: must not start with '_' (reserved)",
+		"/v1/services/_x/instances/a":     "name: must not start with '_' (reserved)",
+	} {
+		r := s.do("PUT", path, `{"address":"10.0.0.1:80","weight":1}`)
+		if r.Status != 400 || r.Body["error"] != want {
+			t.Errorf("PUT %s: %d %s, want 400 %q", path, r.Status, r.Raw, want)
+		}
+		if strings.Contains(r.Raw, "registry") {
+			t.Errorf("PUT %s leaks internals: %s", path, r.Raw)
+		}
+	}
+	for _, m := range [][2]string{{"GET", "/v1/services/_index"}, {"PUT", "/v1/services/_index/tags"}, {"POST", "/v1/services/_index/maintenance"}} {
+		if r := s.do(m[0], m[1], `{}`); r.Status != 400 || r.Body["error"] != "name: must not start with '_' (reserved)" {
+			t.Errorf("%s %s: %d %s", m[0], m[1], r.Status, r.Raw)
+		}
+	}
+	if keys, _ := rs.Client().Keys(t.Context(), "*{_index}:service*").Result(); len(keys) != 0 {
+		t.Fatalf("a service hash was written under the index tag: %v", keys)
+	}
+}
