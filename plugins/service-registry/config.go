@@ -94,7 +94,7 @@ type CircuitBreakerConfig struct {
 	WindowMs         int     `json:"window_ms" sr:"default=10000;between=1,2147483647" desc:"Length in ms of the window failures are counted in."`
 	TimeoutMs        int     `json:"timeout_ms" sr:"default=30000;between=1,2147483647" desc:"Time in ms an open breaker waits before letting probes through."`
 	HalfOpenMaxCalls int     `json:"half_open_max_calls" sr:"default=1;between=1,2147483647" desc:"Probes allowed through a half-open breaker, cluster-wide."`
-	FailureStatuses  []int   `json:"failure_statuses" sr:"default=500,502,503,504;elem_between=100,599" desc:"Upstream statuses counted as failures."`
+	FailureStatuses  []int   `json:"failure_statuses" sr:"default=500-599;elem_between=100,599" desc:"Upstream statuses counted as failures (default: every status 500-599)."`
 	ErrorCode        int     `json:"error_code" sr:"default=503;between=100,599" desc:"Status answered when every instance is open."`
 }
 

@@ -45,7 +45,7 @@ func TestDefaults(t *testing.T) {
 		"RateLimit.Enabled": false, "RateLimit.FaultTolerant": true, "RateLimit.ErrorCode": 429,
 		"RateLimit.ErrorMessage": "API rate limit exceeded", "RateLimit.LimitBy": "service", "RateLimit.Burst": 0,
 		"CircuitBreaker.Enabled": false, "CircuitBreaker.FailureThreshold": 5, "CircuitBreaker.TimeoutMs": 30000,
-		"CircuitBreaker.ErrorCode": 503, "CircuitBreaker.FailureStatuses": []int{500, 502, 503, 504},
+		"CircuitBreaker.ErrorCode": 503, "CircuitBreaker.FailureStatuses": every5xx(),
 	}
 	v := reflect.ValueOf(c).Elem()
 	for path, w := range want {
@@ -143,6 +143,38 @@ func TestInvalidConfigs(t *testing.T) {
 				t.Fatalf("compile: %v", cp.err)
 			}
 		})
+	}
+}
+
+// every5xx is issue 4's default of circuit_breaker.failure_statuses.
+func every5xx() []int {
+	out := make([]int, 0, 100)
+	for s := 500; s <= 599; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+// A list default may name a range (lo-hi, inclusive) instead of spelling
+// out a hundred statuses in the tag.
+func TestListDefaultRanges(t *testing.T) {
+	intList := reflect.TypeOf([]int(nil))
+	cases := map[string][]int{
+		"500-599":     every5xx(),
+		"429,500-502": {429, 500, 501, 502},
+		"7":           {7},
+		"":            {},
+	}
+	for in, want := range cases {
+		got, err := typedDefault(intList, in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("typedDefault(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"599-500", "500-", "-", "500-x"} {
+		if v, err := typedDefault(intList, bad); err == nil {
+			t.Errorf("typedDefault(%q) = %v, want an error", bad, v)
+		}
 	}
 }
 

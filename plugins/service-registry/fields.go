@@ -15,7 +15,8 @@ import (
 //
 // Tag grammar, ';'-separated:
 //
-//	default=<value>         lists are comma-separated (default=500,502)
+//	default=<value>         lists are comma-separated (default=500,502);
+//	                        integer lists take inclusive ranges (default=500-599)
 //	one_of=a,b,c            strings
 //	between=lo,hi           integers and numbers, inclusive
 //	gt=n                    integers and numbers
@@ -97,6 +98,19 @@ func typedDefault(t reflect.Type, s string) (any, error) {
 		out := reflect.MakeSlice(t, 0, 4)
 		if s != "" {
 			for _, item := range strings.Split(s, ",") {
+				if lo, hi, ok := strings.Cut(item, "-"); ok && lo != "" && t.Elem().Kind() == reflect.Int {
+					// A range keeps a default such as "every 5xx" one short
+					// declaration; the schema and Go still get every value.
+					a, err1 := strconv.Atoi(lo)
+					b, err2 := strconv.Atoi(hi)
+					if err1 != nil || err2 != nil || a > b || b-a >= 1000 {
+						return nil, fmt.Errorf("bad range %q in list default", item)
+					}
+					for n := a; n <= b; n++ {
+						out = reflect.Append(out, reflect.ValueOf(n).Convert(t.Elem()))
+					}
+					continue
+				}
 				v, err := typedDefault(t.Elem(), item)
 				if err != nil {
 					return nil, err
