@@ -94,6 +94,18 @@ func pluginRedis(s *Settings, opt *redis.Options) map[string]any {
 	if s.PluginRedisSSL {
 		m["ssl"] = true
 	}
+	if m["ssl"] == true {
+		// TLS without verification is no protection against a man in the
+		// middle: verify unless the operator opts out explicitly.
+		m["ssl_verify"] = s.PluginRedisSSLVerify
+		// adminsvc verifies the certificate against the URL's host; when the
+		// plugin is sent elsewhere (another address for the same server),
+		// it must check the same name, not the address it dials.
+		if opt.TLSConfig != nil && opt.TLSConfig.ServerName != "" && s.PluginRedisHost != "" &&
+			s.PluginRedisHost != opt.TLSConfig.ServerName {
+			m["server_name"] = opt.TLSConfig.ServerName
+		}
+	}
 	if s.PluginRedisServerName != "" {
 		m["server_name"] = s.PluginRedisServerName
 	}

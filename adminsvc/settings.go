@@ -52,6 +52,7 @@ type Settings struct {
 	PluginRedisPassword    string
 	PluginRedisDatabase    int
 	PluginRedisSSL         bool
+	PluginRedisSSLVerify   bool
 	PluginRedisServerName  string
 	PluginRedisTimeoutMS   int
 	PluginRedisSentinel    string
@@ -151,6 +152,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	secret(&s.PluginRedisPassword, "plugin-redis-password", "SR_PLUGIN_REDIS_PASSWORD", "", "Redis password the Kong plugin uses (default: from --redis-url)")
 	integer(&s.PluginRedisDatabase, "plugin-redis-database", "SR_PLUGIN_REDIS_DATABASE", -1, "Redis database the Kong plugin uses (default: from --redis-url)")
 	boolean(&s.PluginRedisSSL, "plugin-redis-ssl", "SR_PLUGIN_REDIS_SSL", false, "the Kong plugin uses TLS to Redis (default: true for rediss://)")
+	boolean(&s.PluginRedisSSLVerify, "plugin-redis-ssl-verify", "SR_PLUGIN_REDIS_SSL_VERIFY", true, "the Kong plugin verifies the Redis server certificate when it uses TLS")
 	str(&s.PluginRedisServerName, "plugin-redis-server-name", "SR_PLUGIN_REDIS_SERVER_NAME", "", "TLS server name for the plugin's Redis")
 	integer(&s.PluginRedisTimeoutMS, "plugin-redis-timeout-ms", "SR_PLUGIN_REDIS_TIMEOUT_MS", 0, "the plugin's Redis timeout (default: plugin's own, 20)")
 	str(&s.PluginRedisSentinel, "plugin-redis-sentinel-master", "SR_PLUGIN_REDIS_SENTINEL_MASTER", "", "Sentinel master for the plugin (default: --redis-sentinel-master)")

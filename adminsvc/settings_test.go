@@ -54,7 +54,7 @@ func TestPluginRedisFromURLAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := pluginRedis(s, opt)
-	want := map[string]any{"host": "redis.internal", "port": 6380, "username": "u", "password": "pw", "database": 3, "ssl": true}
+	want := map[string]any{"host": "redis.internal", "port": 6380, "username": "u", "password": "pw", "database": 3, "ssl": true, "ssl_verify": true}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("from url: %v", got)
 	}
@@ -65,6 +65,42 @@ func TestPluginRedisFromURLAndOverrides(t *testing.T) {
 	if got["host"] != "10.1.1.1" || got["database"] != nil || got["sentinel_master"] != "mymaster" || got["key_prefix"] != "reg" ||
 		!reflect.DeepEqual(got["sentinel_nodes"], []any{map[string]any{"host": "s1", "port": 26379}, map[string]any{"host": "s2", "port": 26380}}) {
 		t.Fatalf("overrides: %v", got)
+	}
+}
+
+func TestPluginRedisTLSIsVerified(t *testing.T) {
+	cases := []struct {
+		args []string
+		want map[string]any // ssl, ssl_verify, server_name (nil: absent)
+	}{
+		{[]string{"--redis-url", "rediss://redis.internal:6380/0"}, map[string]any{"ssl": true, "ssl_verify": true, "server_name": nil}},
+		{[]string{"--redis-url", "rediss://redis.internal:6380/0", "--plugin-redis-ssl-verify=false"}, map[string]any{"ssl": true, "ssl_verify": false, "server_name": nil}},
+		{[]string{"--redis-url", "rediss://redis.internal:6380/0", "--plugin-redis-host", "10.0.0.5"}, map[string]any{"ssl": true, "ssl_verify": true, "server_name": "redis.internal"}},
+		{[]string{"--redis-url", "rediss://redis.internal:6380/0", "--plugin-redis-host", "10.0.0.5", "--plugin-redis-server-name", "r.example"}, map[string]any{"ssl": true, "ssl_verify": true, "server_name": "r.example"}},
+		{[]string{"--redis-url", "redis://h:6379/0", "--plugin-redis-ssl"}, map[string]any{"ssl": true, "ssl_verify": true, "server_name": nil}},
+		{[]string{"--redis-url", "redis://h:6379/0"}, map[string]any{"ssl": nil, "ssl_verify": nil, "server_name": nil}},
+	}
+	for _, tc := range cases {
+		s, _, err := parseSettings("adminsvc", tc.args, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt, err := redis.ParseURL(s.RedisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := pluginRedis(s, opt)
+		for k, want := range tc.want {
+			if got[k] != want {
+				t.Errorf("%v: %s = %v, want %v (config %v)", tc.args, k, got[k], want, got)
+			}
+		}
+	}
+	// The env variable works too.
+	s, _, _ := parseSettings("adminsvc", []string{"--redis-url", "rediss://h:1/0"}, env(map[string]string{"SR_PLUGIN_REDIS_SSL_VERIFY": "false"}), io.Discard)
+	opt, _ := redis.ParseURL(s.RedisURL)
+	if got := pluginRedis(s, opt); got["ssl_verify"] != false {
+		t.Fatalf("SR_PLUGIN_REDIS_SSL_VERIFY=false: %v", got)
 	}
 }
 
