@@ -16,6 +16,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/routeopts"
+	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 const storeTimeout = 3 * time.Second
@@ -64,6 +65,11 @@ func validPath(p string) error {
 	}
 	if strings.Contains(pctRe.ReplaceAllString(p, ""), "%") {
 		return badRequest("path: invalid percent-encoding in %q", p)
+	}
+	// Kong refuses a path that is not in its normal form; storing one would
+	// leave a route Kong never takes.
+	if msg := translator.CheckPath(p); msg != "" {
+		return badRequest("path: %s", msg)
 	}
 	return nil
 }
