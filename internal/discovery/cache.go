@@ -207,10 +207,18 @@ func (c *Cache) fetch(ctx context.Context, e *entry) (*Snapshot, error) {
 	c.loads.Add(1)
 	// Never replace a newer snapshot with an older one (a slow load racing
 	// a fast one), nor one of the same version: it would restart the
-	// weighted order for nothing.
+	// weighted order for nothing. But a lower version is also what a Redis
+	// that came back empty and was rebuilt looks like: tell the two apart by
+	// asking Redis where the version is now.
+	reset := false
+	if old := e.snap.Load(); old != nil && old.Found == s.Found && s.Version < old.Version {
+		if v, err := c.src.ServiceVersion(ctx, e.name); err == nil && v < old.Version {
+			reset = true
+		}
+	}
 	for {
 		old := e.snap.Load()
-		if old != nil && old.Found == s.Found && old.Version >= s.Version {
+		if !reset && old != nil && old.Found == s.Found && old.Version >= s.Version {
 			s = old
 			break
 		}
@@ -335,6 +343,10 @@ func (c *Cache) feed() {
 			}
 			if s := e.snap.Load(); s == nil || ch2.Version > s.Version {
 				c.kick(e, true)
+			} else if ch2.Version < s.Version {
+				// Older than what we hold: a late message, or a registry
+				// rebuilt from empty. The version check in refresh decides.
+				c.kick(e, false)
 			}
 		}
 	}

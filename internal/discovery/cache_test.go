@@ -314,3 +314,49 @@ func TestChangeBeforeSubscriptionIsSeen(t *testing.T) {
 	v, _ := e.store.ServiceVersion(context.Background(), "api")
 	waitVersion(t, c, "api", v, time.Hour, 2*time.Second)
 }
+
+// A Redis that lost its data (restart without persistence, FLUSHALL) and
+// whose registry was rebuilt counts versions from 1 again. The cache must
+// follow it, both through the feed and through the poll backstop, instead of
+// keeping the old snapshot because its version number is higher.
+func TestFollowsRegistryRebuiltWithLowerVersions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		src    func(*registry.Store) discovery.Source
+		maxAge time.Duration
+	}{
+		{"feed", func(s *registry.Store) discovery.Source { return s }, time.Hour},
+		{"poll", func(s *registry.Store) discovery.Source { return cutFeed{s} }, 100 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			for i := 0; i < 5; i++ {
+				e.put(t, "api", "old", 1)
+			}
+			c := newCache(t, tc.src(e.store), discovery.Options{})
+			before := get(t, c, "api", tc.maxAge)
+			if before.Version < 5 {
+				t.Fatalf("setup: version %d", before.Version)
+			}
+			settle(t, c)
+			if err := e.rdb.FlushAll(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			e.put(t, "api", "new", 1) // version 1 again
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				s := get(t, c, "api", tc.maxAge)
+				if len(s.Targets) == 1 && strings.HasPrefix(s.Targets[0].Addr, "new:") {
+					if s.Version >= before.Version {
+						t.Fatalf("rebuilt snapshot reports version %d, Redis has a lower one", s.Version)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("cache still serves the pre-reset snapshot: %+v", s)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
