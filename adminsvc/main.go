@@ -290,6 +290,7 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	if err != nil {
 		return err
 	}
+	defer srv.close()
 
 	ln, err := net.Listen("tcp", s.Listen)
 	if err != nil {

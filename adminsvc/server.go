@@ -36,15 +36,22 @@ type server struct {
 	limiter *redis_rate.Limiter
 	m       *metrics
 	e       *echo.Echo
+	hub     *hub
 	unknown sync.Map // option names already logged as unknown
 	done    chan struct{}
 	once    sync.Once
+	stop    context.CancelFunc // ends the event hub's feed
 }
 
 // shutdown is closed when the server stops, ending event streams.
 func (srv *server) shutdown() <-chan struct{} { return srv.done }
 
-func (srv *server) close() { srv.once.Do(func() { close(srv.done) }) }
+func (srv *server) close() {
+	srv.once.Do(func() {
+		close(srv.done)
+		srv.stop()
+	})
+}
 
 // apiError is an error with the status and message the client sees.
 type apiError struct {
@@ -67,6 +74,9 @@ func newServer(s *Settings, log *slog.Logger, rdb redis.UniversalClient, store *
 	if s.RateLimit > 0 {
 		srv.limiter = redis_rate.NewLimiter(rdb)
 	}
+	base, stop := context.WithCancel(context.Background())
+	srv.stop = stop
+	srv.hub = newHub(base, store, s.MaxEventStreams)
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

@@ -40,6 +40,7 @@ type Settings struct {
 	BodyLimit       int64
 	NoMigrate       bool
 	ShutdownTimeout time.Duration
+	MaxEventStreams int
 	TrustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	ReadTimeout     time.Duration // whole request (headers and body)
 	LogLevel        string
@@ -142,6 +143,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	integer(&bodyLimit, "body-limit", "SR_BODY_LIMIT", 1<<20, "largest request body in bytes (413 above)")
 	boolean(&s.NoMigrate, "no-migrate", "SR_NO_MIGRATE", false, "do not run keyspace migrations at start")
 	dur(&s.ShutdownTimeout, "shutdown-timeout", "SR_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
+	integer(&s.MaxEventStreams, "max-event-streams", "SR_MAX_EVENT_STREAMS", 100, "most concurrent /v1/events streams (503 past it); all share one Redis subscription")
 	str(&s.TrustedProxies, "trusted-proxies", "SR_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies in front of adminsvc whose X-Forwarded-For is trusted for the client IP (rate limit, audit); default: none, the peer address is the client")
 	dur(&s.ReadTimeout, "read-timeout", "SR_READ_TIMEOUT", 30*time.Second, "time allowed to receive a whole request, body included")
 	str(&s.LogLevel, "log-level", "SR_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -178,6 +180,9 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		}
 		if s.Reconcile <= 0 || s.SyncDebounce <= 0 || s.SyncMaxDelay <= 0 || s.LeaseTTL <= 0 {
 			errs = append(errs, errors.New("reconcile-interval, kong-sync-debounce, kong-sync-max-delay and kong-lease-ttl must be positive"))
+		}
+		if s.MaxEventStreams <= 0 {
+			errs = append(errs, errors.New("max-event-streams must be positive"))
 		}
 		if s.ReadTimeout <= 0 {
 			errs = append(errs, errors.New("read-timeout must be positive"))

@@ -349,10 +349,15 @@ func (srv *server) serviceHealth(c echo.Context) error {
 // goes away or the server shuts down.
 func (srv *server) events(c echo.Context) error {
 	ctx := c.Request().Context()
-	ch, err := srv.store.Watch(ctx)
+	ch, unsubscribe, err := srv.hub.subscribe()
+	if errors.Is(err, errTooManyStreams) {
+		c.Response().Header().Set("Retry-After", "5")
+		return &apiError{http.StatusServiceUnavailable, "too many event streams"}
+	}
 	if err != nil {
 		return err
 	}
+	defer unsubscribe()
 	w := c.Response()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

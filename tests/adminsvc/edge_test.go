@@ -2,6 +2,7 @@ package adminsvc_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -169,4 +170,89 @@ func TestV1NamesValidatedAtTheEdge(t *testing.T) {
 	if keys, _ := rs.Client().Keys(t.Context(), "*{_index}:service*").Result(); len(keys) != 0 {
 		t.Fatalf("a service hash was written under the index tag: %v", keys)
 	}
+}
+
+// openStream opens /v1/events and returns its status and a line channel.
+func openStream(t *testing.T, s *svc) (int, <-chan string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/events", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return res.StatusCode, lines, func() { cancel(); res.Body.Close() }
+}
+
+// TestEventStreamsShareOneSubscriptionAndAreCapped: many /v1/events
+// clients cost one Redis pub/sub subscription; past the cap, 503.
+func TestEventStreamsShareOneSubscriptionAndAreCapped(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	s := startSvc(t, svcOpts{Redis: rs.URL(), Env: map[string]string{"SR_MAX_EVENT_STREAMS": "3"}})
+	rdb := rs.Client()
+	subscribers := func() int64 {
+		n, err := rdb.PubSubNumSub(t.Context(), "sr:v1:changes").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n["sr:v1:changes"]
+	}
+	// The Kong reconciler holds one subscription of its own.
+	waitFor(t, 10*time.Second, "the reconciler's subscription", func() bool { return subscribers() == 1 })
+	var streams []<-chan string
+	var closers []func()
+	for i := 0; i < 3; i++ {
+		st, lines, stop := openStream(t, s)
+		if st != 200 {
+			t.Fatalf("stream %d: %d", i, st)
+		}
+		streams, closers = append(streams, lines), append(closers, stop)
+	}
+	if n := subscribers() - 1; n != 1 {
+		t.Fatalf("3 event streams hold %d Redis subscriptions, want 1", n)
+	}
+	if st, _, stop := openStream(t, s); st != 503 {
+		stop()
+		t.Fatalf("4th stream past a cap of 3: %d, want 503", st)
+	} else {
+		stop()
+	}
+	s.do("POST", "/register", `{"host":"fan.example.com","path":"/","backend":"http://ev:1"}`)
+	for i, lines := range streams {
+		deadline := time.After(10 * time.Second)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("stream %d closed", i)
+				}
+				if strings.HasPrefix(l, "data: ") && strings.Contains(l, "fan.example.com") {
+					break read
+				}
+			case <-deadline:
+				t.Fatalf("stream %d: no change event", i)
+			}
+		}
+	}
+	// A closed stream frees its slot; the last one closed frees the subscription.
+	closers[0]()
+	waitFor(t, 10*time.Second, "a free stream slot", func() bool {
+		st, _, stop := openStream(t, s)
+		stop()
+		return st == 200
+	})
+	for _, stop := range closers[1:] {
+		stop()
+	}
+	waitFor(t, 10*time.Second, "the streams' subscription to close", func() bool { return subscribers() == 1 })
 }
