@@ -31,8 +31,8 @@
 //	by, _ := ratelimit.ParseLimitBy(rl.LimitBy)   // validate once per config
 //	var value string
 //	switch by {
-//	case ratelimit.ByService:  value = cfg.Service   // no PDK call
-//	case ratelimit.ByRoute:    value = cfg.RouteID   // Kong's route_id key; no PDK call
+//	case ratelimit.ByService:  value = cfg.ServiceID // no PDK call; global plugin: kong.Router.GetService().Id
+//	case ratelimit.ByRoute:    value = cfg.RouteID   // route-scoped plugin only; else kong.Router.GetRoute().Id
 //	case ratelimit.ByIP:       value, _ = kong.Client.GetForwardedIp()
 //	case ratelimit.ByConsumer: c, _ := kong.Client.GetConsumer(); value = c.Id
 //	case ratelimit.ByHeader:   value, _ = kong.Request.GetHeader(rl.HeaderName)

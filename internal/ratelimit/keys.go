@@ -33,8 +33,10 @@ func ParseLimitBy(s string) (LimitBy, error) {
 // instances (use the Kong plugin id, or service name when limiting a whole
 // service); value is the identity for by:
 //
-//	service:  the registry service name from the config (no PDK call)
-//	route:    the config's route_id (Kong adds it to the config; no PDK call)
+//	service:  the config's service_id or registry service name (no PDK
+//	          call); a global plugin has neither: kong.router.get_service().id
+//	route:    the config's route_id (Kong adds it to a route-scoped plugin's
+//	          config; no PDK call), else kong.router.get_route().id
 //	ip:       kong.client.get_forwarded_ip()
 //	consumer: kong.client.get_consumer().id (credential id when no consumer)
 //	header:   kong.request.get_header(header_name)

@@ -10,7 +10,10 @@
 // The guards (guards.go): the rate limit is internal/ratelimit (GCRA, one
 // Redis script per admitted request; requests_per_min N with burst B admits
 // B+1 at once, then one every minute/N), keyed by Kong's __plugin_id and
-// the limit_by identity; its headers go out in one set_headers call, a
+// the limit_by identity (limit by service/route without the id in the
+// config asks kong.router for the matched one, as Kong's rate-limiting
+// does, sharing get_service with the registry service name within a
+// request); its headers go out in one set_headers call, a
 // denial in one exit. The circuit breaker is internal/breaker, one set per
 // (registry service, settings) shared by all config versions: the picker
 // skips open instances, the log phase reads the tries of

@@ -22,11 +22,14 @@ import (
 //	rate limit (internal/ratelimit) → breaker admission (internal/breaker)
 //	→ pick → set_target; log phase: the breaker records the outcome.
 //
-// PDK budget (DESIGN decision 7): the limiter spends at most
-// get_forwarded_ip (limit by IP, or the fallback identity), one set_headers
-// for all its headers (none when hidden) or one exit; the breaker nothing in
-// access and one kong.log.serialize in the log phase. Identities come from
-// the config Kong sends (service, service_id, route_id, __plugin_id).
+// PDK budget (DESIGN decision 7): the limiter spends at most one call for
+// the identity (get_forwarded_ip, get_consumer, get_header, or for limit by
+// service/route without the id in the config router.get_service/get_route),
+// plus get_forwarded_ip only when that identity is empty (Kong's fallback),
+// then one set_headers for all its headers (none when hidden) or one exit;
+// the breaker nothing in access and one kong.log.serialize in the log
+// phase. Identities come from the config Kong sends when it has them
+// (service_id, service, route_id, __plugin_id).
 //
 // With registry = kong, Kong's balancer picks the target: the breaker can
 // only record outcomes (its counts still reach the cluster and its state is
@@ -45,6 +48,9 @@ func (c *Config) compileGuards(cp *compiled) error {
 			return err
 		}
 		cp.rateLimit = g.check
+		// A global plugin picking from the registry resolves the matched
+		// service for the registry name too (handler.go serviceName).
+		cp.shareGetService = g.by == ratelimit.ByService && g.value == "" && c.Registry == "redis" && c.Service == ""
 	}
 	if c.CircuitBreaker.Enabled {
 		b, err := c.acquireBreakers(cp.backend)
@@ -68,7 +74,7 @@ type rateGuard struct {
 	limits []ratelimit.Limit
 	by     ratelimit.LimitBy
 	scope  string // Kong's __plugin_id: counters per plugin entity, as Kong does
-	value  string // the identity when it comes from the config (service, route)
+	value  string // the identity when it comes from the config (service, route); "" asks the router
 	header string
 	hide   bool
 	code   int
@@ -100,9 +106,12 @@ func (c *Config) newRateGuard(b *backend) (*rateGuard, error) {
 	}
 	switch by {
 	case ratelimit.ByService:
-		// Kong counts by service id; the registry name is as stable.
+		// Kong counts by service id; the registry name is as stable. A
+		// global plugin has neither: check asks the router per request.
 		g.value = firstNonEmpty(c.serviceID, c.Service)
 	case ratelimit.ByRoute:
+		// Kong sends route_id only to a route-scoped plugin; otherwise
+		// check asks the router per request.
 		g.value = c.routeID
 	}
 	return g, nil
@@ -118,6 +127,15 @@ func (g *rateGuard) check(k kongAPI) bool {
 		value, _ = k.ConsumerID()
 	case ratelimit.ByHeader:
 		value, _ = k.RequestHeader(g.header)
+	case ratelimit.ByService:
+		if value == "" {
+			// Kong's rate-limiting: kong.router.get_service().id.
+			value = matchedServiceID(k)
+		}
+	case ratelimit.ByRoute:
+		if value == "" {
+			value, _ = k.RouterRoute()
+		}
 	}
 	if value == "" && by != ratelimit.ByIP {
 		// Like Kong's rate-limiting: no identity → the client IP.
@@ -148,6 +166,22 @@ func (g *rateGuard) check(k kongAPI) bool {
 		}
 	}
 	return true
+}
+
+// matchedServiceID is the id of the Kong service the request matched (""
+// when none), remembering its name for serviceName as it goes.
+func matchedServiceID(k kongAPI) string {
+	id, name, err := k.RouterService()
+	if err != nil || id == "" {
+		return ""
+	}
+	if name != "" {
+		// Load first: a sync.Map store per request would allocate.
+		if v, known := serviceNames.Load(id); !known || v.(string) != name {
+			serviceNames.Store(id, name)
+		}
+	}
+	return id
 }
 
 // limiter returns the backend's limiter for a failure policy (one per

@@ -410,3 +410,86 @@ func TestBreakerHostNameInstance(t *testing.T) {
 		}
 	}
 }
+
+// The seed's global plugin (no service_id, no service) with the default
+// limit_by = service counts per matched Kong service, as Kong's
+// rate-limiting does (get_identifier: kong.router.get_service().id), not
+// per client IP: one get_service replaces the IP call.
+func TestRateLimitGlobalByMatchedService(t *testing.T) {
+	fx := newFixture(t)
+	c := decode(t, fmt.Sprintf(`{"registry":"kong","__plugin_id":"p-global","redis":{"port":%d,"timeout_ms":200},`+
+		`"rate_limit":{"enabled":true,"requests_per_min":1}}`, fx.srv.Port))
+	k := &fakeKong{ip: "192.0.2.1", svcID: "svc-a", svcName: "a"}
+	c.access(k)
+	if k.status != 0 || !slices.Equal(k.calls, []string{"kong.router.get_service", "kong.response.set_headers"}) {
+		t.Fatalf("first request: %d calls %v", k.status, k.calls)
+	}
+	// Another client of the same service shares its counter.
+	k = &fakeKong{ip: "192.0.2.2", svcID: "svc-a", svcName: "a"}
+	c.access(k)
+	if k.status != 429 || !slices.Equal(k.calls, []string{"kong.router.get_service", "kong.response.exit"}) {
+		t.Fatalf("same service, other IP: %d calls %v", k.status, k.calls)
+	}
+	// Another service has its own.
+	k = &fakeKong{ip: "192.0.2.2", svcID: "svc-b", svcName: "b"}
+	c.access(k)
+	if k.status != 0 {
+		t.Fatalf("other service: %d %s", k.status, k.body)
+	}
+	// The name learned on the way serves a service-scoped config later.
+	if v, ok := serviceNames.Load("svc-b"); !ok || v.(string) != "b" {
+		t.Fatalf("service name not cached: %v %v", v, ok)
+	}
+	// No service matched: the client IP, like Kong.
+	for _, ip := range []string{"192.0.2.3", "192.0.2.4"} {
+		k = &fakeKong{ip: ip}
+		c.access(k)
+		if k.status != 0 || !slices.Equal(k.calls, []string{"kong.router.get_service", "kong.client.get_forwarded_ip", "kong.response.set_headers"}) {
+			t.Fatalf("no service, %s: %d calls %v", ip, k.status, k.calls)
+		}
+	}
+}
+
+// A global plugin with registry = redis needs the matched service twice
+// (rate-limit identity, registry service name): one get_service serves
+// both, so access stays within 3 PDK calls.
+func TestRateLimitGlobalRedisSharesGetService(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "gs", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"__plugin_id":"p-gs","rate_limit":{"enabled":true,"requests_per_min":1}`)
+	k := &fakeKong{ip: "192.0.2.1", svcID: "svc-gs", svcName: "gs"}
+	c.access(k)
+	want := []string{"kong.router.get_service", "kong.response.set_headers", "kong.service.set_target"}
+	if k.status != 0 || k.host != "10.0.0.1" || !slices.Equal(k.calls, want) {
+		t.Fatalf("admitted: %d %s target %q calls %v", k.status, k.body, k.host, k.calls)
+	}
+	k = &fakeKong{ip: "192.0.2.2", svcID: "svc-gs", svcName: "gs"}
+	c.access(k)
+	if k.status != 429 || !slices.Equal(k.calls, []string{"kong.router.get_service", "kong.response.exit"}) {
+		t.Fatalf("same service, other IP: %d calls %v", k.status, k.calls)
+	}
+}
+
+// limit_by = route on a service-scoped plugin (as adminsvc writes it: no
+// route_id in the config) counts per matched route (kong.router.get_route),
+// not per client IP.
+func TestRateLimitByMatchedRoute(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "mr", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"service":"mr","__plugin_id":"p-mr","service_id":{"id":"svc-mr"},"rate_limit":{"enabled":true,"requests_per_min":1,"limit_by":"route"}`)
+	k := &fakeKong{ip: "192.0.2.1", routeID: "route-1"}
+	c.access(k)
+	if k.status != 0 || !slices.Equal(k.calls, []string{"kong.router.get_route", "kong.response.set_headers", "kong.service.set_target"}) {
+		t.Fatalf("first request: %d calls %v", k.status, k.calls)
+	}
+	k = &fakeKong{ip: "192.0.2.2", routeID: "route-1"}
+	c.access(k)
+	if k.status != 429 || !slices.Equal(k.calls, []string{"kong.router.get_route", "kong.response.exit"}) {
+		t.Fatalf("same route, other IP: %d calls %v", k.status, k.calls)
+	}
+	k = &fakeKong{ip: "192.0.2.2", routeID: "route-2"}
+	c.access(k)
+	if k.status != 0 || k.host != "10.0.0.1" {
+		t.Fatalf("other route: %d %s", k.status, k.body)
+	}
+}

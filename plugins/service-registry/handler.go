@@ -30,8 +30,12 @@ type kongAPI interface {
 	RequestHeader(name string) (string, error)
 	// Serialize is kong.log.serialize (log phase): a JSON document.
 	Serialize() (string, error)
-	// RouterService returns the id and name of the Kong service matched.
+	// RouterService returns the id and name of the Kong service matched
+	// (kong.router.get_service).
 	RouterService() (id, name string, err error)
+	// RouterRoute returns the id of the Kong route matched
+	// (kong.router.get_route).
+	RouterRoute() (id string, err error)
 }
 
 type pdkAPI struct{ k *pdk.PDK }
@@ -55,6 +59,29 @@ func (p pdkAPI) RouterService() (string, string, error) {
 	s, err := p.k.Router.GetService()
 	return s.Id, s.Name, err
 }
+func (p pdkAPI) RouterRoute() (string, error) {
+	r, err := p.k.Router.GetRoute()
+	return r.Id, err
+}
+
+// oneGetService answers kong.router.get_service at most once per request:
+// a plugin without service_id may need the matched service twice (the rate
+// limit's identity, the registry service name), and Kong's answer cannot
+// change within a request.
+type oneGetService struct {
+	kongAPI
+	asked    bool
+	id, name string
+	err      error
+}
+
+func (o *oneGetService) RouterService() (string, string, error) {
+	if !o.asked {
+		o.asked = true
+		o.id, o.name, o.err = o.kongAPI.RouterService()
+	}
+	return o.id, o.name, o.err
+}
 
 var internalError = messageJSON("An unexpected error occurred")
 
@@ -71,6 +98,9 @@ func (c *Config) access(k kongAPI) {
 	if cp.err != nil {
 		k.Exit(500, cp.message)
 		return
+	}
+	if cp.shareGetService {
+		k = &oneGetService{kongAPI: k}
 	}
 	// 1. Rate limit (internal/ratelimit plugs in here; it answers the
 	//    client itself when the request is over the limit).
@@ -188,7 +218,7 @@ func (c *Config) serviceName(k kongAPI) (string, bool) {
 			return name, true
 		}
 	}
-	id, name, err := k.RouterService()
+	id, name, err := k.RouterService() // the rate limit may have asked already: see oneGetService
 	if err != nil || name == "" {
 		logger().Error("service-registry: cannot resolve the registry service (set config.service)", "error", err)
 		k.Exit(500, messageJSON("service-registry: invalid config: service: required when the Kong service has no name"))

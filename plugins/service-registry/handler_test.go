@@ -28,6 +28,7 @@ type fakeKong struct {
 	body      string
 	svcID     string
 	svcName   string
+	routeID   string
 	targetErr error
 
 	ip, consumer string
@@ -82,6 +83,11 @@ func (f *fakeKong) Serialize() (string, error) {
 func (f *fakeKong) RouterService() (string, string, error) {
 	f.calls = append(f.calls, "kong.router.get_service")
 	return f.svcID, f.svcName, nil
+}
+
+func (f *fakeKong) RouterRoute() (string, error) {
+	f.calls = append(f.calls, "kong.router.get_route")
+	return f.routeID, nil
 }
 
 type fixture struct {
