@@ -11,8 +11,7 @@ import (
 
 // RegistrySchema loads the service-registry plugin's checked-in -dump
 // snapshot (kong/schemas/service-registry.json) so the fake validates plugin
-// configs like Kong. Without the snapshot it logs that and returns nil
-// (configs accepted as is).
+// configs like Kong. A missing snapshot fails the test.
 func RegistrySchema(t testing.TB) PluginSchema {
 	t.Helper()
 	root, err := repoRoot()
@@ -21,8 +20,9 @@ func RegistrySchema(t testing.TB) PluginSchema {
 	}
 	b, err := os.ReadFile(filepath.Join(root, "kong", "schemas", "service-registry.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		t.Log("kongfake: kong/schemas/service-registry.json missing; plugin configs are not validated")
-		return nil
+		// Checked in since the plugin exists: without it plugin configs
+		// would go unvalidated, so fail loudly instead.
+		t.Fatalf("kongfake: kong/schemas/service-registry.json missing: run `make schema`")
 	}
 	if err != nil {
 		t.Fatalf("kongfake: %v", err)

@@ -284,8 +284,9 @@ var (
 // the name Kong will run it by (go-pdk derives the socket from it).
 func pluginBinary(t *testing.T) string {
 	t.Helper()
+	// The plugin exists now: its absence is a broken tree, not a skip.
 	if !hasGoCode("plugins/service-registry") {
-		t.Skip("plugins/service-registry has no code yet")
+		t.Fatal("plugins/service-registry has no Go code")
 	}
 	pluginOnce.Do(func() {
 		out := filepath.Join(buildDir, "service-registry")
