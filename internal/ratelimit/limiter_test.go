@@ -26,6 +26,14 @@ func newClient(t testing.TB, addr string) *redis.Client {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// steadyLimiter is a limiter for tests about decisions, not failures: a
+// generous timeout (2 cores shared with other test processes can stall a
+// 20ms call) and FailClosed, so Redis trouble shows up as an error instead
+// of a fail-open admission the test would misread as a wrong decision.
+func steadyLimiter(t testing.TB, s *redistest.Server) *Limiter {
+	return New(newClient(t, s.Addr), Options{Logger: quiet(), Timeout: 2 * time.Second, Policy: FailClosed})
+}
+
 // fakeClock is a settable local clock; Redis keeps its own real time.
 type fakeClock struct{ ns atomic.Int64 }
 
@@ -40,7 +48,7 @@ func evalCalls(s *redistest.Server) int64 {
 
 func TestAllowAllOrNothingAndResults(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
-	l := New(newClient(t, s.Addr), Options{Logger: quiet()})
+	l := steadyLimiter(t, s)
 	ctx := context.Background()
 	// 3 per second (burst 2 → 3 at once), 4 per minute (burst 0 → 1 at once... so burst 3).
 	limits := []Limit{PerSecond(3, 2), PerMinute(4, 3)}
@@ -92,16 +100,16 @@ func TestAllowAllOrNothingAndResults(t *testing.T) {
 	if got := r.Periods()[1].Remaining; got != 0 {
 		t.Fatalf("minute remaining after the 4th admission: %d, want 0 (the denial consumed nothing)", got)
 	}
-	r, _ = l.Allow(ctx, "k1", limits)
-	if r.Allowed {
-		t.Fatal("minute limit exhausted but admitted")
+	r, err = l.Allow(ctx, "k1", limits)
+	if err != nil || r.Allowed {
+		t.Fatalf("minute limit exhausted but admitted: %+v %v", r, err)
 	}
 	if r.Periods()[1].RetryAfter < 10*time.Second {
 		t.Fatalf("minute retry-after %s, want ~15s", r.Periods()[1].RetryAfter)
 	}
 	// Other keys are independent.
-	if r, _ := l.Allow(ctx, "k2", limits); !r.Allowed {
-		t.Fatal("k2 denied")
+	if r, err := l.Allow(ctx, "k2", limits); err != nil || !r.Allowed {
+		t.Fatalf("k2 denied: %+v %v", r, err)
 	}
 }
 
@@ -154,7 +162,7 @@ func TestDenyCacheSpendsNoRedisCalls(t *testing.T) {
 
 func TestNoScriptLoadsOnce(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
-	l := New(newClient(t, s.Addr), Options{Logger: quiet()})
+	l := steadyLimiter(t, s)
 	limits := []Limit{PerSecond(100, 0)}
 	for i := 0; i < 10; i++ {
 		if _, err := l.Allow(context.Background(), fmt.Sprint("k", i), limits); err != nil {
@@ -383,7 +391,7 @@ func TestIntervalRoundsUp(t *testing.T) {
 // a config change (here a larger burst) the key goes to Redis at once.
 func TestDenyCacheKeyedByLimits(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
-	l := New(newClient(t, s.Addr), Options{Logger: quiet()})
+	l := steadyLimiter(t, s)
 	ctx := context.Background()
 	small := []Limit{PerMinute(1, 0)}
 	for i, want := range []bool{true, false, false} {
