@@ -200,6 +200,14 @@ func (o *Options) fill(obj map[string]any) error {
 			if strings.ContainsAny(s, " \r\n\t") {
 				return fieldErr(f, "must not contain whitespace")
 			}
+			// Kong's upstream healthchecks.active.http_path is typedefs.path:
+			// no empty segments, RFC 3986 characters, valid %XX escapes.
+			if strings.Contains(s, "//") {
+				return fieldErr(f, "must not have empty segments")
+			}
+			if msg := kongPathChars(s); msg != "" {
+				return fieldErr(f, "%s", msg)
+			}
 			o.HealthCheckPath = s
 		case "health_check_interval":
 			if o.HealthCheckInterval, err = duration(f, v); err != nil {
@@ -395,4 +403,32 @@ func retry(field string, v any) (*Retry, error) {
 		r.Backoff = s
 	}
 	return r, nil
+}
+
+// kongPathChars applies the character rules of Kong's typedefs.path
+// (kong/db/schema/typedefs.lua validate_path) and says what is wrong.
+func kongPathChars(p string) string {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte(".-_~/%:@!$&'()*+,;=", c) >= 0:
+		default:
+			return "characters outside of the reserved list of RFC 3986 found"
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			return "invalid url-encoded value"
+		}
+		i += 2
+	}
+	return ""
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

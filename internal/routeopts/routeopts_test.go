@@ -95,6 +95,9 @@ func TestParseRefusesWhatThePluginRefuses(t *testing.T) {
 		`{"rate_limit":{"enabled":true}}`:                        "options.rate_limit.requests_per_min: required when enabled",
 		`{"rate_limit":{"enabled":true,"requests_per_min":0}}`:   "options.rate_limit.requests_per_min: required when enabled",
 		`{"circuit_breaker":{"enabled":true,"timeout":"500us"}}`: "options.circuit_breaker.timeout: must be at least 1ms",
+		`{"health_check_path":"/a//b"}`:                          "options.health_check_path: must not have empty segments",
+		`{"health_check_path":"/a<b>"}`:                          "options.health_check_path: characters outside of the reserved list of RFC 3986 found",
+		`{"health_check_path":"/a%zz"}`:                          "options.health_check_path: invalid url-encoded value",
 	} {
 		_, _, err := Parse(json.RawMessage(raw))
 		if err == nil || err.Error() != want {

@@ -63,6 +63,9 @@ func TestEveryAcceptedOptionIsAcceptedByThePlugin(t *testing.T) {
 	}
 	cases = append(cases, `{"timeout":"1ms","retry":{"enabled":true,"max_attempts":32768},"headers":{"X-A":"b:c"},"websocket":true}`,
 		`{"retry":{"enabled":true,"max_attempts":0,"backoff":"linear"},"health_check_path":"/h","health_check_interval":"65535s"}`)
+	for _, hp := range []string{"/a//b", "/a<b>", "/a%zz", "/h%20ealth", "/ok/"} {
+		cases = append(cases, `{"health_check_path":"`+hp+`"}`)
+	}
 	// The routeopts fuzz seeds too, so a new option is covered once seeded.
 	seeds, _ := filepath.Glob(filepath.Join("..", "routeopts", "testdata", "fuzz", "*", "*"))
 	for _, f := range seeds {
