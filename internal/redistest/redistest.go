@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -443,33 +444,76 @@ func nodeID(t testing.TB, s *Server) string {
 	return id
 }
 
-// WaitOK polls until every running node reports cluster_state:ok and agrees
-// on the slot owners.
+// WaitOK polls until every running node reports cluster_state:ok and its
+// CLUSTER SLOTS covers all 16384 slots with the same owner per slot as
+// every other node's. cluster_state:ok alone is not enough: a node can
+// report ok while its view of who serves a slot is still converging, and a
+// client that fetched that view gets CLUSTERDOWN or MOVED loops.
 func (c *Cluster) WaitOK(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		ok := true
-		for _, s := range c.Nodes() {
-			if !s.Running() {
-				continue
-			}
-			r := redis.NewClient(&redis.Options{Addr: s.Addr, Password: c.password})
-			info, err := r.ClusterInfo(context.Background()).Result()
-			r.Close()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") {
-				ok = false
-				last = fmt.Sprintf("%s: %v %s", s.Addr, err, firstLine(info))
-				break
-			}
-		}
-		if ok {
+		if last = c.notOK(); last == "" {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("redis cluster not ok after %s: %s", timeout, last)
+}
+
+// notOK says why the cluster is not settled, or "" when it is.
+func (c *Cluster) notOK() string {
+	var first, firstAddr string
+	for _, s := range c.Nodes() {
+		if !s.Running() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r := redis.NewClient(&redis.Options{Addr: s.Addr, Password: c.password})
+		info, err := r.ClusterInfo(ctx).Result()
+		var slots []redis.ClusterSlot
+		if err == nil {
+			slots, err = r.ClusterSlots(ctx).Result()
+		}
+		r.Close()
+		cancel()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Sprintf("%s: %v %s", s.Addr, err, firstLine(info))
+		}
+		view, why := slotView(slots)
+		if why != "" {
+			return s.Addr + ": " + why
+		}
+		if first == "" {
+			first, firstAddr = view, s.Addr
+		} else if view != first {
+			return fmt.Sprintf("slot owners differ: %s sees %s, %s sees %s", firstAddr, first, s.Addr, view)
+		}
+	}
+	return ""
+}
+
+// slotView renders CLUSTER SLOTS as "start-end:owner-id,..." in slot order,
+// or says why it does not cover every slot exactly once.
+func slotView(slots []redis.ClusterSlot) (string, string) {
+	sort.Slice(slots, func(i, j int) bool { return slots[i].Start < slots[j].Start })
+	var b strings.Builder
+	next := 0
+	for _, sl := range slots {
+		if sl.Start != next {
+			return "", fmt.Sprintf("slots %d-%d not served", next, sl.Start-1)
+		}
+		if len(sl.Nodes) == 0 || sl.Nodes[0].ID == "" {
+			return "", fmt.Sprintf("slots %d-%d have no owner", sl.Start, sl.End)
+		}
+		fmt.Fprintf(&b, "%d-%d:%s,", sl.Start, sl.End, sl.Nodes[0].ID)
+		next = int(sl.End) + 1
+	}
+	if next != 16384 {
+		return "", fmt.Sprintf("slots %d-16383 not served", next)
+	}
+	return b.String(), ""
 }
 
 func firstLine(s string) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestStandaloneRestartKeepsAOF(t *testing.T) {
@@ -37,5 +39,23 @@ func TestCluster(t *testing.T) {
 	}
 	if _, err := cl.MasterFor(t, "key-1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSlotViewNeedsFullCoverage(t *testing.T) {
+	n := func(id string) []redis.ClusterNode { return []redis.ClusterNode{{ID: id, Addr: "x"}} }
+	full := []redis.ClusterSlot{{Start: 5461, End: 16383, Nodes: n("b")}, {Start: 0, End: 5460, Nodes: n("a")}}
+	if v, why := slotView(full); why != "" || v != "0-5460:a,5461-16383:b," {
+		t.Fatalf("full: %q %q", v, why)
+	}
+	for name, slots := range map[string][]redis.ClusterSlot{
+		"gap":      {{Start: 0, End: 100, Nodes: n("a")}, {Start: 200, End: 16383, Nodes: n("b")}},
+		"short":    {{Start: 0, End: 16000, Nodes: n("a")}},
+		"no owner": {{Start: 0, End: 16383}},
+		"empty":    nil,
+	} {
+		if _, why := slotView(slots); why == "" {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
