@@ -493,3 +493,25 @@ func TestRateLimitByMatchedRoute(t *testing.T) {
 		t.Fatalf("other route: %d %s", k.status, k.body)
 	}
 }
+
+// The default failure_statuses (every 5xx, 100 values) reaches the breaker
+// as its nil "500-599" form, which classifies in constant time (~3 ns
+// instead of ~36 ns per try for a 100-entry scan); a custom list is kept.
+func TestBreakerEvery5xxFastPath(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "fp", "a", "10.0.0.1:80", 1)
+	c := breakerConfig(t, fx, "fp", "")
+	st := c.compile().breakers.Settings()
+	if st.FailureStatuses != nil {
+		t.Fatalf("default statuses reach the breaker as a %d-entry list", len(st.FailureStatuses))
+	}
+	for code, want := range map[int]breaker.Outcome{500: breaker.Failure, 599: breaker.Failure, 200: breaker.Success, 499: breaker.Success} {
+		if got := st.Classify(code, false); got != want {
+			t.Errorf("Classify(%d) = %v, want %v", code, got, want)
+		}
+	}
+	c = breakerConfig(t, fx, "fp", `,"failure_statuses":[503]`)
+	if st := c.compile().breakers.Settings(); !slices.Equal(st.FailureStatuses, []int{503}) || st.Classify(500, false) != breaker.Success {
+		t.Fatalf("custom list: %v", st.FailureStatuses)
+	}
+}
