@@ -14,10 +14,13 @@ type countingKong struct {
 	doc                                                       string // what Serialize returns
 }
 
-func (c *countingKong) SetTarget(string, int) error                  { c.setTarget++; return nil }
-func (c *countingKong) Exit(int, []byte)                             { c.exit++ }
-func (c *countingKong) RouterService() (string, string, error)       { c.router++; return "id", "name", nil }
-func (c *countingKong) RouterRoute() (string, error)                 { c.router++; return "route-id", nil }
+func (c *countingKong) SetTarget(string, int) error            { c.setTarget++; return nil }
+func (c *countingKong) Exit(int, []byte)                       { c.exit++ }
+func (c *countingKong) RouterService() (string, string, error) { c.router++; return "id", "name", nil }
+func (c *countingKong) RouterRoute() (string, string, error) {
+	c.router++
+	return "route-id", "id", nil
+}
 func (c *countingKong) ExitHeaders(int, []byte, map[string][]string) { c.exit++ }
 func (c *countingKong) SetHeaders(map[string][]string) error         { c.setHeaders++; return nil }
 func (c *countingKong) ForwardedIP() (string, error)                 { c.ip++; return "10.9.9.9", nil }

@@ -194,9 +194,9 @@ type compiled struct {
 	// Seams for internal/ratelimit and internal/breaker (nil: off).
 	// rateLimit returns false when it answered the client itself.
 	rateLimit func(k kongAPI) bool
-	// shareGetService: the rate limit and the registry service name both
-	// ask kong.router.get_service in access; one call serves both.
-	shareGetService bool
+	// shareRouter: the rate limit asks kong.router for its identity and
+	// the registry pick for the service name; see requestRouter.
+	shareRouter bool
 	// skip tells the picker which instances the breaker keeps closed off.
 	skip func(addr string) bool
 	// breakers is the circuit breaker set of this config (nil: off).

@@ -50,7 +50,8 @@ func (c *Config) compileGuards(cp *compiled) error {
 		cp.rateLimit = g.check
 		// A global plugin picking from the registry resolves the matched
 		// service for the registry name too (handler.go serviceName).
-		cp.shareGetService = g.by == ratelimit.ByService && g.value == "" && c.Registry == "redis" && c.Service == ""
+		cp.shareRouter = (g.by == ratelimit.ByService || g.by == ratelimit.ByRoute) && g.value == "" &&
+			c.Registry == "redis" && c.Service == ""
 	}
 	if c.CircuitBreaker.Enabled {
 		b, err := c.acquireBreakers(cp.backend)
@@ -134,7 +135,7 @@ func (g *rateGuard) check(k kongAPI) bool {
 		}
 	case ratelimit.ByRoute:
 		if value == "" {
-			value, _ = k.RouterRoute()
+			value, _, _ = k.RouterRoute()
 		}
 	}
 	if value == "" && by != ratelimit.ByIP {
@@ -175,12 +176,7 @@ func matchedServiceID(k kongAPI) string {
 	if err != nil || id == "" {
 		return ""
 	}
-	if name != "" {
-		// Load first: a sync.Map store per request would allocate.
-		if v, known := serviceNames.Load(id); !known || v.(string) != name {
-			serviceNames.Store(id, name)
-		}
-	}
+	rememberServiceName(id, name)
 	return id
 }
 

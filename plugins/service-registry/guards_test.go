@@ -515,3 +515,22 @@ func TestBreakerEvery5xxFastPath(t *testing.T) {
 		t.Fatalf("custom list: %v", st.FailureStatuses)
 	}
 }
+
+// A global registry=redis plugin limiting by route asks get_route for the
+// identity; the route carries its service's id, so the registry name comes
+// from the id → name cache and get_service is spent once per Kong service,
+// not per request: access stays within 3 PDK calls.
+func TestRateLimitGlobalRedisByRouteBudget(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "gr", "a", "10.0.0.1:80", 1)
+	c := fx.config(t, `,"__plugin_id":"p-gr","rate_limit":{"enabled":true,"requests_per_min":1,"burst":5,"limit_by":"route"}`)
+	first := []string{"kong.router.get_route", "kong.response.set_headers", "kong.router.get_service", "kong.service.set_target"}
+	steady := []string{"kong.router.get_route", "kong.response.set_headers", "kong.service.set_target"}
+	for i, want := range [][]string{first, steady, steady} {
+		k := &fakeKong{ip: fmt.Sprintf("192.0.2.%d", i+1), routeID: "route-gr", svcID: "svc-gr", svcName: "gr"}
+		c.access(k)
+		if k.status != 0 || k.host != "10.0.0.1" || !slices.Equal(k.calls, want) {
+			t.Fatalf("request %d: %d %s target %q calls %v", i+1, k.status, k.body, k.host, k.calls)
+		}
+	}
+}

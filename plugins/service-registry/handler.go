@@ -33,9 +33,9 @@ type kongAPI interface {
 	// RouterService returns the id and name of the Kong service matched
 	// (kong.router.get_service).
 	RouterService() (id, name string, err error)
-	// RouterRoute returns the id of the Kong route matched
-	// (kong.router.get_route).
-	RouterRoute() (id string, err error)
+	// RouterRoute returns the ids of the Kong route matched and of its
+	// service (kong.router.get_route).
+	RouterRoute() (id, serviceID string, err error)
 }
 
 type pdkAPI struct{ k *pdk.PDK }
@@ -59,28 +59,47 @@ func (p pdkAPI) RouterService() (string, string, error) {
 	s, err := p.k.Router.GetService()
 	return s.Id, s.Name, err
 }
-func (p pdkAPI) RouterRoute() (string, error) {
+func (p pdkAPI) RouterRoute() (string, string, error) {
 	r, err := p.k.Router.GetRoute()
-	return r.Id, err
+	return r.Id, r.Service.Id, err
 }
 
-// oneGetService answers kong.router.get_service at most once per request:
-// a plugin without service_id may need the matched service twice (the rate
-// limit's identity, the registry service name), and Kong's answer cannot
-// change within a request.
-type oneGetService struct {
+// requestRouter spares a plugin without service_id a second router call in
+// one request: the rate limit asks for the matched service or route (its
+// identity), the registry pick for the service's name. get_service is
+// asked at most once (Kong's answer cannot change within a request), and
+// not at all when get_route already gave the service id and its name is
+// in serviceNames (learned once per Kong service, like serviceName does).
+type requestRouter struct {
 	kongAPI
 	asked    bool
 	id, name string
 	err      error
+	routeSvc string // service id from get_route
 }
 
-func (o *oneGetService) RouterService() (string, string, error) {
-	if !o.asked {
-		o.asked = true
-		o.id, o.name, o.err = o.kongAPI.RouterService()
+func (r *requestRouter) RouterService() (string, string, error) {
+	if !r.asked && r.routeSvc != "" {
+		if v, ok := serviceNames.Load(r.routeSvc); ok {
+			r.asked, r.id, r.name = true, r.routeSvc, v.(string)
+		}
 	}
-	return o.id, o.name, o.err
+	if !r.asked {
+		r.asked = true
+		r.id, r.name, r.err = r.kongAPI.RouterService()
+		if r.err == nil {
+			rememberServiceName(r.id, r.name)
+		}
+	}
+	return r.id, r.name, r.err
+}
+
+func (r *requestRouter) RouterRoute() (string, string, error) {
+	id, svc, err := r.kongAPI.RouterRoute()
+	if err == nil {
+		r.routeSvc = svc
+	}
+	return id, svc, err
 }
 
 var internalError = messageJSON("An unexpected error occurred")
@@ -99,8 +118,8 @@ func (c *Config) access(k kongAPI) {
 		k.Exit(500, cp.message)
 		return
 	}
-	if cp.shareGetService {
-		k = &oneGetService{kongAPI: k}
+	if cp.shareRouter {
+		k = &requestRouter{kongAPI: k}
 	}
 	// 1. Rate limit (internal/ratelimit plugs in here; it answers the
 	//    client itself when the request is over the limit).
@@ -202,6 +221,18 @@ func (c *Config) log(k kongAPI) {
 // kong.router.get_service per Kong service, not per request.
 var serviceNames sync.Map // string -> string
 
+// rememberServiceName records a Kong service's name in serviceNames (a
+// rename replaces it); loaded first because a sync.Map store per request
+// would allocate.
+func rememberServiceName(id, name string) {
+	if id == "" || name == "" {
+		return
+	}
+	if v, known := serviceNames.Load(id); !known || v.(string) != name {
+		serviceNames.Store(id, name)
+	}
+}
+
 // serviceName is the registry service of this request: config `service`,
 // else the Kong service's name.
 func (c *Config) serviceName(k kongAPI) (string, bool) {
@@ -218,7 +249,7 @@ func (c *Config) serviceName(k kongAPI) (string, bool) {
 			return name, true
 		}
 	}
-	id, name, err := k.RouterService() // the rate limit may have asked already: see oneGetService
+	id, name, err := k.RouterService() // the rate limit may have asked already: see requestRouter
 	if err != nil || name == "" {
 		logger().Error("service-registry: cannot resolve the registry service (set config.service)", "error", err)
 		k.Exit(500, messageJSON("service-registry: invalid config: service: required when the Kong service has no name"))

@@ -85,9 +85,9 @@ func (f *fakeKong) RouterService() (string, string, error) {
 	return f.svcID, f.svcName, nil
 }
 
-func (f *fakeKong) RouterRoute() (string, error) {
+func (f *fakeKong) RouterRoute() (string, string, error) {
 	f.calls = append(f.calls, "kong.router.get_route")
-	return f.routeID, nil
+	return f.routeID, f.svcID, nil
 }
 
 type fixture struct {
