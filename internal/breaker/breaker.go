@@ -418,7 +418,8 @@ func (b *Breakers) Stats() Stats {
 }
 
 // Run syncs with the cluster every SyncInterval (and at once after a local
-// trip or a successful probe) until ctx ends. Without Options.Redis it only drops idle instances.
+// trip or a successful probe) until ctx ends. Without Options.Redis it only
+// drops idle instances.
 func (b *Breakers) Run(ctx context.Context) {
 	t := time.NewTicker(b.o.SyncInterval)
 	defer t.Stop()
