@@ -55,6 +55,9 @@ type Server struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd
 	log string
+
+	// sentinel runs the process as `redis-server <conf> --sentinel`.
+	sentinel bool
 }
 
 // Binary is the redis-server executable; REDIS_SERVER overrides it.
@@ -138,7 +141,11 @@ func (s *Server) start() error {
 	if err := os.WriteFile(cfg, []byte(s.config()), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(Binary(), cfg)
+	args := []string{cfg}
+	if s.sentinel {
+		args = append(args, "--sentinel")
+	}
+	cmd := exec.Command(Binary(), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var out strings.Builder
 	cmd.Stdout = &out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -57,5 +58,57 @@ func TestSlotViewNeedsFullCoverage(t *testing.T) {
 		if _, why := slotView(slots); why == "" {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	sn := StartSentinel(t, SentinelOptions{Replicas: 2, Sentinels: 3, Password: "s3cret"})
+	t.Log(sn)
+	ctx := context.Background()
+	first := sn.Primary(t)
+	if first != sn.Data[0] {
+		t.Fatalf("primary %s, want the first node %s", first.Addr, sn.Data[0].Addr)
+	}
+	c := sn.Client(t)
+	if err := c.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// WAIT makes the write reach the replicas before the primary dies.
+	if n, err := first.Client().Do(ctx, "WAIT", 2, 5000).Int(); err != nil || n != 2 {
+		t.Fatalf("WAIT: %d %v", n, err)
+	}
+	start := time.Now()
+	killed, promoted := sn.Failover(t, 20*time.Second)
+	t.Logf("failover %s -> %s in %s", killed.Addr, promoted.Addr, time.Since(start))
+	if promoted == killed || killed.Running() {
+		t.Fatalf("killed %s, promoted %s", killed.Addr, promoted.Addr)
+	}
+	if got := sn.Primary(t); got != promoted {
+		t.Fatalf("Primary() = %s after failover, want %s", got.Addr, promoted.Addr)
+	}
+	// The failover client follows the sentinels to the promoted node.
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = c.Set(ctx, "k", "after", 0).Err(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("write after failover: %v", err)
+	}
+	if got, err := promoted.Client().Get(ctx, "k").Result(); err != nil || got != "after" {
+		t.Fatalf("promoted node has %q %v", got, err)
+	}
+}
+
+func TestSentinelSingle(t *testing.T) {
+	sn := StartSentinel(t, SentinelOptions{Sentinels: 1})
+	if len(sn.Addrs()) != 1 || len(sn.Data) != 2 || sn.MasterName() != "mymaster" {
+		t.Fatalf("topology: %s", sn)
+	}
+	if addr, err := sn.PrimaryAddr(); err != nil || addr != sn.Data[0].Addr {
+		t.Fatalf("PrimaryAddr = %q %v, want %s", addr, err, sn.Data[0].Addr)
 	}
 }
