@@ -1,0 +1,236 @@
+package sentinel
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/tests/harness"
+)
+
+// TestProgramsThroughSentinel: adminsvc (SR_REDIS_SENTINEL_MASTER/ADDRS)
+// and the plugin (redis.sentinel_master/sentinel_nodes, through the Kong
+// harness) share a Sentinel-managed registry. Before the failover, routes
+// registered at adminsvc are listed and instances registered at adminsvc
+// are routed to by the plugin. After the primary is killed, adminsvc writes
+// succeed again within a bound and the plugin routes to an instance
+// registered after the failover.
+func TestProgramsThroughSentinel(t *testing.T) {
+	t.Parallel()
+	sn := redistest.StartSentinel(t, redistest.SentinelOptions{Replicas: 1, Sentinels: 3, Password: "pw"})
+	admin := startAdmin(t, map[string]string{
+		// Only the password (and db) of the URL are used in Sentinel mode.
+		"SR_REDIS_URL":             "redis://:pw@127.0.0.1:1/0",
+		"SR_REDIS_SENTINEL_MASTER": sn.MasterName(),
+		"SR_REDIS_SENTINEL_ADDRS":  strings.Join(sn.Addrs(), ","),
+	})
+
+	// go-proxy API: register and list.
+	if st, body := admin.do("POST", "/register", `{"host":"api.example.com","path":"/users","backend":"http://10.0.0.1:8080"}`); st != 200 && st != 201 {
+		t.Fatalf("register: %d %s", st, body)
+	}
+	if st, body := admin.do("GET", "/routes", ""); st != 200 || !strings.Contains(body, `"api.example.com"`) {
+		t.Fatalf("routes: %d %s", st, body)
+	}
+
+	// The plugin discovers "orders" through the sentinels.
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	admin.putInstance(t, "orders", "a", a.addr)
+	nodes := []any{}
+	for _, addr := range sn.Addrs() {
+		h, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		nodes = append(nodes, map[string]any{"host": h, "port": port})
+	}
+	kong := harness.Start(t, harness.Options{Binary: pluginBin})
+	kong.AddService(harness.Service{Name: "orders", Host: "127.0.0.1", Port: 9, Retries: harness.Int(0)})
+	if _, err := kong.AddRoute(harness.Route{Name: "orders", Service: "orders", Paths: []string{"/orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kong.AddPlugin(harness.PluginConfig{Service: "orders", Config: map[string]any{
+		"registry": "redis", "service": "orders",
+		// A generous timeout: these 2-core machines run many tests at once.
+		"redis": map[string]any{"sentinel_master": sn.MasterName(), "sentinel_nodes": nodes,
+			"password": "pw", "timeout_ms": 500},
+	}}); err != nil {
+		t.Fatalf("plugin config refused: %v", err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	answers := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			resp, err := hc.Get(kong.URL() + "/orders")
+			if err != nil {
+				return false, err.Error()
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			got := resp.Header.Get("X-Instance")
+			return resp.StatusCode == 200 && got == want, fmt.Sprintf("%d %q %s", resp.StatusCode, got, body)
+		}
+	}
+	waitFor(t, 10*time.Second, "the plugin routing to a", answers("a"))
+	replicated(t, sn)
+
+	killed, promoted := sn.Failover(t, 20*time.Second)
+	t.Logf("failover %s -> %s", killed.Addr, promoted.Addr)
+
+	// adminsvc writes succeed again within a bound once a replica is promoted.
+	took := waitFor(t, 15*time.Second, "adminsvc registering through the promoted replica", func() (bool, string) {
+		st, body := admin.do("POST", "/register", `{"host":"api.example.com","path":"/after","backend":"http://10.0.0.2:8080"}`)
+		return st == 200 || st == 201, fmt.Sprintf("%d %s", st, body)
+	})
+	t.Logf("adminsvc /register succeeded %v after the promotion", took)
+	if st, body := admin.do("GET", "/routes", ""); st != 200 || !strings.Contains(body, `"/users"`) || !strings.Contains(body, `"/after"`) {
+		t.Fatalf("routes after failover: %d %s", st, body)
+	}
+	// A change made after the failover reaches the plugin: b replaces a.
+	admin.putInstance(t, "orders", "b", b.addr)
+	if st, body := admin.do("DELETE", "/v1/services/orders/instances/a", ""); st != 200 && st != 204 {
+		t.Fatalf("delete a: %d %s", st, body)
+	}
+	took = waitFor(t, 15*time.Second, "the plugin routing to b, registered after the failover", answers("b"))
+	t.Logf("the plugin routed to b %v after the change", took)
+	if b.hits.Load() == 0 {
+		t.Fatal("b never hit")
+	}
+}
+
+// backend is a loopback HTTP server naming itself in X-Instance.
+type backend struct {
+	addr string
+	hits atomic.Int64
+}
+
+func newBackend(t testing.TB, id string) *backend {
+	b := &backend{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.Header().Set("X-Instance", id)
+		_, _ = io.WriteString(w, id)
+	}))
+	t.Cleanup(srv.Close)
+	b.addr = srv.Listener.Addr().String()
+	return b
+}
+
+// admin is one running adminsvc process.
+type admin struct {
+	t    testing.TB
+	url  string
+	logs *syncBuffer
+	hc   *http.Client
+}
+
+func startAdmin(t testing.TB, env map[string]string) *admin {
+	t.Helper()
+	port := redistest.FreePort(t)
+	a := &admin{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}, hc: &http.Client{Timeout: 10 * time.Second}}
+	all := map[string]string{
+		"SR_LISTEN":             fmt.Sprintf("127.0.0.1:%d", port),
+		"SR_KONG_ADMIN_URL":     fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t)),
+		"SR_RECONCILE_INTERVAL": "1s",
+		"SR_LOG_LEVEL":          "info",
+		"SR_RATE_LIMIT":         "0",
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	cmd := exec.Command(adminBin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range all {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = a.logs, a.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting adminsvc: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("adminsvc logs:\n%s", a.logs.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := a.hc.Get(a.url + "/health")
+		if err == nil {
+			_ = resp.Body.Close()
+			return a
+		}
+		select {
+		case <-done:
+			t.Fatalf("adminsvc exited at start:\n%s", a.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("adminsvc not answering:\n%s", a.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (a *admin) do(method, path, body string) (int, string) {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.url+path, strings.NewReader(body))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return -1, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (a *admin) putInstance(t testing.TB, service, id, addr string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"address": addr, "weight": 1})
+	if st, out := a.do("PUT", "/v1/services/"+service+"/instances/"+id, string(body)); st != 200 && st != 201 {
+		t.Fatalf("PUT instance %s/%s: %d %s", service, id, st, out)
+	}
+}
+
+// syncBuffer collects a process's output safely for -race.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
