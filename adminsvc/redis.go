@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -24,6 +25,18 @@ func splitAddrs(s string) []string {
 // Sentinel or Cluster when their settings are present. Every call has a
 // timeout so a hung Redis turns into 503s, not stuck requests.
 func newRedis(s *Settings) (redis.UniversalClient, *redis.Options, error) {
+	// Half a Sentinel setting used to fall through silently: a master name
+	// without addresses made a client with no sentinel to ask (every call
+	// failing at run time), addresses without a name, or Sentinel with
+	// Cluster, quietly ran against another Redis than the operator meant.
+	switch {
+	case s.RedisSentinel != "" && len(splitAddrs(s.RedisSentinels)) == 0:
+		return nil, nil, errors.New("redis-sentinel-addrs: required with redis-sentinel-master")
+	case s.RedisSentinel == "" && s.RedisSentinels != "":
+		return nil, nil, errors.New("redis-sentinel-master: required with redis-sentinel-addrs")
+	case s.RedisSentinel != "" && s.RedisCluster != "":
+		return nil, nil, errors.New("redis-sentinel-master and redis-cluster-addrs are mutually exclusive")
+	}
 	opt, err := redis.ParseURL(s.RedisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redis url: %w", err)
