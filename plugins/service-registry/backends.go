@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,11 +131,11 @@ func (r *backendRegistry) getRef(rc RedisConfig) (*backend, string) {
 		store:   store,
 		cache:   discovery.New(store, discovery.Options{Logger: logger(), Timeout: 2 * loadTimeout(rc)}),
 		timeout: timeout,
-		addr:    redisMode(rc) + " " + redisAddr(rc),
+		addr:    redisMode(rc) + " " + redisEndpoint(rc),
 		prefix:  rc.KeyPrefix,
 	}
 	r.m[key] = b
-	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisAddr(rc), "prefix", rc.KeyPrefix)
+	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisEndpoint(rc), "prefix", rc.KeyPrefix)
 	return b, key
 }
 
@@ -159,6 +160,20 @@ func redisMode(rc RedisConfig) string {
 	return "standalone"
 }
 
+// redisEndpoint names what a backend talks to, for logs: in Sentinel mode
+// the master name and sentinels (host/port are unused there, so logging
+// them pointed operators at a Redis the plugin never dials).
+func redisEndpoint(rc RedisConfig) string {
+	if redisMode(rc) != "sentinel" {
+		return redisAddr(rc)
+	}
+	addrs := make([]string, len(rc.SentinelNodes))
+	for i, n := range rc.SentinelNodes {
+		addrs[i] = net.JoinHostPort(n.Host, strconv.Itoa(n.Port))
+	}
+	return rc.SentinelMaster + "@" + strings.Join(addrs, ",")
+}
+
 func redisAddr(rc RedisConfig) string {
 	return net.JoinHostPort(rc.Host, strconv.Itoa(rc.Port))
 }
@@ -173,7 +188,10 @@ func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient
 	var tlsConf *tls.Config
 	if rc.SSL {
 		name := rc.ServerName
-		if name == "" {
+		// In Sentinel mode host is unused (its default 127.0.0.1 would be
+		// checked against every sentinel's and primary's certificate): an
+		// empty name makes each TLS dial check the host it dials.
+		if name == "" && redisMode(rc) != "sentinel" {
 			name = rc.Host
 		}
 		tlsConf = &tls.Config{ServerName: name, InsecureSkipVerify: !rc.SSLVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // ssl_verify=false is the operator's explicit choice, as in Kong
