@@ -85,8 +85,29 @@ func TestProgramsThroughSentinel(t *testing.T) {
 	waitFor(t, 10*time.Second, "the plugin routing to a", answers("a"))
 	replicated(t, sn)
 
+	// While there is no primary, the plugin keeps routing from its last
+	// snapshot (fail-static) and adminsvc answers promptly, with success or
+	// 503, never hanging: probed from the kill until the promotion.
+	stopProbe := make(chan struct{})
+	probeDone := make(chan probeResult, 1)
+	go func() { probeDone <- probe(hc, kong.URL()+"/orders", admin, stopProbe) }()
 	killed, promoted := sn.Failover(t, 20*time.Second)
-	t.Logf("failover %s -> %s", killed.Addr, promoted.Addr)
+	close(stopProbe)
+	pr := <-probeDone
+	t.Logf("failover %s -> %s; during it: %d proxied (%v), %d admin writes (%v), slowest admin answer %v",
+		killed.Addr, promoted.Addr, pr.proxied, pr.proxyStatus, pr.admin, pr.adminStatus, pr.slowest)
+	if pr.proxied == 0 || pr.proxyStatus[200] != pr.proxied {
+		t.Errorf("proxying during the failover: %v, want every request answered 200 by a from the snapshot", pr.proxyStatus)
+	}
+	for st := range pr.adminStatus {
+		if st != 200 && st != 201 && st != 503 {
+			t.Errorf("adminsvc during the failover answered %d (all: %v), want success or 503", st, pr.adminStatus)
+		}
+	}
+	// adminsvc bounds each store call at 3 s; 6 s leaves room for a loaded machine.
+	if pr.slowest > 6*time.Second {
+		t.Errorf("slowest adminsvc answer during the failover %v: a dead primary must not hang requests", pr.slowest)
+	}
 
 	// adminsvc writes succeed again within a bound once a replica is promoted.
 	took := waitFor(t, 15*time.Second, "adminsvc registering through the promoted replica", func() (bool, string) {
@@ -107,6 +128,56 @@ func TestProgramsThroughSentinel(t *testing.T) {
 	if b.hits.Load() == 0 {
 		t.Fatal("b never hit")
 	}
+}
+
+type probeResult struct {
+	proxied, admin           int
+	proxyStatus, adminStatus map[int]int
+	slowest                  time.Duration
+}
+
+// probe sends proxied requests (which must come from instance a) and, on
+// its own goroutine, adminsvc writes until stop is closed.
+func probe(hc *http.Client, proxyURL string, a *admin, stop <-chan struct{}) probeResult {
+	r := probeResult{proxyStatus: map[int]int{}, adminStatus: map[int]int{}}
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; !stopped(); i++ {
+			start := time.Now()
+			st, _ := a.do("POST", "/register", fmt.Sprintf(`{"host":"probe.example.com","path":"/p%d","backend":"http://10.0.0.9:8080"}`, i))
+			r.slowest = max(r.slowest, time.Since(start))
+			r.admin++
+			r.adminStatus[st]++
+			time.Sleep(20 * time.Millisecond) // pacing of a bounded probe loop, not a wait for state
+		}
+	}()
+	for !stopped() {
+		r.proxied++
+		resp, err := hc.Get(proxyURL)
+		switch {
+		case err != nil:
+			r.proxyStatus[-1]++
+		case resp.Header.Get("X-Instance") != "a":
+			r.proxyStatus[-resp.StatusCode]++ // not a's answer
+			_ = resp.Body.Close()
+		default:
+			r.proxyStatus[resp.StatusCode]++
+			_ = resp.Body.Close()
+		}
+		time.Sleep(20 * time.Millisecond) // pacing, as above
+	}
+	wg.Wait()
+	return r
 }
 
 // backend is a loopback HTTP server naming itself in X-Instance.
