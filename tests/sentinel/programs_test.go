@@ -1,6 +1,7 @@
 package sentinel
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -83,6 +84,7 @@ func TestProgramsThroughSentinel(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, "the plugin routing to a", answers("a"))
+	events := openEvents(t, admin.url+"/v1/events")
 	replicated(t, sn)
 
 	// While there is no primary, the plugin keeps routing from its last
@@ -128,6 +130,63 @@ func TestProgramsThroughSentinel(t *testing.T) {
 	if b.hits.Load() == 0 {
 		t.Fatal("b never hit")
 	}
+	// The /v1/events stream opened before the failover (one shared registry
+	// Watch in adminsvc) still delivers changes made after it. Pub/sub
+	// drops what is published while it reconnects, so keep changing until
+	// an event of this service arrives.
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		admin.putInstance(t, "events-after", fmt.Sprint(i), "10.0.0.5:80")
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("/v1/events stream ended by the failover")
+			}
+			if strings.Contains(ev, `"events-after"`) {
+				t.Logf("/v1/events delivered %s after the failover", ev)
+				return
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/v1/events opened before the failover never delivered a change made after it")
+		}
+	}
+}
+
+// openEvents reads an SSE stream's data lines into a channel (closed when
+// the stream ends); the stream is closed at test end.
+func openEvents(t testing.TB, url string) <-chan string {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /v1/events: %v", err)
+	}
+	if resp.StatusCode != 200 {
+		_ = resp.Body.Close()
+		t.Fatalf("GET /v1/events: %d", resp.StatusCode)
+	}
+	out := make(chan string, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				select {
+				case out <- data:
+				default: // the test reads only what it needs
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = resp.Body.Close(); <-done })
+	return out
 }
 
 type probeResult struct {
