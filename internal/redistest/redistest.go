@@ -1,6 +1,8 @@
 // Package redistest starts real, throwaway redis-server processes for tests:
-// standalone servers and small Redis Clusters on free loopback ports, with
-// the controls fault tests need (kill, restart, pause, resume).
+// standalone servers, small Redis Clusters and Sentinel deployments (a
+// primary, replicas and `redis-server --sentinel` processes) on free
+// loopback ports, with the controls fault tests need (kill, restart, pause,
+// resume, kill the primary and wait for a promotion).
 //
 // It never mocks Redis. Every process it starts is stopped by t.Cleanup.
 // It must not be imported by non-test code.
