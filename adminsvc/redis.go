@@ -37,6 +37,22 @@ func newRedis(s *Settings) (redis.UniversalClient, *redis.Options, error) {
 	case s.RedisSentinel != "" && s.RedisCluster != "":
 		return nil, nil, errors.New("redis-sentinel-master and redis-cluster-addrs are mutually exclusive")
 	}
+	// The plugin's record takes each Sentinel half from its own setting or
+	// adminsvc's: a name without nodes (or the reverse) is a config Kong
+	// refuses at every sync, so refuse it here, at start.
+	pluginMaster, pluginNodes := s.PluginRedisSentinel, s.PluginRedisSentinels
+	if pluginMaster == "" {
+		pluginMaster = s.RedisSentinel
+	}
+	if pluginNodes == "" {
+		pluginNodes = s.RedisSentinels
+	}
+	switch {
+	case pluginMaster != "" && len(splitAddrs(pluginNodes)) == 0:
+		return nil, nil, errors.New("plugin-redis-sentinel-nodes: required with plugin-redis-sentinel-master")
+	case pluginMaster == "" && pluginNodes != "":
+		return nil, nil, errors.New("plugin-redis-sentinel-master: required with plugin-redis-sentinel-nodes")
+	}
 	opt, err := redis.ParseURL(s.RedisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redis url: %w", err)
