@@ -9,34 +9,24 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // srtestBin is the tiny go-pdk plugin under testdata/srtest, built once.
 var srtestBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "harness-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srtestBin = filepath.Join(dir, "srtest")
-	cmd := exec.Command("go", "build", "-o", srtestBin, "./testdata/srtest")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building srtest:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, func(dir string) (err error) {
+		srtestBin, err = testbin.Build(dir, "./tests/harness/testdata/srtest", "srtest")
+		return err
+	})
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
