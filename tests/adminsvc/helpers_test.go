@@ -1,81 +1,28 @@
 package adminsvc_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 var binPath string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "adminsvc-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "adminsvc")
-	root, err := repoRoot()
-	if err == nil {
-		cmd := exec.Command("go", "build", "-o", binPath, "./adminsvc")
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		err = cmd.Run()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building adminsvc:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found")
-		}
-		dir = parent
-	}
-}
-
-// syncBuffer collects a process's output safely for -race.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	testbin.Main(m, func(dir string) (err error) {
+		binPath, err = testbin.Build(dir, "./adminsvc", "adminsvc")
+		return err
+	})
 }
 
 type svcOpts struct {
@@ -92,7 +39,7 @@ type svc struct {
 	opts svcOpts
 	cmd  *exec.Cmd
 	URL  string
-	Logs *syncBuffer
+	Logs *testbin.Buffer
 	done chan struct{}
 }
 
@@ -128,7 +75,7 @@ func (s *svc) start() {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	s.Logs = &syncBuffer{}
+	s.Logs = &testbin.Buffer{}
 	cmd.Stdout, cmd.Stderr = s.Logs, s.Logs
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("starting adminsvc: %v", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // The seed guide's clients talk to http://proxy:81. They run unchanged: the
@@ -124,7 +125,7 @@ func TestSeedGoClient(t *testing.T) {
 	}
 	cmd := exec.Command(filepath.Join(dir, "seedclient"))
 	cmd.Env = proxyEnv(s)
-	out := &syncBuffer{}
+	out := &testbin.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

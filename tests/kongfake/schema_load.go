@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/tests/kongschema"
 )
 
@@ -14,7 +15,7 @@ import (
 // configs like Kong. A missing snapshot fails the test.
 func RegistrySchema(t testing.TB) PluginSchema {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := testbin.RepoRoot()
 	if err != nil {
 		t.Fatalf("kongfake: %v", err)
 	}
@@ -38,20 +39,3 @@ func RegistrySchema(t testing.TB) PluginSchema {
 type dumpSchema struct{ *kongschema.Plugin }
 
 func (d dumpSchema) RawSchema() map[string]any { return d.Schema }
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
