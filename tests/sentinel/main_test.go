@@ -2,14 +2,11 @@ package sentinel
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // adminBin and pluginBin are built once for the package; the plugin's file
@@ -17,25 +14,13 @@ import (
 var adminBin, pluginBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sentinel-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	adminBin = filepath.Join(dir, "adminsvc")
-	pluginBin = filepath.Join(dir, "service-registry")
-	for out, pkg := range map[string]string{adminBin: "../../adminsvc", pluginBin: "../../plugins/service-registry"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building", pkg+":", err)
-			_ = os.RemoveAll(dir)
-			os.Exit(1)
+	testbin.Main(m, func(dir string) (err error) {
+		if adminBin, err = testbin.Build(dir, "./adminsvc", "adminsvc"); err != nil {
+			return err
 		}
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+		pluginBin, err = testbin.Build(dir, "./plugins/service-registry", "service-registry")
+		return err
+	})
 }
 
 // replicated blocks until every replica has acknowledged the primary's

@@ -2,7 +2,6 @@ package sentinel
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/tests/harness"
 )
 
@@ -261,14 +261,14 @@ func newBackend(t testing.TB, id string) *backend {
 type admin struct {
 	t    testing.TB
 	url  string
-	logs *syncBuffer
+	logs *testbin.Buffer
 	hc   *http.Client
 }
 
 func startAdmin(t testing.TB, env map[string]string) *admin {
 	t.Helper()
 	port := redistest.FreePort(t)
-	a := &admin{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}, hc: &http.Client{Timeout: 10 * time.Second}}
+	a := &admin{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &testbin.Buffer{}, hc: &http.Client{Timeout: 10 * time.Second}}
 	all := map[string]string{
 		"SR_LISTEN":             fmt.Sprintf("127.0.0.1:%d", port),
 		"SR_KONG_ADMIN_URL":     fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t)),
@@ -345,22 +345,4 @@ func (a *admin) putInstance(t testing.TB, service, id, addr string) {
 	if st, out := a.do("PUT", "/v1/services/"+service+"/instances/"+id, string(body)); st != 200 && st != 201 {
 		t.Fatalf("PUT instance %s/%s: %d %s", service, id, st, out)
 	}
-}
-
-// syncBuffer collects a process's output safely for -race.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
