@@ -63,3 +63,20 @@ func TestBufferConcurrentWrites(t *testing.T) {
 		t.Fatalf("len = %d, want 800", n)
 	}
 }
+
+// The shipped programs must not link test plumbing (doc.go).
+func TestShippedProgramsDoNotImportTestbin(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "list", "-deps", "./adminsvc", "./adminsvc/srctl", "./adminsvc/client", "./plugins/service-registry", "./deploy/echo-backend")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	if strings.Contains(string(out), "/internal/testbin\n") {
+		t.Fatal("a shipped program imports internal/testbin")
+	}
+}
