@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -146,7 +146,7 @@ func TestStartLogHidesSecrets(t *testing.T) {
 	u := rs.URL() // redis://:p@ssw0rd@127.0.0.1:port/0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testbin.Buffer
 	s, _, err := parseSettings("adminsvc", []string{"--listen", "127.0.0.1:0", "--redis-url", u,
 		"--kong-admin-url", "http://admin:topsecret@127.0.0.1:1", "--reconcile-interval", "1h"}, env(nil), io.Discard)
 	if err != nil {
@@ -173,23 +173,6 @@ func TestStartLogHidesSecrets(t *testing.T) {
 			t.Fatalf("logs leak %q: %s", secret, out)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestBadEnvOverriddenByFlagIsNotAnError(t *testing.T) {

@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/tests/kongschema"
 )
 
@@ -216,10 +216,9 @@ func TestRulesParse(t *testing.T) {
 // plugin after the executable).
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "service-registry")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testbin.Build(t.TempDir(), "./plugins/service-registry", "service-registry")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // fakeKong records the PDK calls a handler makes.
@@ -336,7 +336,7 @@ func TestGoPDKEnvironment(t *testing.T) {
 // One log line per config version, however many requests and workers
 // (each worker starts its own instance of the same version).
 func TestBadConfigLoggedOncePerVersion(t *testing.T) {
-	var buf syncBuffer
+	var buf testbin.Buffer
 	old := log
 	log = slog.New(slog.NewTextHandler(&buf, nil))
 	defer func() { log = old }()
@@ -369,7 +369,7 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 	if _, err := store.PutInstance(context.Background(), "auth", registry.Instance{ID: "a", Address: "10.0.0.7:80", Weight: 1}); err != nil {
 		t.Fatal(err)
 	}
-	var buf syncBuffer
+	var buf testbin.Buffer
 	old := log
 	log = slog.New(slog.NewTextHandler(&buf, nil))
 	defer func() { log = old }()
@@ -424,24 +424,6 @@ func TestAccessRedisCluster(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink background goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A backend whose every Config is gone (Kong closed the instances after a
 // config change to other Redis settings) is closed after the idle delay;
 // one still in use is kept.
@@ -488,7 +470,7 @@ func TestUnusedBackendClosed(t *testing.T) {
 }
 
 func TestRedisLoggerThrottled(t *testing.T) {
-	var buf syncBuffer
+	var buf testbin.Buffer
 	old := log
 	log = slog.New(slog.NewTextHandler(&buf, nil))
 	defer func() { log = old }()
