@@ -1,7 +1,6 @@
 package clienttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 var (
@@ -25,16 +24,13 @@ var (
 	buildDir string
 )
 
-// repoRoot is found from this file's location, so tests in any package can
-// build the repository's binaries.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-}
-
 // HasAdminsvc reports whether ./adminsvc has code to build yet.
 func HasAdminsvc() bool {
-	files, _ := filepath.Glob(filepath.Join(repoRoot(), "adminsvc", "*.go"))
+	root, err := testbin.RepoRoot()
+	if err != nil {
+		return false
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "adminsvc", "*.go"))
 	for _, f := range files {
 		if !strings.HasSuffix(f, "_test.go") {
 			return true
@@ -60,12 +56,9 @@ func Build(t testing.TB, pkg string) string {
 		}
 		buildDir = d
 	}
-	bin := filepath.Join(buildDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = repoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	bin, err := testbin.Build(buildDir, pkg, filepath.Base(pkg), "CGO_ENABLED=0")
+	if err != nil {
+		t.Fatal(err)
 	}
 	built[pkg] = bin
 	return bin
@@ -93,8 +86,7 @@ type Adminsvc struct {
 	URL   string
 	Redis *redistest.Server
 	cmd   *exec.Cmd
-	log   *bytes.Buffer
-	mu    sync.Mutex
+	log   *testbin.Buffer
 	done  chan struct{}
 }
 
@@ -121,7 +113,7 @@ func Start(t testing.TB, opts Options) *Adminsvc {
 	rs := redistest.Start(t, redistest.Options{})
 	port := FreePort(t)
 	kongPort := FreePort(t) // nothing listens there
-	a := &Adminsvc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Redis: rs, log: &bytes.Buffer{}, done: make(chan struct{})}
+	a := &Adminsvc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Redis: rs, log: &testbin.Buffer{}, done: make(chan struct{})}
 	a.cmd = exec.Command(bin)
 	a.cmd.Env = append(os.Environ(),
 		fmt.Sprintf("SR_LISTEN=127.0.0.1:%d", port),
@@ -131,7 +123,7 @@ func Start(t testing.TB, opts Options) *Adminsvc {
 		"SR_API_KEYS="+opts.APIKeys,
 	)
 	a.cmd.Env = append(a.cmd.Env, opts.Env...)
-	a.cmd.Stdout = &lockedWriter{mu: &a.mu, w: a.log}
+	a.cmd.Stdout = a.log
 	a.cmd.Stderr = a.cmd.Stdout
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("starting adminsvc: %v", err)
@@ -149,8 +141,6 @@ func Start(t testing.TB, opts Options) *Adminsvc {
 
 // Log returns what adminsvc printed so far.
 func (a *Adminsvc) Log() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	return a.log.String()
 }
 
@@ -199,15 +189,4 @@ func Context(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
