@@ -1,20 +1,15 @@
 package ratelimit
 
 import (
-	"context"
 	"os"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
-
-type silent struct{}
-
-func (silent) Printf(context.Context, string, ...any) {}
 
 // TestMain silences go-redis' own logger: the fault tests kill Redis on
 // purpose and its redial complaints would bury the test output.
 func TestMain(m *testing.M) {
-	redis.SetLogger(silent{})
+	redistest.SilenceClientLogs()
 	os.Exit(m.Run())
 }
