@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // root is the repository root, from this package's directory.
@@ -289,15 +290,7 @@ func pluginBinary(t *testing.T) string {
 		t.Fatal("plugins/service-registry has no Go code")
 	}
 	pluginOnce.Do(func() {
-		out := filepath.Join(buildDir, "service-registry")
-		cmd := exec.Command("go", "build", "-o", out, "./plugins/service-registry")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			pluginErr = &buildError{string(b), err}
-			return
-		}
-		pluginBin = out
+		pluginBin, pluginErr = testbin.Build(buildDir, "./plugins/service-registry", "service-registry", "CGO_ENABLED=0")
 	})
 	if pluginErr != nil {
 		t.Fatalf("building the plugin: %v", pluginErr)
@@ -305,20 +298,10 @@ func pluginBinary(t *testing.T) string {
 	return pluginBin
 }
 
-type buildError struct {
-	out string
-	err error
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "shipping-")
-	if err != nil {
-		panic(err) // only in tests
-	}
-	buildDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// The plugin is built lazily, by the tests that need it, into dir.
+	testbin.Main(m, func(dir string) error {
+		buildDir = dir
+		return nil
+	})
 }
