@@ -1,7 +1,6 @@
 package discovery_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/discovery"
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 type env struct {
@@ -155,24 +155,11 @@ func TestPollBackstopWhenFeedCut(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output from background goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 func TestServesLastSnapshotWhenRedisDies(t *testing.T) {
 	e := newEnv(t)
 	e.put(t, "api", "a", 1)
 	e.put(t, "api", "b", 3)
-	var logs lockedBuffer
+	var logs testbin.Buffer
 	c := newCache(t, e.store, discovery.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timeout: 300 * time.Millisecond})
 	const ttl = 20 * time.Millisecond
 	want := get(t, c, "api", ttl)

@@ -7,9 +7,10 @@ import (
 	"os/exec"
 	"path"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 const (
@@ -229,7 +230,7 @@ func TestStartCommandListensWhereKongConnects(t *testing.T) {
 	sock := strings.Replace(orDefault(conf["pluginserver_service_registry_socket"], kongPrefix+"/"+pluginName+".socket"), kongPrefix, prefix, 1)
 
 	cmd := exec.Command(bin, args[1:]...)
-	out := &lockedBuffer{}
+	out := &testbin.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -247,22 +248,4 @@ func TestStartCommandListensWhereKongConnects(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// lockedBuffer collects a process's output while the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
