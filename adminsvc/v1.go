@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -154,28 +153,9 @@ type instanceReq struct {
 	Metadata map[string]string `json:"metadata"`
 }
 
-// validAddress accepts host:port where host is an IP address or an RFC 1123
-// hostname. The plugin hands the host to Kong's set_target, which becomes the
-// upstream Host header: anything beyond hostname characters (CR/LF, spaces,
-// NUL, a path) could split or redirect the proxied request.
 func validAddress(a string) error {
-	h, p, err := net.SplitHostPort(a)
-	if err != nil || h == "" {
+	if _, _, ok := registry.SplitAddress(a); !ok {
 		return badRequest("address: expected host:port")
-	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
-		return badRequest("address: invalid port %q", p)
-	}
-	if net.ParseIP(h) != nil {
-		return nil
-	}
-	if len(h) > 253 {
-		return badRequest("address: invalid host %q", h)
-	}
-	for _, l := range strings.Split(strings.ToLower(h), ".") {
-		if !labelRe.MatchString(l) {
-			return badRequest("address: invalid host %q", h)
-		}
 	}
 	return nil
 }

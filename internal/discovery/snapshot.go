@@ -1,9 +1,7 @@
 package discovery
 
 import (
-	"net"
 	"sort"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -60,12 +58,10 @@ func NewSnapshot(svc registry.Service, found bool, now time.Time) *Snapshot {
 		if in.Weight <= 0 || in.Weight > registry.MaxWeight {
 			continue
 		}
-		host, portStr, err := net.SplitHostPort(in.Address)
-		if err != nil {
-			continue
-		}
-		port, err := strconv.Atoi(portStr)
-		if err != nil || port < 1 || port > 65535 || host == "" {
+		// An address the store would refuse (written around it) never
+		// reaches set_target: its host becomes the upstream Host header.
+		host, port, ok := registry.SplitAddress(in.Address)
+		if !ok {
 			continue
 		}
 		t := Target{ID: in.ID, Addr: in.Address, Host: host, Port: port, Weight: in.Weight}

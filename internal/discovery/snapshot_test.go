@@ -170,3 +170,17 @@ func TestPickConcurrent(t *testing.T) {
 		t.Fatalf("concurrent counts %v", counts)
 	}
 }
+
+// Data written around the store (another writer, an old version) with an
+// address whose host could split the upstream request is never picked.
+func TestSnapshotSkipsInjectableAddresses(t *testing.T) {
+	svc := registry.Service{Name: "s", Version: 1, Instances: []registry.Instance{
+		{ID: "bad", Address: "evil\r\nX-Injected: 1:80", Weight: 100},
+		{ID: "space", Address: "a b:80", Weight: 100},
+		{ID: "ok", Address: "10.0.0.1:80", Weight: 1},
+	}}
+	s := NewSnapshot(svc, true, t0)
+	if len(s.Targets) != 1 || s.Targets[0].ID != "ok" {
+		t.Fatalf("targets %+v, want only ok", s.Targets)
+	}
+}

@@ -419,6 +419,8 @@ func (s *Store) CountRoutes(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
+func validAddress(a string) bool { _, _, ok := SplitAddress(a); return ok }
+
 func (s *Store) checkInstance(service string, in Instance) error {
 	switch {
 	case !validName(service):
@@ -427,6 +429,8 @@ func (s *Store) checkInstance(service string, in Instance) error {
 		return invalid("id", "required")
 	case in.Address == "":
 		return invalid("address", "required")
+	case !validAddress(in.Address):
+		return invalid("address", "%q is not host:port (an IP address or hostname, port 1..65535)", in.Address)
 	case in.Weight < 0 || in.Weight > MaxWeight:
 		return invalid("weight", "%d outside 0..%d", in.Weight, MaxWeight)
 	case in.TTLSeconds < 0:
