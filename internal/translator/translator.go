@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/routeopts"
@@ -304,7 +305,8 @@ func tagValue(s string) string {
 }
 
 func validTag(s string) bool {
-	if s == "" {
+	// Kong's tag rule works on UTF-8 text; invalid bytes are refused there.
+	if s == "" || !utf8.ValidString(s) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
