@@ -30,6 +30,11 @@ run: build
 	redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --port 6379 --bind 127.0.0.1 --appendonly yes --dir $(BIN) --daemonize yes
 	$(BIN)/adminsvc
 
+# Every fuzz target for a short, fixed time (CI runs it after the tests).
+FUZZ_TARGETS := adminsvc:FuzzRegisterBody adminsvc:FuzzServiceNameInjective internal/routeopts:FuzzParse plugins/service-registry:FuzzConfig internal/translator:FuzzTranslate internal/discovery:FuzzSnapshot internal/registry:FuzzDecodeService internal/ratelimit:FuzzKey
+fuzz:
+	for t in $(FUZZ_TARGETS); do $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime=4s ./$${t%:*} || exit 1; done
+
 pongo: build
 	KONG_VERSION=3.9.x pongo run tests/pongo
 

@@ -111,6 +111,9 @@ func (s *Server) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n", s.Port, s.Dir)
 	b.WriteString("save \"\"\ndaemonize no\nloglevel warning\nlogfile \"\"\n")
+	// Replicas sync at once (Redis 7 waits 5 s for more replicas by default):
+	// a replica that has not synced cannot take over in a failover test.
+	b.WriteString("repl-diskless-sync-delay 0\n")
 	if s.opts.Password != "" {
 		fmt.Fprintf(&b, "requirepass %s\nmasterauth %s\n", s.opts.Password, s.opts.Password)
 	}
