@@ -167,31 +167,8 @@ var pdkMethods = map[string]pdkFunc{
 		}
 		return str(rc.req.URL.Query().Get(in.V)), nil
 	},
-	"kong.request.get_header": func(rc *reqCtx, arg []byte) (proto.Message, error) {
-		in, err := decode(arg, &pb.String{})
-		if err != nil {
-			return nil, err
-		}
-		h := rc.reqHeaders
-		if rc.saved != nil {
-			h = rc.saved.requestHeaders
-		}
-		if vs := h.Values(headerName(in.V)); len(vs) > 0 {
-			return str(vs[0]), nil
-		}
-		return nil, nil
-	},
-	"kong.request.get_headers": func(rc *reqCtx, arg []byte) (proto.Message, error) {
-		max, err := maxHeaders(arg)
-		if err != nil {
-			return nil, err
-		}
-		h := rc.reqHeaders
-		if rc.saved != nil {
-			h = rc.saved.requestHeaders
-		}
-		return headersStruct(h, max)
-	},
+	"kong.request.get_header":  getHeader(requestHeaders),
+	"kong.request.get_headers": getHeaders(requestHeaders),
 
 	// kong.client
 	"kong.client.get_ip":           func(rc *reqCtx, _ []byte) (proto.Message, error) { return str(rc.clientIP), nil },
@@ -297,31 +274,8 @@ var pdkMethods = map[string]pdkFunc{
 		}
 		return str(rc.saved.source), nil
 	},
-	"kong.response.get_header": func(rc *reqCtx, arg []byte) (proto.Message, error) {
-		in, err := decode(arg, &pb.String{})
-		if err != nil {
-			return nil, err
-		}
-		h := rc.respHeaders
-		if rc.saved != nil {
-			h = rc.saved.responseHeaders
-		}
-		if vs := h.Values(headerName(in.V)); len(vs) > 0 {
-			return str(vs[0]), nil
-		}
-		return nil, nil
-	},
-	"kong.response.get_headers": func(rc *reqCtx, arg []byte) (proto.Message, error) {
-		max, err := maxHeaders(arg)
-		if err != nil {
-			return nil, err
-		}
-		h := rc.respHeaders
-		if rc.saved != nil {
-			h = rc.saved.responseHeaders
-		}
-		return headersStruct(h, max)
-	},
+	"kong.response.get_header":  getHeader(responseHeaders),
+	"kong.response.get_headers": getHeaders(responseHeaders),
 	"kong.response.set_header": func(rc *reqCtx, arg []byte) (proto.Message, error) {
 		in, err := decode(arg, &pb.KV{})
 		if err != nil {
@@ -608,4 +562,45 @@ func withHost(h http.Header, host string) http.Header {
 		c.Set("Host", host)
 	}
 	return c
+}
+
+// requestHeaders and responseHeaders are what the header getters read: the
+// live headers during access, the copies Kong saved once the log phase runs.
+func requestHeaders(rc *reqCtx) http.Header {
+	if rc.saved != nil {
+		return rc.saved.requestHeaders
+	}
+	return rc.reqHeaders
+}
+
+func responseHeaders(rc *reqCtx) http.Header {
+	if rc.saved != nil {
+		return rc.saved.responseHeaders
+	}
+	return rc.respHeaders
+}
+
+// getHeader is kong.request/response.get_header: the first value or nil.
+func getHeader(headers func(*reqCtx) http.Header) func(*reqCtx, []byte) (proto.Message, error) {
+	return func(rc *reqCtx, arg []byte) (proto.Message, error) {
+		in, err := decode(arg, &pb.String{})
+		if err != nil {
+			return nil, err
+		}
+		if vs := headers(rc).Values(headerName(in.V)); len(vs) > 0 {
+			return str(vs[0]), nil
+		}
+		return nil, nil
+	}
+}
+
+// getHeaders is kong.request/response.get_headers(max_headers).
+func getHeaders(headers func(*reqCtx) http.Header) func(*reqCtx, []byte) (proto.Message, error) {
+	return func(rc *reqCtx, arg []byte) (proto.Message, error) {
+		max, err := maxHeaders(arg)
+		if err != nil {
+			return nil, err
+		}
+		return headersStruct(headers(rc), max)
+	}
 }
