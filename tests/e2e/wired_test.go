@@ -12,14 +12,13 @@ import (
 
 const modulePath = "github.com/kong-service-registry/service-registry/"
 
-// requireWired skips a scenario whose subsystem the plugin does not import
-// yet (rate limiting and breaking land in the plugin after discovery). It
-// reads the plugin's imports, so once the package is wired in, the scenario
-// always runs: it can never be skipped by a plugin that misbehaves.
+// requireWired fails a scenario whose subsystem the plugin no longer
+// imports: rate limiting and breaking are part of the plugin, so losing
+// either is a regression, never a reason to skip.
 func requireWired(t *testing.T, pkg string) {
 	t.Helper()
 	if !wired(t, pkg) {
-		t.Skipf("the plugin does not import %s yet: scenario not applicable", pkg)
+		t.Fatalf("the plugin does not import %s: the scenario cannot run", pkg)
 	}
 }
 
