@@ -387,30 +387,8 @@ var pdkMethods = map[string]pdkFunc{
 		rc.upstreamOverride = in.V
 		return &pb.Bool{V: true}, nil
 	},
-	"kong.service.request.set_header": func(rc *reqCtx, arg []byte) (proto.Message, error) {
-		in, err := decode(arg, &pb.KV{})
-		if err != nil {
-			return nil, err
-		}
-		vs, err := headerValue(in.V)
-		if err != nil {
-			return nil, err
-		}
-		rc.upstreamHeaderOps = append(rc.upstreamHeaderOps, headerOp{op: "set", name: in.K, values: vs})
-		return nil, nil
-	},
-	"kong.service.request.add_header": func(rc *reqCtx, arg []byte) (proto.Message, error) {
-		in, err := decode(arg, &pb.KV{})
-		if err != nil {
-			return nil, err
-		}
-		vs, err := headerValue(in.V)
-		if err != nil {
-			return nil, err
-		}
-		rc.upstreamHeaderOps = append(rc.upstreamHeaderOps, headerOp{op: "add", name: in.K, values: vs})
-		return nil, nil
-	},
+	"kong.service.request.set_header": upstreamHeader("set"),
+	"kong.service.request.add_header": upstreamHeader("add"),
 	"kong.service.request.clear_header": func(rc *reqCtx, arg []byte) (proto.Message, error) {
 		in, err := decode(arg, &pb.String{})
 		if err != nil {
@@ -602,5 +580,22 @@ func getHeaders(headers func(*reqCtx) http.Header) func(*reqCtx, []byte) (proto.
 			return nil, err
 		}
 		return headersStruct(headers(rc), max)
+	}
+}
+
+// upstreamHeader is kong.service.request.set_header / add_header: the
+// operation is queued and applied to the proxied request in order.
+func upstreamHeader(op string) func(*reqCtx, []byte) (proto.Message, error) {
+	return func(rc *reqCtx, arg []byte) (proto.Message, error) {
+		in, err := decode(arg, &pb.KV{})
+		if err != nil {
+			return nil, err
+		}
+		vs, err := headerValue(in.V)
+		if err != nil {
+			return nil, err
+		}
+		rc.upstreamHeaderOps = append(rc.upstreamHeaderOps, headerOp{op: op, name: in.K, values: vs})
+		return nil, nil
 	}
 }
