@@ -30,6 +30,17 @@ func PerSecond(rate, burst int) Limit { return Limit{Rate: rate, Period: time.Se
 // PerMinute is rate requests per minute with the given burst.
 func PerMinute(rate, burst int) Limit { return Limit{Rate: rate, Period: time.Minute, Burst: burst} }
 
+// The limiter's real bounds, for config schemas ("config Kong accepts, the
+// plugin runs"): a rate finer than one request per microsecond has no
+// emission interval in the script's unit, and a burst beyond MaxBurst would
+// push a minute limit's capacity (interval × (burst+1) µs) past the range a
+// Lua double holds exactly on top of a Unix-µs timestamp.
+const (
+	MaxPerSecond = 1_000_000  // requests per second: one per µs
+	MaxPerMinute = 60_000_000 // requests per minute: one per µs
+	MaxBurst     = 1_000_000
+)
+
 // ErrInvalidLimit reports a limit the limiter cannot enforce.
 var ErrInvalidLimit = errors.New("ratelimit: invalid limit")
 
@@ -39,6 +50,9 @@ func (l Limit) validate() error {
 	}
 	if int64(l.Rate) > l.Period.Microseconds() {
 		return fmt.Errorf("%w: %d per %s is finer than a microsecond", ErrInvalidLimit, l.Rate, l.Period)
+	}
+	if l.Burst > MaxBurst {
+		return fmt.Errorf("%w: burst %d over %d", ErrInvalidLimit, l.Burst, MaxBurst)
 	}
 	return nil
 }

@@ -113,10 +113,21 @@ func TestAllowAllOrNothingAndResults(t *testing.T) {
 	}
 }
 
+// TestExportedBoundsAreEnforceable: the bounds a schema takes from this
+// package are exactly the limits the limiter accepts.
+func TestExportedBoundsAreEnforceable(t *testing.T) {
+	for _, l := range []Limit{PerSecond(MaxPerSecond, MaxBurst), PerMinute(MaxPerMinute, MaxBurst), PerMinute(1, MaxBurst)} {
+		if err := l.validate(); err != nil {
+			t.Errorf("%+v: %v", l, err)
+		}
+	}
+}
+
 func TestInvalidLimits(t *testing.T) {
 	l := New(nil, Options{Logger: quiet()})
 	for _, ls := range [][]Limit{nil, {{Rate: 0, Period: time.Second}}, {{Rate: 1, Period: time.Second, Burst: -1}},
-		{{Rate: 2_000_000, Period: time.Second}}, make([]Limit, MaxLimits+1)} {
+		{{Rate: 2_000_000, Period: time.Second}}, make([]Limit, MaxLimits+1),
+		{PerSecond(MaxPerSecond+1, 0)}, {PerMinute(MaxPerMinute+1, 0)}, {PerMinute(1, MaxBurst+1)}} {
 		if _, err := l.Allow(context.Background(), "k", ls); !errors.Is(err, ErrInvalidLimit) {
 			t.Fatalf("%v: err %v", ls, err)
 		}
