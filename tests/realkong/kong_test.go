@@ -1,0 +1,354 @@
+package realkong
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+)
+
+const (
+	modeDBLess = "dbless"
+	modeDB     = "db"
+	// envDirs names the Kong builds to run against, space-separated, each
+	// a DEST of ../shared/realkong/build.sh (holding bin/kong-start.sh).
+	envDirs = "SR_REALKONG_DIRS"
+)
+
+// kongDirs returns the Kong builds named by SR_REALKONG_DIRS. Without any:
+// skip with how to run the suite, or fail when CI is set (CI never skips).
+func kongDirs(t *testing.T) []string {
+	t.Helper()
+	dirs := strings.Fields(os.Getenv(envDirs))
+	if len(dirs) == 0 {
+		msg := envDirs + ` is not set, so no real Kong to run against: build one with ../shared/realkong/build.sh ` +
+			`and run e.g. ` + envDirs + `="/opt/realkong /opt/realkong39" go test ./tests/realkong/`
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI is set and " + msg)
+		}
+		t.Skip(msg)
+	}
+	return dirs
+}
+
+// eachKong runs fn once per Kong build (subtest named by Kong's version) on
+// that build's shared Kong of the given mode, reset to empty.
+func eachKong(t *testing.T, mode string, fn func(t *testing.T, k *kong)) {
+	t.Helper()
+	for _, dir := range kongDirs(t) {
+		t.Run(buildVersion(dir), func(t *testing.T) {
+			k := sharedKong(t, dir, mode)
+			k.reset(t)
+			t0 := time.Now()
+			fn(t, k)
+			t.Logf("kong %s %s: %s", k.version, k.mode, time.Since(t0).Round(time.Millisecond))
+			if t.Failed() {
+				t.Logf("kong %s %s logs:\n%s", k.version, k.mode, k.logs())
+			}
+		})
+	}
+}
+
+// buildVersion reads Kong's version from the build's kong/meta.lua.
+func buildVersion(dir string) string {
+	src, err := os.ReadFile(filepath.Join(dir, "kong", "kong", "meta.lua"))
+	if err != nil {
+		return filepath.Base(dir)
+	}
+	part := func(name string) string {
+		m := regexp.MustCompile(name + `\s*=\s*(\d+)`).FindSubmatch(src)
+		if m == nil {
+			return "x"
+		}
+		return string(m[1])
+	}
+	return part("major") + "." + part("minor") + "." + part("patch")
+}
+
+// kong is one real Kong started with the build's kong-start.sh: its own
+// prefix, ports and (DB mode) Postgres database, shared by the package's
+// tests and stopped by TestMain.
+type kong struct {
+	dir, mode, version string
+	prefix, db         string
+	proxy, admin       string // base URLs
+	startTook          time.Duration
+}
+
+var (
+	kongsMu sync.Mutex
+	kongs   = map[string]*kong{} // dir + mode → started Kong (nil after a failed start)
+	tried   = map[string]error{}
+)
+
+// sharedKong starts the build's Kong of that mode on first use.
+func sharedKong(t *testing.T, dir, mode string) *kong {
+	t.Helper()
+	kongsMu.Lock()
+	defer kongsMu.Unlock()
+	key := dir + "|" + mode
+	if err, done := tried[key]; done {
+		if err != nil {
+			t.Fatalf("kong %s %s did not start earlier: %v", dir, mode, err)
+		}
+		return kongs[key]
+	}
+	k, err := startKong(t, dir, mode)
+	tried[key] = err
+	if err != nil {
+		t.Fatalf("starting kong %s %s: %v", dir, mode, err)
+	}
+	kongs[key] = k
+	t.Logf("kong %s %s started in %s (proxy %s, admin %s)", k.version, mode, k.startTook.Round(time.Millisecond), k.proxy, k.admin)
+	return k
+}
+
+// Settings every Kong here gets, besides kong-start.sh's own: a new route
+// or plugin in DB mode is picked up by the worker within 1 s instead of 5
+// (Kong rebuilds its router and plugin iterator every
+// worker_state_update_frequency; db_update_frequency polls cluster events).
+var kongSettings = []string{"KONG_DB_UPDATE_FREQUENCY=1", "KONG_WORKER_STATE_UPDATE_FREQUENCY=1"}
+
+func startKong(t *testing.T, dir, mode string) (*kong, error) {
+	script := filepath.Join(dir, "bin", "kong-start.sh")
+	if _, err := os.Stat(script); err != nil {
+		return nil, fmt.Errorf("%s names no realkong build: %w", envDirs, err)
+	}
+	k := &kong{dir: dir, mode: mode}
+	var err error
+	if k.prefix, err = os.MkdirTemp(tmpDir, "kong-"+mode+"-"); err != nil {
+		return nil, err
+	}
+	empty := k.prefix + ".yml"
+	if err := os.WriteFile(empty, []byte("_format_version: \"3.0\"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	env := append(os.Environ(), "KONG_PREFIX_DIR="+k.prefix)
+	env = append(env, kongSettings...)
+	decl := empty
+	if mode == modeDB {
+		if k.db, err = createDatabase(dir); err != nil {
+			return nil, err
+		}
+		env = append(env, "KONG_DATABASE=postgres", "KONG_PG_HOST=127.0.0.1", "KONG_PG_PORT=5432", "KONG_PG_DATABASE="+k.db)
+		decl = "-"
+	}
+	// Ports are free when picked, not reserved: try again on a clash.
+	for attempt := 0; ; attempt++ {
+		proxy, admin := redistest.FreePort(t), redistest.FreePort(t)
+		k.proxy = fmt.Sprintf("http://127.0.0.1:%d", proxy)
+		k.admin = fmt.Sprintf("http://127.0.0.1:%d", admin)
+		cmd := exec.Command(script, pluginBin, decl)
+		cmd.Env = append(env, fmt.Sprintf("KONG_PROXY_PORT=%d", proxy), fmt.Sprintf("KONG_ADMIN_PORT=%d", admin))
+		t0 := time.Now()
+		out, err := cmd.CombinedOutput()
+		k.startTook = time.Since(t0)
+		if err == nil {
+			break
+		}
+		if attempt == 2 || !bytes.Contains(out, []byte("in use")) {
+			k.stop()
+			return nil, fmt.Errorf("%s: %w\n%s", script, err, out)
+		}
+	}
+	var root struct{ Version string }
+	if err := k.adminJSON("GET", "/", nil, &root); err != nil {
+		k.stop()
+		return nil, err
+	}
+	k.version = root.Version
+	return k, nil
+}
+
+// stop stops Kong and drops its database.
+func (k *kong) stop() {
+	cmd := exec.Command(filepath.Join(k.dir, "bin", "kong-stop.sh"))
+	cmd.Env = append(os.Environ(), "KONG_PREFIX_DIR="+k.prefix)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "realkong: kong-stop.sh %s: %v\n%s", k.prefix, err, out)
+	}
+	if k.db != "" {
+		if out, err := psql("DROP DATABASE IF EXISTS " + k.db + " WITH (FORCE)"); err != nil {
+			fmt.Fprintf(os.Stderr, "realkong: dropping %s: %v\n%s", k.db, err, out)
+		}
+	}
+}
+
+func stopKongs() {
+	kongsMu.Lock()
+	defer kongsMu.Unlock()
+	for _, k := range kongs {
+		k.stop()
+	}
+}
+
+// pgStartedBy is the services.sh that started Postgres for this run (it is
+// stopped at the end); empty when one already answered.
+var pgStartedBy string
+
+// createDatabase makes this process's own database for one Kong (owner
+// kong): kong-start.sh resets the database it is given.
+func createDatabase(dir string) (string, error) {
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err == nil {
+		_ = c.Close()
+	} else {
+		svc := filepath.Join(dir, "bin", "services.sh")
+		if out, err := exec.Command(svc, "start", "postgres").CombinedOutput(); err != nil {
+			return "", fmt.Errorf("%s start postgres: %w\n%s", svc, err, out)
+		}
+		if pgStartedBy == "" {
+			pgStartedBy = svc
+		}
+	}
+	name := fmt.Sprintf("realkong_%d_%s", os.Getpid(), strings.NewReplacer(".", "", "/", "_").Replace(buildVersion(dir)))
+	if out, err := psql("CREATE DATABASE " + name + " OWNER kong"); err != nil {
+		return "", fmt.Errorf("creating database %s: %w\n%s", name, err, out)
+	}
+	return name, nil
+}
+
+func psql(sql string) ([]byte, error) {
+	return exec.Command("psql", "-X", "-q", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "postgres", "-c", sql).CombinedOutput()
+}
+
+// logs returns the tails of Kong's error.log and the plugin server's log.
+func (k *kong) logs() string {
+	var b strings.Builder
+	for _, f := range []string{"error.log", "service-registry.log"} {
+		data, _ := os.ReadFile(filepath.Join(k.prefix, "logs", f))
+		fmt.Fprintf(&b, "---- %s (tail)\n%s\n", f, tail(string(data), 4000))
+	}
+	return b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// pluginPID is the running plugin server's pid (written by the supervisor).
+func (k *kong) pluginPID() int {
+	b, _ := os.ReadFile(filepath.Join(k.prefix, "pids", "service-registry.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// adminError is a non-2xx Admin API answer.
+type adminError struct {
+	Status int
+	Body   map[string]any
+	Raw    string
+}
+
+func (e *adminError) Error() string { return fmt.Sprintf("kong admin %d: %s", e.Status, e.Raw) }
+
+var adminHTTP = &http.Client{Timeout: 30 * time.Second}
+
+// adminJSON calls the Admin API with a JSON body; a non-2xx answer is an
+// *adminError. out, when given, receives the decoded answer.
+func (k *kong) adminJSON(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	return k.admin0(method, path, "application/json", rd, out)
+}
+
+func (k *kong) admin0(method, path, ctype string, body io.Reader, out any) error {
+	req, err := http.NewRequest(method, k.admin+path, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := adminHTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		e := &adminError{Status: resp.StatusCode, Raw: string(raw)}
+		_ = json.Unmarshal(raw, &e.Body)
+		return e
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s %s: decoding %s: %w", method, path, raw, err)
+		}
+	}
+	return nil
+}
+
+// list reads every entity of a kind (one page of 1000 is plenty here).
+func (k *kong) list(t testing.TB, kind string) []map[string]any {
+	t.Helper()
+	var page struct {
+		Data []map[string]any
+		Next *string
+	}
+	if err := k.adminJSON("GET", "/"+kind+"?size=1000", nil, &page); err != nil {
+		t.Fatal(err)
+	}
+	if page.Next != nil {
+		t.Fatalf("more than 1000 %s", kind)
+	}
+	return page.Data
+}
+
+// find returns the entity of a kind by name or id.
+func (k *kong) find(t testing.TB, kind, nameOrID string) (map[string]any, bool) {
+	t.Helper()
+	var e map[string]any
+	err := k.adminJSON("GET", "/"+kind+"/"+nameOrID, nil, &e)
+	if ae, ok := err.(*adminError); ok && ae.Status == 404 {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, true
+}
+
+// reset empties Kong: an empty declarative config (DB-less), or every
+// entity deleted (DB mode; plugins and routes before what they reference).
+func (k *kong) reset(t testing.TB) {
+	t.Helper()
+	if k.mode == modeDBLess {
+		if err := k.adminJSON("POST", "/config", map[string]any{"_format_version": "3.0"}, nil); err != nil {
+			t.Fatalf("emptying kong: %v", err)
+		}
+		return
+	}
+	for _, kind := range []string{"plugins", "routes", "services", "upstreams", "consumers"} {
+		for _, e := range k.list(t, kind) {
+			if err := k.adminJSON("DELETE", "/"+kind+"/"+e["id"].(string), nil, nil); err != nil {
+				t.Fatalf("emptying kong: %v", err)
+			}
+		}
+	}
+}
+
+// failOpen: Kong 3.4 skips a plugin whose server it cannot reach and
+// proxies; 3.9 answers 500 (KONG-FACTS.md).
+func (k *kong) failOpen() bool { return strings.HasPrefix(k.version, "3.4.") }

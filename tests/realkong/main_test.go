@@ -1,0 +1,60 @@
+package realkong
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/kong-service-registry/service-registry/internal/testbin"
+)
+
+var (
+	// pluginBin is ./plugins/service-registry, named as Kong names the plugin.
+	pluginBin string
+	// adminsvcBin is ./adminsvc.
+	adminsvcBin string
+	// tmpDir holds the binaries and every Kong prefix of this process.
+	tmpDir string
+)
+
+// TestMain builds the binaries only when there is a Kong to run them in,
+// and stops every Kong (and a Postgres it started) after the tests.
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	var err error
+	if tmpDir, err = os.MkdirTemp("", "realkong-"); err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(tmpDir)
+	if strings.TrimSpace(os.Getenv(envDirs)) != "" {
+		// Kong refuses a plugin whose VERSION is not x.y.z.
+		if pluginBin, err = testbin.Build(tmpDir, "./plugins/service-registry", "service-registry",
+			"GOFLAGS=-ldflags=-X=main.version=0.1.0"); err != nil {
+			return 1, err
+		}
+		if adminsvcBin, err = testbin.Build(tmpDir, "./adminsvc", "adminsvc"); err != nil {
+			return 1, err
+		}
+	}
+	defer stopAll()
+	return m.Run(), nil
+}
+
+func stopAll() {
+	stopKongs()
+	if pgStartedBy != "" {
+		if out, err := exec.Command(pgStartedBy, "stop", "postgres").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "realkong: %s stop postgres: %v\n%s", pgStartedBy, err, out)
+		}
+	}
+}
