@@ -4,7 +4,7 @@ BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test e2e bench lint schema run fuzz pongo clean
+.PHONY: all build test e2e bench bench-kong lint schema run fuzz pongo clean
 
 all: build
 
@@ -19,6 +19,11 @@ e2e:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m ./...
+
+# Throughput in a real Kong (../shared/realkong build; KONGBENCH_REALKONG=/opt/realkong39 for 3.9),
+# wrk, interleaved rounds; tables to BENCHMARKS.md by hand (KONGBENCH_OUT=file writes them).
+bench-kong:
+	KONGBENCH=1 $(GO) test -count=1 -v -run '^TestKongBench$$' -timeout 40m ./tests/kongbench/
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read) && $(GO) vet ./...
