@@ -52,12 +52,12 @@ type gfVar struct {
 }
 
 type gfDashboard struct {
-	UID           string          `json:"uid"`
-	Title         string          `json:"title"`
-	SchemaVersion int             `json:"schemaVersion"`
-	Version       *int            `json:"version"`
+	UID           string `json:"uid"`
+	Title         string `json:"title"`
+	SchemaVersion int    `json:"schemaVersion"`
+	Version       *int   `json:"version"`
 	Time          *struct{ From, To string }
-	Panels        []gfPanel       `json:"panels"`
+	Panels        []gfPanel `json:"panels"`
 	Templating    *struct{ List []gfVar }
 	Annotations   json.RawMessage `json:"annotations"`
 }
@@ -258,7 +258,7 @@ func metricNames(q string) []string {
 
 func TestMetricNamesOfQueries(t *testing.T) {
 	for q, want := range map[string]string{
-		`sum by (code) (rate(sr_http_requests_total{job=~"$job"}[$__rate_interval]))`:          "sr_http_requests_total",
+		`sum by (code) (rate(sr_http_requests_total{job=~"$job"}[$__rate_interval]))`:            "sr_http_requests_total",
 		`histogram_quantile(0.95, sum by (le) (rate(a_bucket{x="y"}[5m]))) / on(i) group_left b`: "a_bucket b",
 		`max(up) > 1e3 and bool c`: "up c",
 	} {
