@@ -1,7 +1,9 @@
 package kongsync
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -124,9 +126,25 @@ type listQuery struct {
 }
 
 type page struct {
-	Data   []map[string]any `json:"data"`
-	Offset string           `json:"offset"`
-	Next   *string          `json:"next"`
+	Data   rows    `json:"data"`
+	Offset string  `json:"offset"`
+	Next   *string `json:"next"`
+}
+
+// rows is a page's "data". Kong 3.4 writes an empty one as {} on
+// /tags/{tag} (an empty Lua table encoded by cjson); 3.9 writes [].
+type rows []map[string]any
+
+func (r *rows) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		var empty map[string]json.RawMessage
+		if err := json.Unmarshal(t, &empty); err != nil || len(empty) != 0 {
+			return fmt.Errorf("kong page data: expected a list, got an object")
+		}
+		*r = nil
+		return nil
+	}
+	return json.Unmarshal(b, (*[]map[string]any)(r))
 }
 
 // list pages through a collection (1000 per page, Kong's maximum).

@@ -27,9 +27,16 @@ type env struct {
 
 func newEnv(t *testing.T, dbless bool, base string) *env {
 	t.Helper()
+	return newEnvVersion(t, dbless, base, "")
+}
+
+// newEnvVersion is newEnv against a fake answering as Kong version
+// (kongfake's default when "").
+func newEnvVersion(t *testing.T, dbless bool, base, version string) *env {
+	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	store := registry.NewStore(rs.Client(), registry.Options{})
-	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, Plugins: map[string]kongfake.PluginSchema{
+	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, Version: version, Plugins: map[string]kongfake.PluginSchema{
 		"service-registry": kongfake.RegistrySchema(t),
 	}})
 	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL(), BaseConfig: []byte(base), Attempts: 2, Timeout: 2 * time.Second})

@@ -284,7 +284,6 @@ func newUUID() string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
-	w.Header().Set("Server", "kong/3.9.1")
 	if body == nil {
 		w.WriteHeader(status)
 		return

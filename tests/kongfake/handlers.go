@@ -17,6 +17,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.counts[r.Method+" "+template(segs)]++
 	f.mu.Unlock()
 
+	w.Header().Set("Server", "kong/"+f.opts.Version)
 	status, body, aerr := f.route(r, segs)
 	if aerr != nil {
 		writeJSON(w, aerr.status, aerr.body)
@@ -760,6 +761,9 @@ func (f *Fake) byTag(r *http.Request, tag string) (int, any, *apiError) {
 		data[i] = map[string]any{"entity_name": rw.kind, "entity_id": rw.id, "tag": tag}
 	}
 	body["data"] = data
+	if len(data) == 0 {
+		body["data"] = f.emptyTagData()
+	}
 	return http.StatusOK, body, nil
 }
 
