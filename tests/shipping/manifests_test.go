@@ -18,7 +18,9 @@ import (
 const imageRepo = "kong-service-registry/"
 
 // officialImage: Docker official images the deployment may use.
-var officialImage = regexp.MustCompile(`^(kong:3\.9(\.\d+)?|redis:7(\.\d+)*(-alpine)?|postgres:1[3-7](\.\d+)?(-alpine)?)$`)
+var officialImage = regexp.MustCompile(`^(kong:3\.9(\.\d+)?|redis:7(\.\d+)*(-alpine)?|postgres:1[3-7](\.\d+)?(-alpine)?|` +
+	// The metrics profile: the projects' own images, pinned.
+	`prom/prometheus:v[23]\.\d+\.\d+|grafana/grafana:1[0-2]\.\d+\.\d+)$`)
 
 // program is what runs in a container, so that its environment and ports
 // can be checked against what that program reads.
@@ -31,6 +33,8 @@ const (
 	progEcho     program = "echo-backend"
 	progRedis    program = "redis"
 	progPostgres program = "postgres"
+	progProm     program = "prometheus"
+	progGrafana  program = "grafana"
 )
 
 // programFor names the program an image runs, given the command that
@@ -50,6 +54,10 @@ func programFor(image string, command []string) program {
 		return progRedis
 	case strings.HasPrefix(image, "postgres:"):
 		return progPostgres
+	case strings.HasPrefix(image, "prom/prometheus:"):
+		return progProm
+	case strings.HasPrefix(image, "grafana/grafana:"):
+		return progGrafana
 	}
 	return ""
 }
@@ -97,8 +105,16 @@ func checkEnv(t *testing.T, where string, prog program, env map[string]string, a
 		known, _ = settingsOf(t, "adminsvc/srctl")
 	case progEcho:
 		known, _ = settingsOf(t, "deploy/echo-backend")
-	case progRedis:
+	case progRedis, progProm:
 		known = map[string]bool{}
+	case progGrafana:
+		// Grafana reads every GF_<SECTION>_<KEY> as an ini override.
+		known = map[string]bool{}
+		for k := range env {
+			if regexp.MustCompile(`^GF_[A-Z0-9]+_[A-Z0-9_]+$`).MatchString(k) {
+				known[k] = true
+			}
+		}
 	case progPostgres:
 		// Documented by the official image.
 		known = map[string]bool{"POSTGRES_USER": true, "POSTGRES_PASSWORD": true, "POSTGRES_DB": true, "PGDATA": true}
@@ -170,6 +186,10 @@ func listenPorts(prog program, env map[string]string) []int {
 		return []int{6379}
 	case progPostgres:
 		return []int{5432}
+	case progProm:
+		return []int{9090}
+	case progGrafana:
+		return []int{3000}
 	}
 	return nil
 }
@@ -335,7 +355,8 @@ func checkImageHasCommand(t *testing.T, where string, stages []*dockerStage, ima
 	t.Helper()
 	if !strings.HasPrefix(exe, "/") {
 		// Tools of the base images: kong's CLI, redis-cli, pg_isready.
-		ok := map[program][]string{progKong: {"kong"}, progRedis: {"redis-cli"}, progPostgres: {"pg_isready"}}
+		ok := map[program][]string{progKong: {"kong"}, progRedis: {"redis-cli"}, progPostgres: {"pg_isready"},
+			progProm: {"wget"}, progGrafana: {"wget"}}
 		if !contains(ok[prog], exe) {
 			t.Errorf("%s: runs %q, which %s's image is not known to have", where, exe, prog)
 		}

@@ -1,0 +1,106 @@
+package shipping
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// scraped are the programs Prometheus must scrape.
+var scraped = []program{progAdminsvc}
+
+// TestComposePrometheusScrapesThePrograms: the metrics profile's Prometheus
+// scrapes each program at a port that program listens on, and its Grafana
+// reads that Prometheus and loads the shipped dashboard.
+func TestComposePrometheusScrapesThePrograms(t *testing.T) {
+	doc := yamlDocs(t, "deploy", "docker-compose.yml")[0]
+	services := m(doc["services"])
+	prom, graf := services["prometheus"], services["grafana"]
+	if prom == nil || graf == nil {
+		t.Fatal("compose: no prometheus or grafana service")
+	}
+	for _, svc := range []any{prom, graf} {
+		if !contains(strList(dig(svc, "profiles")), "metrics") {
+			t.Errorf("compose prometheus/grafana: not in the metrics profile (the default stack stays small)")
+		}
+	}
+	cfgPath := mountedFile(t, prom, "/etc/prometheus/prometheus.yml")
+	cfg := yamlDocs(t, "deploy", cfgPath)[0]
+	byProgram := map[program]bool{}
+	for _, job := range l(cfg["scrape_configs"]) {
+		name := s(dig(job, "job_name"))
+		path := s(dig(job, "metrics_path"))
+		if path == "" {
+			path = "/metrics"
+		}
+		for _, sc := range l(dig(job, "static_configs")) {
+			for _, tg := range l(dig(sc, "targets")) {
+				host, port, err := net.SplitHostPort(s(tg))
+				if err != nil {
+					t.Errorf("job %s: target %q: %v", name, s(tg), err)
+					continue
+				}
+				svc := services[host]
+				if svc == nil {
+					t.Errorf("job %s: target %s is not a compose service", name, host)
+					continue
+				}
+				prog := programFor(composeImage(svc), strList(dig(svc, "command")))
+				p, _ := strconv.Atoi(port)
+				if !intsContain(metricsPorts(prog, composeEnv(svc)), p) {
+					t.Errorf("job %s: scrapes %s:%d, but %s serves metrics on %v", name, host, p, prog, metricsPorts(prog, composeEnv(svc)))
+				}
+				if path != "/metrics" {
+					t.Errorf("job %s: metrics_path %s; the programs serve /metrics", name, path)
+				}
+				byProgram[prog] = true
+			}
+		}
+	}
+	for _, p := range scraped {
+		if !byProgram[p] {
+			t.Errorf("compose Prometheus does not scrape %s", p)
+		}
+	}
+	ds := yamlDocs(t, "deploy", strings.TrimPrefix(mountedDir(t, graf, "/etc/grafana/provisioning"), "./"), "datasources", "prometheus.yml")[0]
+	if url := s(dig(l(ds["datasources"])[0], "url")); url != "http://prometheus:9090" {
+		t.Errorf("Grafana's datasource is %s, not the profile's Prometheus", url)
+	}
+	prov := yamlDocs(t, "deploy", strings.TrimPrefix(mountedDir(t, graf, "/etc/grafana/provisioning"), "./"), "dashboards", "service-registry.yml")[0]
+	dir := s(dig(l(prov["providers"])[0], "options", "path"))
+	src := mountedDir(t, graf, dir)
+	if _, err := os.Stat(filepath.Join(root, "deploy", src, "service-registry.json")); err != nil {
+		t.Errorf("Grafana loads dashboards from %s (deploy/%s), which lacks service-registry.json: %v", dir, src, err)
+	}
+}
+
+// metricsPorts are the ports a program serves /metrics on.
+func metricsPorts(prog program, env map[string]string) []int {
+	switch prog {
+	case progAdminsvc:
+		return listenPorts(prog, env)
+	}
+	return nil
+}
+
+// mountedFile returns the deploy/-relative source of the bind mount at
+// target in a compose service.
+func mountedFile(t *testing.T, svc any, target string) string {
+	t.Helper()
+	return strings.TrimPrefix(mountedDir(t, svc, target), "./")
+}
+
+func mountedDir(t *testing.T, svc any, target string) string {
+	t.Helper()
+	for _, v := range l(dig(svc, "volumes")) {
+		parts := strings.Split(s(v), ":")
+		if len(parts) >= 2 && parts[1] == target {
+			return parts[0]
+		}
+	}
+	t.Fatalf("compose: nothing mounted at %s", target)
+	return ""
+}
