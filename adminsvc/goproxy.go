@@ -95,13 +95,9 @@ func validBackend(b string) error {
 			return badRequest("backend: invalid port %q", p)
 		}
 	}
-	host := u.Hostname()
-	if net.ParseIP(host) == nil {
-		for _, l := range strings.Split(strings.ToLower(host), ".") {
-			if !regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`).MatchString(l) {
-				return badRequest("backend: invalid host %q", host)
-			}
-		}
+	// Kong's host rules, shared with the store and the translator.
+	if err := registry.ValidateHost(u.Hostname()); err != nil {
+		return badRequest("backend: invalid host: %v", err)
 	}
 	return nil
 }

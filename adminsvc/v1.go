@@ -154,8 +154,8 @@ type instanceReq struct {
 }
 
 func validAddress(a string) error {
-	if _, _, ok := registry.SplitAddress(a); !ok {
-		return badRequest("address: expected host:port")
+	if _, _, err := registry.ValidateAddress(a); err != nil {
+		return badRequest("address: expected host:port: %v", err)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 func svcWith(weights ...int) registry.Service {
 	s := registry.Service{Name: "s", Version: 1}
 	for i, w := range weights {
-		s.Instances = append(s.Instances, registry.Instance{ID: fmt.Sprint("i", i), Address: fmt.Sprintf("10.0.0.%d:%d", i, 8000+i), Weight: w})
+		s.Instances = append(s.Instances, registry.Instance{ID: fmt.Sprint("i", i), Address: fmt.Sprintf("10.0.%d.%d:%d", i/256, i%256, 8000+i), Weight: w})
 	}
 	return s
 }

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
-	"strconv"
 	"strings"
 )
 
@@ -84,48 +82,3 @@ func CheckServiceName(name string) error {
 }
 
 func validName(name string) bool { return CheckServiceName(name) == nil }
-
-// SplitAddress checks an instance address and splits it: host:port where
-// host is an IP address or an RFC 1123 hostname and port is 1..65535 written
-// plainly. The plugin hands the host to Kong's set_target, which becomes the
-// upstream Host header, so anything beyond hostname characters (CR/LF,
-// spaces, NUL, a path) could split or redirect the proxied request: it is
-// refused here, where both the store and the plugin's snapshot look.
-func SplitAddress(addr string) (host string, port int, ok bool) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil || h == "" {
-		return "", 0, false
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
-		return "", 0, false
-	}
-	if net.ParseIP(h) != nil {
-		return h, n, true
-	}
-	if len(h) > 253 {
-		return "", 0, false
-	}
-	for _, label := range strings.Split(h, ".") {
-		if !validLabel(label) {
-			return "", 0, false
-		}
-	}
-	return h, n, true
-}
-
-// validLabel: 1..63 letters, digits and hyphens, not starting or ending
-// with a hyphen. Underscores are allowed too: service-discovery names
-// (SRV-style, Docker) use them and Kong's balancer resolves them.
-func validLabel(l string) bool {
-	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}

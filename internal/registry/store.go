@@ -270,7 +270,13 @@ func InstanceFromBackend(backend string) (Instance, error) {
 			port = "80"
 		}
 	}
+	if err := ValidateHost(u.Hostname()); err != nil {
+		return Instance{}, invalid("backend", "%v", err)
+	}
 	addr := net.JoinHostPort(u.Hostname(), port)
+	if _, _, err := ValidateAddress(addr); err != nil {
+		return Instance{}, invalid("backend", "%v", err)
+	}
 	return Instance{ID: addr, Address: addr, Scheme: u.Scheme, Weight: 100}, nil
 }
 
@@ -419,8 +425,6 @@ func (s *Store) CountRoutes(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-func validAddress(a string) bool { _, _, ok := SplitAddress(a); return ok }
-
 func (s *Store) checkInstance(service string, in Instance) error {
 	switch {
 	case !validName(service):
@@ -429,12 +433,13 @@ func (s *Store) checkInstance(service string, in Instance) error {
 		return invalid("id", "required")
 	case in.Address == "":
 		return invalid("address", "required")
-	case !validAddress(in.Address):
-		return invalid("address", "%q is not host:port (an IP address or hostname, port 1..65535)", in.Address)
 	case in.Weight < 0 || in.Weight > MaxWeight:
 		return invalid("weight", "%d outside 0..%d", in.Weight, MaxWeight)
 	case in.TTLSeconds < 0:
 		return invalid("ttl_s", "%d is negative", in.TTLSeconds)
+	}
+	if _, _, err := ValidateAddress(in.Address); err != nil {
+		return invalid("address", "%v", err)
 	}
 	return nil
 }

@@ -102,6 +102,11 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 		return Service{}, Upstream{}, fmt.Errorf("backend: unsupported scheme %q", be.Scheme)
 	}
 	beHost := be.Hostname()
+	// Kong refuses the upstream (host_header) and target of a host it
+	// cannot read; the route must fail here, visibly, not in every reconcile.
+	if err := registry.ValidateHost(beHost); err != nil {
+		return Service{}, Upstream{}, fmt.Errorf("backend: %w", err)
+	}
 	bePort := defaultPort
 	if p := be.Port(); p != "" {
 		if bePort, err = strconv.Atoi(p); err != nil || bePort < 1 || bePort > 65535 {
@@ -268,7 +273,9 @@ func healthchecks(protocol string, o routeopts.Options) map[string]any {
 func targets(service, backend string, instances []registry.Instance, tags []string) []Target {
 	byAddr := map[string]int{backend: defaultTargetWeight}
 	for _, in := range instances {
-		if in.Address == "" {
+		// An address the store would refuse (written around it) would make
+		// Kong refuse the whole upstream: leave that one target out.
+		if _, _, ok := registry.SplitAddress(in.Address); !ok {
 			continue
 		}
 		w := in.Weight

@@ -1,6 +1,11 @@
 package translator
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+
+	"github.com/kong-service-registry/service-registry/internal/registry"
+)
 
 func TestUpstreamNamesStayDistinct(t *testing.T) {
 	names := []string{
@@ -38,4 +43,29 @@ func splitLabels(s string) []string {
 		}
 	}
 	return out
+}
+
+// Issue 13 defect 2: a backend host Kong refuses ("Invalid target",
+// "host_header: invalid value") makes that one route a visible error instead
+// of an upstream every reconcile retries; an instance address Kong would
+// refuse (written around the store) is left out of the targets; the other
+// routes are untouched.
+func TestTranslateRefusesHostsKongRefuses(t *testing.T) {
+	in := []RouteInput{{Route: registry.Route{Host: "good.test", Path: "/a", Backend: "http://10.0.0.1:80"}, Service: "sr-good.test_a",
+		Instances: []registry.Instance{{ID: "bad", Address: "999.1.1.1:80", Weight: 5}, {ID: "ok", Address: "10.0.0.2:80", Weight: 5}}}}
+	for i, b := range []string{"http://2852039166/", "http://999.1.1.1/", "http://1.2.3/"} {
+		p := fmt.Sprintf("/b%d", i)
+		in = append(in, RouteInput{Route: registry.Route{Host: "bad.test", Path: p, Backend: b}, Service: "sr-bad.test_b" + p[2:]})
+	}
+	st := Translate(in, Options{})
+	if len(st.Errors) != 3 || len(st.Services) != 1 {
+		t.Fatalf("errors %v, services %d: want 3 errors and the good route", st.Errors, len(st.Services))
+	}
+	var got []string
+	for _, tg := range st.Upstreams[0].Targets {
+		got = append(got, tg.Target)
+	}
+	if fmt.Sprint(got) != "[10.0.0.1:80 10.0.0.2:80]" {
+		t.Fatalf("targets %v", got)
+	}
 }

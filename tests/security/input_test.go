@@ -43,6 +43,12 @@ func TestHostileRegistrationsRefused(t *testing.T) {
 		{"backend CR LF", map[string]any{"host": "h.test", "path": "/p", "backend": "http://10.0.0.1:80/\r\nX: y"}, "backend"},
 		{"backend credentials", map[string]any{"host": "h.test", "path": "/p", "backend": "http://u:p@10.0.0.1:80"}, "backend"},
 		{"instance address CR LF", nil, ""},
+		// Hosts Kong refuses (issue 13 defect 2): digits and dots are an
+		// IPv4 address to Kong, which refuses the upstream and the target.
+		{"backend integer host", map[string]any{"host": "h.test", "path": "/p", "backend": "http://2852039166/"}, "backend"},
+		{"backend octet over 255", map[string]any{"host": "h.test", "path": "/p", "backend": "http://999.1.1.1/"}, "backend"},
+		{"backend three octets", map[string]any{"host": "h.test", "path": "/p", "backend": "http://1.2.3/"}, "backend"},
+		{"backend IPv4 in IPv6", map[string]any{"host": "h.test", "path": "/p", "backend": "http://[::ffff:1.2.3.4]/"}, "backend"},
 	}
 	for _, scheme := range []string{"file", "ftp", "gopher", "javascript", "data", "unix", "redis", "ldap", "dict", "tcp", "grpc", "h2c", "jar", "mailto", ""} {
 		cases = append(cases, struct {
@@ -73,7 +79,8 @@ func TestHostileRegistrationsRefused(t *testing.T) {
 	// Instances (/v1): address must be host:port, nothing else. The plugin
 	// hands the host to Kong's balancer (set_target), which uses it as the
 	// upstream Host header: CR/LF there would split the proxied request.
-	for _, addr := range []string{"10.0.0.1:80\r\nX: y", "evil\r\nX-Injected: 1:80", "evil\r\nX-Injected 1:80", "a b:80", "h\x00:80", "10.0.0.1", "http://10.0.0.1:80", "10.0.0.1:0", "10.0.0.1:70000", " 10.0.0.1:80", "[::1]:80/x"} {
+	for _, addr := range []string{"10.0.0.1:80\r\nX: y", "evil\r\nX-Injected: 1:80", "evil\r\nX-Injected 1:80", "a b:80", "h\x00:80", "10.0.0.1", "http://10.0.0.1:80", "10.0.0.1:0", "10.0.0.1:70000", " 10.0.0.1:80", "[::1]:80/x",
+		"999.1.1.1:80", "2852039166:80", "1.2.3:80", "[::ffff:1.2.3.4]:80"} {
 		r := call(t, "PUT", u+"/v1/services/orders/instances/i", map[string]any{"address": addr})
 		tried++
 		if r.Status != 400 {
