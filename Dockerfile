@@ -16,11 +16,16 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
 COPY . .
-ARG VERSION=dev
+# The release, x.y.z (Kong refuses any other plugin VERSION). Empty means the
+# VERSION file; --build-arg VERSION=1.2.3 overrides it, with another x.y.z.
+ARG VERSION=
 # CGO off: the binaries run on distroless/static and inside the Kong image
 # (whose libc we must not depend on).
 RUN --mount=type=cache,target=/root/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
+    VERSION="${VERSION:-$(cat VERSION)}" && \
+    echo "$VERSION" | grep -Eqx '(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)' || \
+      { echo "VERSION=$VERSION is not x.y.z (Kong refuses the plugin)" >&2; exit 1; } && \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/ ./plugins/service-registry ./adminsvc ./adminsvc/srctl ./deploy/echo-backend
 

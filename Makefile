@@ -1,7 +1,10 @@
 # Every target is one line a newcomer can read; the README names them.
 GO       ?= go
 BIN      ?= bin
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release, x.y.z (Kong refuses any other plugin VERSION): the VERSION
+# file, or `make build VERSION=1.2.3`; the plugin's defaultVersion matches it.
+VERSION  ?= $(shell cat VERSION)
+SEMVER   := ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$$
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 .PHONY: all build test e2e bench bench-kong lint schema run fuzz pongo clean
@@ -9,6 +12,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 all: build
 
 build:
+	@echo '$(VERSION)' | grep -Eqx '$(SEMVER)' || { echo "make: VERSION='$(VERSION)' is not x.y.z (Kong refuses the plugin)" >&2; exit 1; }
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./plugins/service-registry ./adminsvc/... ./deploy/echo-backend
 
 test:

@@ -14,8 +14,8 @@ import (
 // dump prints go-pdk's own -dump output enriched with each field's declared
 // default and validators, keeping the outer shape Kong reads:
 // {"Protocol","SocketPath","Plugins":[{"Name","Phases","Version","Priority","Schema"}]}.
-func dump(w io.Writer) error {
-	raw, err := pdkDump()
+func dump(w io.Writer, version string) error {
+	raw, err := pdkDump(version)
 	if err != nil {
 		return err
 	}
@@ -29,7 +29,7 @@ func dump(w io.Writer) error {
 
 // pdkDump runs go-pdk's dump (server.StartServer with -dump in os.Args)
 // with os.Stdout pointed at a pipe, and returns what it printed.
-func pdkDump() ([]byte, error) {
+func pdkDump(version string) ([]byte, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err

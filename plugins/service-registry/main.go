@@ -9,9 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// version is set at build time: -ldflags "-X main.version=...".
-var version = "dev"
-
 // priority places the plugin after authentication plugins (key-auth 1250,
 // jwt 1450...) so consumers are known to rate limiting, and just after
 // Kong's own rate-limiting (910) rather than tied with it (a tie leaves the
@@ -19,8 +16,13 @@ var version = "dev"
 const priority = 905
 
 func main() {
+	v, err := checkedVersion()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "service-registry:", err)
+		os.Exit(2)
+	}
 	if wantsDump(os.Args[1:]) {
-		if err := dump(os.Stdout); err != nil {
+		if err := dump(os.Stdout, v); err != nil {
 			fmt.Fprintln(os.Stderr, "service-registry: -dump:", err)
 			os.Exit(1)
 		}
@@ -29,7 +31,7 @@ func main() {
 	// go-redis logs every failed dial; with Redis down that is a line per
 	// background check. Route it through the throttled logger instead.
 	redis.SetLogger(redisLogger{})
-	if err := server.StartServer(New, version, priority); err != nil {
+	if err := server.StartServer(New, v, priority); err != nil {
 		fmt.Fprintln(os.Stderr, "service-registry:", err)
 		os.Exit(1)
 	}

@@ -39,6 +39,14 @@ func TestDockerfileBuildsWhatItShips(t *testing.T) {
 			t.Errorf("Dockerfile go build lacks %q: %s", want, buildLine)
 		}
 	}
+	// Kong refuses a plugin VERSION that is not x.y.z: the default comes
+	// from the VERSION file (an empty ARG), an override must be x.y.z.
+	if m := regexp.MustCompile(`(?m)^ARG VERSION=(.*)$`).FindStringSubmatch(text); m == nil || (m[1] != "" && !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(m[1])) {
+		t.Errorf("Dockerfile ARG VERSION default %v: want empty (the VERSION file) or x.y.z", m)
+	}
+	if !strings.Contains(buildLine, "$(cat VERSION)") || !strings.Contains(buildLine, "grep -Eqx") {
+		t.Errorf("Dockerfile go build neither reads the VERSION file nor checks x.y.z: %s", buildLine)
+	}
 	built := map[string]bool{}
 	for _, f := range strings.Fields(buildLine) {
 		if !strings.HasPrefix(f, "./") {
