@@ -1,0 +1,212 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// routeSpec is what makes two registrations "the same": everything but the time.
+type routeSpec struct {
+	Host    string          `json:"host"`
+	Path    string          `json:"path"`
+	Backend string          `json:"backend"`
+	Options json.RawMessage `json:"options,omitempty"`
+}
+
+// canonicalOptions re-encodes options with sorted keys so that equal options
+// compare equal byte for byte; null and {} mean "no options".
+func canonicalOptions(raw json.RawMessage) (json.RawMessage, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || string(t) == "null" || string(t) == "{}" {
+		return nil, nil
+	}
+	var v any
+	if err := json.Unmarshal(t, &v); err != nil {
+		return nil, invalid("options", "%v", err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, invalid("options", "%v", err)
+	}
+	return out, nil
+}
+
+// InstanceFromBackend derives the single instance a go-proxy route gets from
+// its backend URL: id and address "host:port" (80/443 by default), scheme.
+func InstanceFromBackend(backend string) (Instance, error) {
+	u, err := url.Parse(backend)
+	if err != nil || u.Host == "" {
+		return Instance{}, invalid("backend", "%q is not an absolute URL", backend)
+	}
+	port := u.Port()
+	if port == "" {
+		switch u.Scheme {
+		case "https", "wss":
+			port = "443"
+		default:
+			port = "80"
+		}
+	}
+	if err := ValidateHost(u.Hostname()); err != nil {
+		return Instance{}, invalid("backend", "%v", err)
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
+	if _, _, err := ValidateAddress(addr); err != nil {
+		return Instance{}, invalid("backend", "%v", err)
+	}
+	return Instance{ID: addr, Address: addr, Scheme: u.Scheme, Weight: 100}, nil
+}
+
+// RegisterRoute stores a go-proxy route and its service in one atomic write.
+// Registering the same route again is idempotent (created=false, the
+// original returned); a different backend or options gives ErrRouteExists.
+func (s *Store) RegisterRoute(ctx context.Context, r Route) (Route, bool, error) {
+	if r.Host == "" || r.Path == "" || r.Backend == "" {
+		return Route{}, false, invalid("host, path and backend", "required")
+	}
+	opts, err := canonicalOptions(r.Options)
+	if err != nil {
+		return Route{}, false, err
+	}
+	in, err := InstanceFromBackend(r.Backend)
+	if err != nil {
+		return Route{}, false, err
+	}
+	now := s.now().UTC()
+	in.UpdatedAt = now
+	spec, _ := json.Marshal(routeSpec{Host: r.Host, Path: r.Path, Backend: r.Backend, Options: opts})
+	inJSON, _ := json.Marshal(in)
+	name := ServiceName(r.Host, r.Path)
+	res, err := s.run(ctx, "register route", registerScript, name,
+		routeMember(r.Host, r.Path), spec, now.Format(time.RFC3339Nano), in.ID, inJSON)
+	if err != nil {
+		return Route{}, false, err
+	}
+	stored := Route{Host: r.Host, Path: r.Path, Backend: r.Backend, Options: opts}
+	switch res.code {
+	case codeOK:
+		stored.RegisteredAt = now
+		return stored, true, nil
+	case codeSame:
+		stored.RegisteredAt, _ = time.Parse(time.RFC3339Nano, res.extra)
+		// Heal an index entry a crashed earlier write may have left missing.
+		if err := s.reindex(ctx, name, routeMember(r.Host, r.Path)); err != nil {
+			return Route{}, false, err
+		}
+		return stored, false, nil
+	}
+	return Route{}, false, codeErr(res.code)
+}
+
+// DeregisterRoute removes a route and its service atomically.
+func (s *Store) DeregisterRoute(ctx context.Context, host, path string) (Route, error) {
+	name := ServiceName(host, path)
+	res, err := s.run(ctx, "deregister route", deregisterScript, name, routeMember(host, path))
+	if err != nil {
+		return Route{}, err
+	}
+	if res.code != codeOK {
+		return Route{}, codeErr(res.code)
+	}
+	var pair [2]string
+	if err := json.Unmarshal([]byte(res.extra), &pair); err != nil {
+		return Route{}, fmt.Errorf("registry: deregister route: %w", err)
+	}
+	return decodeRoute(pair[0], pair[1])
+}
+
+func decodeRoute(spec, registeredAt string) (Route, error) {
+	var rs routeSpec
+	if err := json.Unmarshal([]byte(spec), &rs); err != nil {
+		return Route{}, fmt.Errorf("registry: decoding route: %w", err)
+	}
+	at, _ := time.Parse(time.RFC3339Nano, registeredAt)
+	return Route{Host: rs.Host, Path: rs.Path, Backend: rs.Backend, Options: rs.Options, RegisteredAt: at}, nil
+}
+
+// GetRoute returns one route or ErrRouteNotFound.
+func (s *Store) GetRoute(ctx context.Context, host, path string) (Route, error) {
+	vals, err := s.rdb.HMGet(ctx, s.keys.svc(ServiceName(host, path), "route"), "spec", "registered_at").Result()
+	if err != nil {
+		return Route{}, unavailable("get route", err)
+	}
+	spec, _ := vals[0].(string)
+	at, _ := vals[1].(string)
+	if spec == "" {
+		return Route{}, ErrRouteNotFound
+	}
+	r, err := decodeRoute(spec, at)
+	if err != nil {
+		return Route{}, err
+	}
+	if r.Host != host || r.Path != path {
+		return Route{}, ErrRouteNotFound
+	}
+	return r, nil
+}
+
+// ListRoutes returns every route, sorted by host, then path. An index entry
+// whose record is gone (a write interrupted between its two steps) is
+// skipped and repaired.
+func (s *Store) ListRoutes(ctx context.Context) ([]Route, error) {
+	members, err := s.rdb.ZRange(ctx, s.keys.index("routes"), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable("list routes", err)
+	}
+	cmds := make([]*redis.SliceCmd, len(members))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range members {
+			host, path, _ := strings.Cut(m, "\x00")
+			cmds[i] = p.HMGet(ctx, s.keys.svc(ServiceName(host, path), "route"), "spec", "registered_at")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable("list routes", err)
+	}
+	routes := make([]Route, 0, len(members))
+	for i, c := range cmds {
+		vals := c.Val()
+		spec, _ := vals[0].(string)
+		at, _ := vals[1].(string)
+		host, path, _ := strings.Cut(members[i], "\x00")
+		if spec == "" {
+			if err := s.reindex(ctx, ServiceName(host, path), members[i]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		r, err := decodeRoute(spec, at)
+		if err != nil {
+			return nil, err
+		}
+		routes = append(routes, r)
+	}
+	// The index is ordered by "host\x00path" bytes, which is host then path;
+	// sort anyway so the contract never depends on the index encoding.
+	sort.SliceStable(routes, func(i, j int) bool {
+		if routes[i].Host != routes[j].Host {
+			return routes[i].Host < routes[j].Host
+		}
+		return routes[i].Path < routes[j].Path
+	})
+	return routes, nil
+}
+
+// CountRoutes returns the size of the route index (one command).
+func (s *Store) CountRoutes(ctx context.Context) (int, error) {
+	n, err := s.rdb.ZCard(ctx, s.keys.index("routes")).Result()
+	if err != nil {
+		return 0, unavailable("count routes", err)
+	}
+	return int(n), nil
+}
