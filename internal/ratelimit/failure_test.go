@@ -128,7 +128,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		name       string
 		policy     Policy
 		ignoresCtx bool
-	}{{"fail-open", FailOpen, false}, {"fail-closed", FailClosed, false}, {"local", FailLocal, false},
+	}{{"fail-open", FailOpen, false}, {"fail-closed", FailClosed, false},
 		{"fail-open-client-ignores-ctx", FailOpen, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := redistest.Start(t, redistest.Options{})
@@ -142,7 +142,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 					t.Cleanup(func() { _ = c.Close() })
 				}
 				nodes = append(nodes, New(c, Options{
-					Logger: quiet(), Timeout: timeout, Policy: tc.policy, Nodes: 3, Backoff: 50 * time.Millisecond,
+					Logger: quiet(), Timeout: timeout, Policy: tc.policy, Backoff: 50 * time.Millisecond,
 				}))
 			}
 			ctx := context.Background()
@@ -172,16 +172,12 @@ func TestRedisStoppedMidTest(t *testing.T) {
 			sources, unavailable := run.sources, run.unavailable
 			switch tc.policy {
 			case FailOpen:
-				if sources[SourceFailOpen] == 0 || unavailable != 0 || sources[SourceLocal] != 0 {
+				if sources[SourceFailOpen] == 0 || unavailable != 0 {
 					t.Errorf("fail-open: sources %v unavailable %d", sources, unavailable)
 				}
 			case FailClosed:
-				if unavailable == 0 || sources[SourceFailOpen]+sources[SourceLocal] != 0 {
+				if unavailable == 0 || sources[SourceFailOpen] != 0 {
 					t.Errorf("fail-closed: sources %v unavailable %d", sources, unavailable)
-				}
-			case FailLocal:
-				if sources[SourceLocal] == 0 || sources[SourceFailOpen] != 0 {
-					t.Errorf("local: sources %v", sources)
 				}
 			}
 			s.Resume()
@@ -237,32 +233,6 @@ func TestRedisKilledFailsFast(t *testing.T) {
 	st := l.Stats()
 	if errs := st.RedisErrors - st0.RedisErrors; errs > 20 || st.RedisErrors == 0 || st.FailOpen-st0.FailOpen != 200 {
 		t.Fatalf("stats %+v (before the kill %+v): backoff should keep most decisions off the dead redis", st, st0)
-	}
-}
-
-// TestLocalShare: the fallback limiter gives each node its share.
-func TestLocalShare(t *testing.T) {
-	clock := newFakeClock()
-	ll := newLocalLimiter(3, 100)
-	limits := []Limit{PerSecond(10, 5)} // share: 4/s, burst 1 → 2 at once
-	var admitted int
-	for i := 0; i < 10; i++ {
-		if ll.allow("k", limits, clock.Now()).Allowed {
-			admitted++
-		}
-	}
-	if admitted != 2 {
-		t.Fatalf("admitted %d at once, want 2 (4/s burst 1)", admitted)
-	}
-	admitted = 0
-	for i := 0; i < 1000; i++ { // one second in 1 ms steps
-		clock.Add(time.Millisecond)
-		if ll.allow("k", limits, clock.Now()).Allowed {
-			admitted++
-		}
-	}
-	if admitted != 4 {
-		t.Fatalf("admitted %d over the next second, want 4", admitted)
 	}
 }
 

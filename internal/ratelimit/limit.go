@@ -36,8 +36,8 @@ func PerMinute(rate, burst int) Limit { return Limit{Rate: rate, Period: time.Mi
 // push a minute limit's capacity (interval × (burst+1) µs) past the range a
 // Lua double holds exactly on top of a Unix-µs timestamp.
 const (
-	MaxPerSecond = 1_000_000  // requests per second: one per µs
-	MaxPerMinute = 60_000_000 // requests per minute: one per µs
+	MaxPerSecond = 1_000_000  // requests per second: about one per µs
+	MaxPerMinute = 60_000_000 // requests per minute: about one per µs
 	MaxBurst     = 1_000_000
 )
 
@@ -57,11 +57,24 @@ func (l Limit) validate() error {
 	return nil
 }
 
-// interval is the emission interval in microseconds (the Lua script's unit),
-// rounded up: rounding down would let a rolling period hold one request
-// more than Rate+Burst (3/s → 333333 µs fits 3 intervals in a second).
+// SlackDivisor sets each limit's slack: Period/SlackDivisor (20 ms for a
+// per-second limit, 1.2 s for a per-minute one). A unit of capacity a node
+// leased (see lease.go) may be spent up to the slack before or after its
+// place in the GCRA schedule; to keep the rolling-window guarantee exact,
+// the schedule is laid over Period + 2×slack instead of Period (see
+// interval). The price: the sustained rate is Rate per 1.04 × Period.
+const SlackDivisor = 50
+
+// slack is how far from its GCRA slot a leased unit may be spent, in µs.
+func (l Limit) slack() int64 { return l.Period.Microseconds() / SlackDivisor }
+
+// interval is the emission interval in microseconds (the Lua script's unit):
+// Period + 2×slack spread over Rate, rounded up. Rounding down would let a
+// rolling period hold one request more than Rate+Burst (3/s → 333333 µs
+// fits 3 intervals in a second); the slack pays for leased units spent off
+// their slot (see doc.go, "The bound").
 func (l Limit) interval() int64 {
-	p, r := l.Period.Microseconds(), int64(l.Rate)
+	p, r := l.Period.Microseconds()+2*l.slack(), int64(l.Rate)
 	return (p + r - 1) / r
 }
 
@@ -117,7 +130,7 @@ const (
 	SourceRedis    Source = iota // the Lua script on Redis
 	SourceCache                  // the local denied-key cache (no Redis call)
 	SourceFailOpen               // Redis failed, fault-tolerant policy admitted
-	SourceLocal                  // Redis failed, the local fallback limiter decided
+	SourceLease                  // a unit of this node's lease (no Redis call)
 )
 
 func (s Source) String() string {
@@ -128,8 +141,8 @@ func (s Source) String() string {
 		return "cache"
 	case SourceFailOpen:
 		return "fail-open"
-	case SourceLocal:
-		return "local"
+	case SourceLease:
+		return "lease"
 	}
 	return "unknown"
 }

@@ -36,11 +36,6 @@ const (
 	// FailClosed returns ErrUnavailable; the plugin answers 500 like Kong's
 	// rate-limiting plugin with fault_tolerant = false.
 	FailClosed
-	// FailLocal decides with an in-process limiter holding this node's share
-	// of each limit: Rate/Nodes (rounded up, at least 1) and Burst/Nodes
-	// (rounded down). With Nodes right, the cluster stays near the limit
-	// while Redis is away; with Nodes = 1 each node admits the full limit.
-	FailLocal
 )
 
 // ErrUnavailable wraps the Redis error when the policy is FailClosed.
@@ -54,16 +49,23 @@ type Options struct {
 	Timeout time.Duration
 	// Policy on Redis failure. Default FailOpen.
 	Policy Policy
-	// Nodes is the Kong node count FailLocal divides limits by. Default 1.
-	Nodes int
 	// Backoff is how long after a Redis failure decisions skip Redis and
 	// apply Policy directly (one request then probes). It keeps a dead Redis
 	// from costing every request a full Timeout. Default 250ms.
 	Backoff time.Duration
 	// DenyCacheSize bounds the denied-key cache (entries). Default 65536.
 	DenyCacheSize int
-	// Now is the local clock (deny cache, backoff, fallback). Default time.Now.
+	// LeaseCacheSize bounds the per-key lease table (entries). Default 65536.
+	LeaseCacheSize int
+	// MaxLease is the most units one lease may ask for. Default 1024; 1
+	// turns leases off (every admitted request is one Redis call).
+	MaxLease int
+	// Now is the local clock (deny cache, leases, backoff). Default time.Now.
 	Now func() time.Time
+	// RedisNow, for tests only, replaces Redis TIME in the script with this
+	// clock (µs), so a test can drive every node and Redis on one fake
+	// clock. Nil in production: decisions use Redis' own clock.
+	RedisNow func() int64
 	// Logger gets one line per Redis up/down transition. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -75,14 +77,17 @@ func (o *Options) defaults() {
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Millisecond
 	}
-	if o.Nodes <= 0 {
-		o.Nodes = 1
-	}
 	if o.Backoff <= 0 {
 		o.Backoff = 250 * time.Millisecond
 	}
 	if o.DenyCacheSize <= 0 {
 		o.DenyCacheSize = 65536
+	}
+	if o.LeaseCacheSize <= 0 {
+		o.LeaseCacheSize = 65536
+	}
+	if o.MaxLease <= 0 {
+		o.MaxLease = 1024
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -98,7 +103,7 @@ type Stats struct {
 	RedisErrors int64 // calls that failed or timed out
 	CacheHits   int64 // denials answered by the deny cache
 	FailOpen    int64 // admissions by FailOpen while Redis was failing
-	Local       int64 // decisions by the FailLocal limiter
+	Leased      int64 // admissions spent from a lease (no Redis call)
 	Unavailable int64 // ErrUnavailable returned (FailClosed)
 }
 
@@ -112,26 +117,26 @@ type Limiter struct {
 	// call can run on the caller's goroutine.
 	honorsCtx bool
 	deny      *denyCache
-	local     *localLimiter
+	leases    *leaseTable
 
 	down      atomic.Bool
 	downUntil atomic.Int64 // unix ns on o.Now's clock
 	probing   atomic.Bool
 
-	redisCalls, redisErrors, cacheHits, failOpen, localN, unavailable atomic.Int64
+	redisCalls, redisErrors, cacheHits, failOpen, leased, unavailable atomic.Int64
 }
 
 // New returns a Limiter using c.
 func New(c Client, o Options) *Limiter {
 	o.defaults()
-	sum := sha1.Sum([]byte(gcraScript))
+	sum := sha1.Sum([]byte(leaseScript))
 	return &Limiter{
 		c:         c,
 		o:         o,
 		sha:       hex.EncodeToString(sum[:]),
 		honorsCtx: honorsDeadlines(c),
 		deny:      newDenyCache(o.DenyCacheSize),
-		local:     newLocalLimiter(o.Nodes, o.DenyCacheSize),
+		leases:    newLeaseTable(o.LeaseCacheSize),
 	}
 }
 
@@ -140,13 +145,15 @@ func (l *Limiter) Stats() Stats {
 	return Stats{
 		RedisCalls: l.redisCalls.Load(), RedisErrors: l.redisErrors.Load(),
 		CacheHits: l.cacheHits.Load(), FailOpen: l.failOpen.Load(),
-		Local: l.localN.Load(), Unavailable: l.unavailable.Load(),
+		Leased: l.leased.Load(), Unavailable: l.unavailable.Load(),
 	}
 }
 
 // Allow decides one request counted under key (see Key) against every limit
-// at once: one EVALSHA, all-or-nothing. A key denied earlier is answered from
-// the local cache until its retry-after, without Redis.
+// at once, all-or-nothing. A key denied earlier is answered from the local
+// cache until its retry-after, and a busy key from this node's lease
+// (lease.go), both without Redis; otherwise one EVALSHA decides, asking for
+// a lease when the key is busy.
 //
 // The error is non-nil only for invalid limits, when ctx ended before the
 // decision (the client is gone), or, with FailClosed, when Redis failed
@@ -165,10 +172,20 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 		l.cacheHits.Add(1)
 		return r, nil
 	}
-	if l.down.Load() && !l.mayProbe(now) {
-		return l.onFailure(key, limits, now, nil)
+	ns := now.UnixNano()
+	e := l.leases.entry(key, ns)
+	if r, ok := e.spend(limits, ns); ok {
+		l.leased.Add(1)
+		return r, nil
 	}
-	r, err := l.eval(ctx, key, limits)
+	if l.down.Load() && !l.mayProbe(now) {
+		return l.onFailure(now, nil)
+	}
+	want := e.want(limits, ns, l.o.MaxLease)
+	g, err := l.eval(ctx, key, limits, want)
+	if want > 1 {
+		e.done()
+	}
 	if err != nil && ctx.Err() != nil {
 		// The caller gave up (client gone): not Redis' fault, no policy.
 		l.probing.Store(false)
@@ -177,13 +194,15 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 	if err != nil {
 		l.redisErrors.Add(1)
 		l.markDown(now, err)
-		return l.onFailure(key, limits, now, err)
+		return l.onFailure(now, err)
 	}
 	l.markUp()
-	if !r.Allowed {
-		l.deny.put(key, r, l.o.Now())
+	if !g.r.Allowed {
+		l.deny.put(key, g.r, l.o.Now())
+	} else if g.units > 1 {
+		e.store(limits, &g, ns)
 	}
-	return r, nil
+	return g.r, nil
 }
 
 // mayProbe lets exactly one request try Redis once the backoff has passed.
@@ -212,7 +231,7 @@ func (l *Limiter) markUp() {
 	}
 }
 
-func (l *Limiter) onFailure(key string, limits []Limit, now time.Time, cause error) (Result, error) {
+func (l *Limiter) onFailure(now time.Time, cause error) (Result, error) {
 	switch l.o.Policy {
 	case FailClosed:
 		l.unavailable.Add(1)
@@ -220,9 +239,6 @@ func (l *Limiter) onFailure(key string, limits []Limit, now time.Time, cause err
 			cause = errors.New("in backoff after a failure")
 		}
 		return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, cause)
-	case FailLocal:
-		l.localN.Add(1)
-		return l.local.allow(key, limits, now), nil
 	default:
 		l.failOpen.Add(1)
 		return Result{Allowed: true, Source: SourceFailOpen}, nil
@@ -235,29 +251,40 @@ func (p Policy) String() string {
 		return "fail-open"
 	case FailClosed:
 		return "fail-closed"
-	case FailLocal:
-		return "local"
 	}
 	return "unknown"
 }
 
-func (l *Limiter) eval(ctx context.Context, key string, limits []Limit) (Result, error) {
+// grant is the script's answer: units granted (0 = denied), Redis' time,
+// each limit's slot of the first unit, and the decision of the first unit.
+type grant struct {
+	units    int
+	redisNow int64
+	first    [MaxLimits]int64
+	r        Result
+}
+
+func (l *Limiter) eval(ctx context.Context, key string, limits []Limit, want int) (grant, error) {
 	var keyArr [MaxLimits]string
-	var argArr [1 + 2*MaxLimits]any
+	var argArr [2 + 3*MaxLimits]any
 	keys := keyArr[:len(limits)]
-	args := argArr[:1+2*len(limits)]
-	args[0] = 1
+	args := argArr[:2+3*len(limits)]
+	args[0], args[1] = want, ""
+	if l.o.RedisNow != nil {
+		args[1] = l.o.RedisNow()
+	}
 	for i, lim := range limits {
 		keys[i] = redisKey(l.o.Prefix, key, lim)
-		args[1+2*i] = lim.interval()
-		args[2+2*i] = lim.capacity()
+		args[2+3*i] = lim.interval()
+		args[3+3*i] = lim.capacity()
+		args[4+3*i] = lim.slack()
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
 	if l.honorsCtx {
 		v, err := l.call(ctx, keys, args)
 		if err != nil {
-			return Result{}, fmt.Errorf("rate limit script: %w", err)
+			return grant{}, fmt.Errorf("rate limit script: %w", err)
 		}
 		return parseReply(v, limits)
 	}
@@ -282,7 +309,7 @@ func (l *Limiter) eval(ctx context.Context, key string, limits []Limit) (Result,
 		err = ctx.Err()
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("rate limit script: %w", err)
+		return grant{}, fmt.Errorf("rate limit script: %w", err)
 	}
 	return parseReply(v, limits)
 }
@@ -293,7 +320,7 @@ func (l *Limiter) call(ctx context.Context, keys []string, args []any) (any, err
 	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		// First use on this Redis (or after a restart/flush): EVAL loads it.
 		l.redisCalls.Add(1)
-		v, err = l.c.Eval(ctx, gcraScript, keys, args...).Result()
+		v, err = l.c.Eval(ctx, leaseScript, keys, args...).Result()
 	}
 	return v, err
 }
@@ -310,30 +337,33 @@ func honorsDeadlines(c Client) bool {
 	return false
 }
 
-func parseReply(v any, limits []Limit) (Result, error) {
+func parseReply(v any, limits []Limit) (grant, error) {
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 1+3*len(limits) {
-		return Result{}, fmt.Errorf("rate limit script: unexpected reply %T of %d", v, len(arr))
+	if !ok || len(arr) != 2+4*len(limits) {
+		return grant{}, fmt.Errorf("rate limit script: unexpected reply %T of %d", v, len(arr))
 	}
-	var intArr [1 + 3*MaxLimits]int64
+	var intArr [2 + 4*MaxLimits]int64
 	ints := intArr[:len(arr)]
 	for i, x := range arr {
 		n, ok := x.(int64)
 		if !ok {
-			return Result{}, fmt.Errorf("rate limit script: reply item %d is %T", i, x)
+			return grant{}, fmt.Errorf("rate limit script: reply item %d is %T", i, x)
 		}
 		ints[i] = n
 	}
-	r := Result{Allowed: ints[0] == 1, Source: SourceRedis, n: len(limits)}
+	g := grant{units: int(ints[0]), redisNow: ints[1]}
+	g.r = Result{Allowed: g.units >= 1, Source: SourceRedis, n: len(limits)}
 	for i, lim := range limits {
-		r.periods[i] = PeriodResult{
+		p := ints[2+4*i:]
+		g.first[i] = p[0]
+		g.r.periods[i] = PeriodResult{
 			Limit:      lim,
-			Remaining:  int(ints[1+3*i]),
-			RetryAfter: time.Duration(ints[2+3*i]) * time.Microsecond,
-			ResetAfter: time.Duration(ints[3+3*i]) * time.Microsecond,
+			Remaining:  int(p[1]),
+			RetryAfter: time.Duration(p[2]) * time.Microsecond,
+			ResetAfter: time.Duration(p[3]) * time.Microsecond,
 		}
 	}
-	return r, nil
+	return g, nil
 }
 
 // denyCache remembers denied keys until their retry-after. A denial stays
