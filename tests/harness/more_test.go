@@ -4,10 +4,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
+
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // The plugin server forgets an instance (as after a restart): go-pdk answers
@@ -122,5 +128,40 @@ func TestWorkersHaveOwnInstances(t *testing.T) {
 	}
 	if k.InstancesStarted() != 2 {
 		t.Fatalf("%d instances started for 2 workers", k.InstancesStarted())
+	}
+}
+
+// Kong refuses a plugin whose VERSION is not x.y.z at start (seen on real
+// Kong 3.4.2 and 3.9.3, tests/KONG-NOTES.md); the harness refuses it the
+// same way, with Kong's message.
+func TestRefusesVersionDevAsKongDoes(t *testing.T) {
+	root, err := testbin.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "srtest")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=dev", "-o", bin, "./tests/harness/testdata/srtest")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	_, err = start(t, Options{Binary: bin})
+	const want = `error loading plugin schemas: on plugin 'srtest': Plugin "srtest" cannot be loaded because its VERSION field does not follow the "x.y.z" format, got: "dev".`
+	if err == nil || err.Error() != want {
+		t.Fatalf("harness start: %v\nwant Kong's error: %s", err, want)
+	}
+}
+
+// A plugin binary that exits before printing its dump (the service-registry
+// plugin stamped with a bad version does) fails as Kong fails on empty
+// query output.
+func TestRefusesAnEmptyDump(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "srtest")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho refusing >&2\nexit 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := start(t, Options{Binary: bin})
+	if err == nil || !strings.HasPrefix(err.Error(), "failed loading external plugins: failed decoding plugin info: Expected value but found T_END at character 1") || !strings.Contains(err.Error(), "refusing") {
+		t.Fatalf("harness start: %v", err)
 	}
 }

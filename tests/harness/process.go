@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,13 +19,22 @@ import (
 )
 
 // Query runs the plugin's query command (`<bin> -dump`), as Kong does with
-// io.popen at start, and parses the dump.
+// io.popen at start, applies Kong's loading rules to what it printed (the
+// plugin is named after the executable, as the plugin server is) and parses
+// the dump. Like Kong, it reads stdout whatever the exit status; the status
+// and stderr are added to the error for the reader.
 func Query(ctx context.Context, bin string) (*kongschema.Plugin, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "-dump").Output()
-	if err != nil {
-		return nil, nil, fmt.Errorf("running %s -dump: %w", bin, err)
+	cmd := exec.CommandContext(ctx, bin, "-dump")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, runErr := cmd.Output()
+	if err := kongschema.CheckLoad(filepath.Base(bin), out); err != nil {
+		if runErr != nil {
+			return nil, out, fmt.Errorf("%w (%s -dump: %v: %s)", err, bin, runErr, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return nil, out, err
 	}
 	p, err := kongschema.ParseDump(out)
 	if err != nil {

@@ -485,10 +485,8 @@ func luaEqual(a, b any) bool {
 }
 
 // luaNumber formats like LuaJIT's tostring: "%.14g".
+// Go's %.14g is C's: 905 stays "905", 1e14 is "1e+14" as in LuaJIT.
 func luaNumber(n float64) string {
-	if n == math.Trunc(n) && math.Abs(n) < 1e15 {
-		return strconv.FormatFloat(n, 'f', -1, 64)
-	}
 	return strconv.FormatFloat(n, 'g', 14, 64)
 }
 

@@ -85,8 +85,12 @@ func (c Config) Log(kong *pdk.PDK) {
 	}
 }
 
+// version may be set with -ldflags "-X main.version=..." (the harness test
+// of Kong's VERSION rule builds it as "dev").
+var version = "0.0.1"
+
 func main() {
-	if err := server.StartServer(New, "0.0.1", 10); err != nil {
+	if err := server.StartServer(New, version, 10); err != nil {
 		log.Fatal(err)
 	}
 }
