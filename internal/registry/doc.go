@@ -22,6 +22,7 @@
 //	sr:v1:{_index}:generation  int   bumped by every write anywhere
 //	sr:v1:{_index}:epochs      hash  service -> version last applied to the indexes
 //	sr:v1:{_index}:leases      zset  service -> its first lease end (unix ms)
+//	sr:v1:{_index}:pending     zset  "service\x00token" -> start (ms) of a write step 2 has not cleared
 //	sr:v1:meta:schema          "1"   keyspace version (migrations/ moves it)
 //
 // Every write publishes "<version> <service>" on "<prefix>:v1:changes".
@@ -44,9 +45,11 @@
 // dangling. Readers never show a half-written route: ListRoutes and
 // ListServices skip an index entry whose record is gone and repair it by
 // re-running step 2 from the service's current state (safe under races for
-// the same epoch reason); RegisterRoute of an already-stored route re-runs
-// step 2 too, which heals a missing entry. CountRoutes is ZCARD of the index
-// and may count a dangling entry until a reader repairs it. The epochs hash
+// the same epoch reason). A missing entry cannot be seen from the index, so
+// the writes that can add one (RegisterRoute, PutInstance) first note
+// themselves in a pending journal (sr:v1:{_index}:pending) that step 2
+// clears; every index reader looks at the journal in the same round trip and
+// repairs what it lists (pending.go has the crash points). The epochs hash
 // keeps one small field per service ever written.
 //
 // The store must not validate API input beyond what keeps the keyspace sane

@@ -49,11 +49,13 @@ func (s *Store) PutInstance(ctx context.Context, service string, in Instance) (I
 		in.ExpiresAt = now.Add(time.Duration(in.TTLSeconds) * time.Second)
 	}
 	js, _ := json.Marshal(in)
-	res, err := s.run(ctx, "put instance", putInstanceScript, service, "", in.ID, js, expiryMillis(in))
+	// Journaled: this write may create the service (and its lease entry).
+	res, token, err := s.runJournaled(ctx, "put instance", putInstanceScript, service, "", in.ID, js, expiryMillis(in))
 	if err != nil {
 		return Instance{}, err
 	}
 	if res.code != codeOK {
+		s.dropToken(ctx, token)
 		return Instance{}, codeErr(res.code)
 	}
 	return in, nil
@@ -180,14 +182,15 @@ func (s *Store) setField(ctx context.Context, op, service, field string, js []by
 // command.
 func (s *Store) ExpireInstances(ctx context.Context) (int, error) {
 	now := s.now().UnixMilli()
-	names, err := s.rdb.ZRangeByScore(ctx, s.keys.index("leases"), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(now, 10),
-	}).Result()
+	var due *redis.StringSliceCmd
+	err := s.readIndex(ctx, "expire instances", func(p redis.Pipeliner) {
+		due = p.ZRangeByScore(ctx, s.keys.index("leases"), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10)})
+	})
 	if err != nil {
-		return 0, unavailable("expire instances", err)
+		return 0, err
 	}
 	removed := 0
-	for _, name := range names {
+	for _, name := range due.Val() {
 		res, err := s.run(ctx, "expire instances", expireScript, name, "", now)
 		if err != nil {
 			return removed, err

@@ -30,6 +30,7 @@ func (k keyspace) indexKeys() []string {
 		k.index("generation"), // counter bumped by every write
 		k.index("epochs"),     // hash: service -> last service version applied to the indexes
 		k.index("leases"),     // zset: service -> its first lease end (unix ms), for expiry sweeps
+		k.index("pending"),    // zset: "service\x00token" -> start (unix ms) of a write not yet indexed
 	}
 }
 

@@ -131,10 +131,14 @@ func (s *Store) LoadService(ctx context.Context, name string) (Service, bool, er
 // ListServices returns the services carrying every one of tags (all when
 // tags is empty), sorted by name; each service is read atomically.
 func (s *Store) ListServices(ctx context.Context, tags []string) ([]Service, error) {
-	names, err := s.rdb.SMembers(ctx, s.keys.index("services")).Result()
+	var read *redis.StringSliceCmd
+	err := s.readIndex(ctx, "list services", func(p redis.Pipeliner) {
+		read = p.SMembers(ctx, s.keys.index("services"))
+	})
 	if err != nil {
-		return nil, unavailable("list services", err)
+		return nil, err
 	}
+	names := read.Val()
 	sort.Strings(names)
 	svcs, found, err := s.readServices(ctx, "list services", names)
 	if err != nil {
@@ -144,7 +148,7 @@ func (s *Store) ListServices(ctx context.Context, tags []string) ([]Service, err
 	for i, svc := range svcs {
 		if !found[i] {
 			// Dangling index entry (an interrupted write): skip and repair.
-			if err := s.reindex(ctx, names[i], ""); err != nil {
+			if _, err := s.reindex(ctx, names[i], "", ""); err != nil {
 				return nil, err
 			}
 			continue

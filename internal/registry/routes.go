@@ -86,7 +86,7 @@ func (s *Store) RegisterRoute(ctx context.Context, r Route) (Route, bool, error)
 	spec, _ := json.Marshal(routeSpec{Host: r.Host, Path: r.Path, Backend: r.Backend, Options: opts})
 	inJSON, _ := json.Marshal(in)
 	name := ServiceName(r.Host, r.Path)
-	res, err := s.run(ctx, "register route", registerScript, name,
+	res, token, err := s.runJournaled(ctx, "register route", registerScript, name,
 		routeMember(r.Host, r.Path), spec, now.Format(time.RFC3339Nano), in.ID, inJSON)
 	if err != nil {
 		return Route{}, false, err
@@ -99,11 +99,12 @@ func (s *Store) RegisterRoute(ctx context.Context, r Route) (Route, bool, error)
 	case codeSame:
 		stored.RegisteredAt, _ = time.Parse(time.RFC3339Nano, res.extra)
 		// Heal an index entry a crashed earlier write may have left missing.
-		if err := s.reindex(ctx, name, routeMember(r.Host, r.Path)); err != nil {
+		if _, err := s.reindex(ctx, name, routeMember(r.Host, r.Path), token); err != nil {
 			return Route{}, false, err
 		}
 		return stored, false, nil
 	}
+	s.dropToken(ctx, token)
 	return Route{}, false, codeErr(res.code)
 }
 
@@ -156,12 +157,16 @@ func (s *Store) GetRoute(ctx context.Context, host, path string) (Route, error) 
 
 // ListRoutes returns every route, sorted by host, then path. An index entry
 // whose record is gone (a write interrupted between its two steps) is
-// skipped and repaired.
+// skipped and repaired; so is a record the index missed (the journal).
 func (s *Store) ListRoutes(ctx context.Context) ([]Route, error) {
-	members, err := s.rdb.ZRange(ctx, s.keys.index("routes"), 0, -1).Result()
+	var read *redis.StringSliceCmd
+	err := s.readIndex(ctx, "list routes", func(p redis.Pipeliner) {
+		read = p.ZRange(ctx, s.keys.index("routes"), 0, -1)
+	})
 	if err != nil {
-		return nil, unavailable("list routes", err)
+		return nil, err
 	}
+	members := read.Val()
 	cmds := make([]*redis.SliceCmd, len(members))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range members {
@@ -180,7 +185,7 @@ func (s *Store) ListRoutes(ctx context.Context) ([]Route, error) {
 		at, _ := vals[1].(string)
 		host, path, _ := strings.Cut(members[i], "\x00")
 		if spec == "" {
-			if err := s.reindex(ctx, ServiceName(host, path), members[i]); err != nil {
+			if _, err := s.reindex(ctx, ServiceName(host, path), members[i], ""); err != nil {
 				return nil, err
 			}
 			continue
@@ -202,11 +207,15 @@ func (s *Store) ListRoutes(ctx context.Context) ([]Route, error) {
 	return routes, nil
 }
 
-// CountRoutes returns the size of the route index (one command).
+// CountRoutes returns the size of the route index (one round trip unless
+// the journal has writes to repair).
 func (s *Store) CountRoutes(ctx context.Context) (int, error) {
-	n, err := s.rdb.ZCard(ctx, s.keys.index("routes")).Result()
+	var n *redis.IntCmd
+	err := s.readIndex(ctx, "count routes", func(p redis.Pipeliner) {
+		n = p.ZCard(ctx, s.keys.index("routes"))
+	})
 	if err != nil {
-		return 0, unavailable("count routes", err)
+		return 0, err
 	}
-	return int(n), nil
+	return int(n.Val()), nil
 }

@@ -133,19 +133,32 @@ return state(0, tonumber(redis.call('GET', KEYS[4]) or '0'), '')
 // newer state of that service was applied already (epochs): index updates
 // may arrive out of order, the service version decides.
 // KEYS = keyspace.indexKeys(); ARGV: service, version, serviceExists, member,
-// routeExists, first lease end (ms, "0": none).
+// routeExists, first lease end (ms, "0": none), pending token ("" for none).
+// It returns how many service or route index entries it added or removed.
+// The writer's pending token goes in any case: a newer state that was applied
+// already was read after this writer's records, so it covers them.
 var indexScript = redis.NewScript(`
 redis.call('INCR', KEYS[3])
+if ARGV[7] and ARGV[7] ~= '' then redis.call('ZREM', KEYS[6], ARGV[7]) end
 local cur = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
 local v = tonumber(ARGV[2])
 if v < cur then return 0 end
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[1]) else redis.call('SREM', KEYS[2], ARGV[1]) end
+local changed = 0
+if ARGV[3] == '1' then
+  changed = changed + redis.call('SADD', KEYS[2], ARGV[1])
+else
+  changed = changed + redis.call('SREM', KEYS[2], ARGV[1])
+end
 if ARGV[4] ~= '' then
-  if ARGV[5] == '1' then redis.call('ZADD', KEYS[1], 0, ARGV[4]) else redis.call('ZREM', KEYS[1], ARGV[4]) end
+  if ARGV[5] == '1' then
+    changed = changed + redis.call('ZADD', KEYS[1], 0, ARGV[4])
+  else
+    changed = changed + redis.call('ZREM', KEYS[1], ARGV[4])
+  end
 end
 if ARGV[6] ~= '0' and ARGV[3] == '1' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1]) else redis.call('ZREM', KEYS[5], ARGV[1]) end
-return 1
+return changed
 `)
 
 // readScript reads one service atomically: {meta, instances, version},

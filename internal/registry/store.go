@@ -41,6 +41,10 @@ type Store struct {
 	keys       keyspace
 	now        func() time.Time
 	schemaDone atomic.Bool
+	// crashAt, set by tests only, runs at the named point of a write
+	// ("journal": after the pending note; "record": after the service
+	// script, before the index script) so a test can stop Redis exactly there.
+	crashAt func(point string)
 }
 
 // NewStore returns a Store over rdb. It does not talk to Redis.

@@ -23,6 +23,31 @@ type result struct {
 }
 
 func (s *Store) run(ctx context.Context, op string, sc *redis.Script, service string, args ...any) (result, error) {
+	return s.runToken(ctx, op, sc, service, "", args...)
+}
+
+// runJournaled is run for the writes that can add a service or a route to
+// the indexes (a registration, an instance that may create its service). It
+// notes the write in the pending journal first, so a crash between the two
+// steps leaves an entry that the next read repairs (see pending.go); the
+// index step removes it. It returns the token for the caller to settle when
+// the script changed nothing (dropToken, or reindex with it).
+func (s *Store) runJournaled(ctx context.Context, op string, sc *redis.Script, service string, args ...any) (result, string, error) {
+	if err := s.EnsureSchema(ctx); err != nil {
+		return result{}, "", err
+	}
+	token, err := s.journal(ctx, op, service)
+	if err != nil {
+		return result{}, "", err
+	}
+	if s.crashAt != nil {
+		s.crashAt("journal")
+	}
+	r, err := s.runToken(ctx, op, sc, service, token, args...)
+	return r, token, err
+}
+
+func (s *Store) runToken(ctx context.Context, op string, sc *redis.Script, service, token string, args ...any) (result, error) {
 	if err := s.EnsureSchema(ctx); err != nil {
 		return result{}, err
 	}
@@ -35,10 +60,14 @@ func (s *Store) run(ctx context.Context, op string, sc *redis.Script, service st
 	if err != nil {
 		return result{}, fmt.Errorf("registry: %s: %w", op, err)
 	}
+	if s.crashAt != nil {
+		s.crashAt("record")
+	}
 	if r.code == codeOK && r.version > 0 {
 		// The write is done; the indexes follow. A failure here leaves an
-		// index entry missing or dangling, which readers tolerate and repair.
-		if err := s.applyIndex(ctx, service, r); err != nil {
+		// index entry missing or dangling, which readers repair: a dangling
+		// entry when they meet it, a missing one through the journal.
+		if _, err := s.applyIndex(ctx, service, r, token); err != nil {
 			return r, err
 		}
 	}
@@ -73,30 +102,34 @@ func decodeResult(raw []any) (result, error) {
 	return r, nil
 }
 
-func (s *Store) applyIndex(ctx context.Context, service string, r result) error {
-	err := indexScript.Run(ctx, s.rdb, s.keys.indexKeys(),
-		service, r.version, b2i(r.exists), r.member, b2i(r.routeExists), r.lease).Err()
+// applyIndex runs step 2 for the state r; changed says whether an index
+// membership (service, route) changed. token is the writer's journal entry
+// to remove ("" for none).
+func (s *Store) applyIndex(ctx context.Context, service string, r result, token string) (changed bool, err error) {
+	n, err := indexScript.Run(ctx, s.rdb, s.keys.indexKeys(),
+		service, r.version, b2i(r.exists), r.member, b2i(r.routeExists), r.lease, token).Int()
 	if err != nil {
-		return unavailable("index", err)
+		return false, unavailable("index", err)
 	}
-	return nil
+	return n > 0, nil
 }
 
 // reindex re-applies a service's current state to the indexes; member is the
-// route index entry to correct when the route record is gone.
-func (s *Store) reindex(ctx context.Context, service, member string) error {
+// route index entry to correct when the route record is gone, token a
+// journal entry to remove ("" for none).
+func (s *Store) reindex(ctx context.Context, service, member, token string) (changed bool, err error) {
 	raw, err := stateScript.Run(ctx, s.rdb, s.keys.serviceKeys(service), s.keys.channel(), service).Slice()
 	if err != nil {
-		return unavailable("reindex", err)
+		return false, unavailable("reindex", err)
 	}
 	r, err := decodeResult(raw)
 	if err != nil {
-		return fmt.Errorf("registry: reindex: %w", err)
+		return false, fmt.Errorf("registry: reindex: %w", err)
 	}
 	if r.member == "" {
 		r.member = member
 	}
-	return s.applyIndex(ctx, service, r)
+	return s.applyIndex(ctx, service, r, token)
 }
 
 func b2i(b bool) int {
