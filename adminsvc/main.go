@@ -280,7 +280,7 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 			if r.Pushed {
 				m.configPushes.Add(1)
 			}
-			m.kongRefused.Add(int64(len(r.Rejected)))
+			m.kongRefused.Add(int64(len(r.Refused)))
 		},
 	})
 	if err != nil {

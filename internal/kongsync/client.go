@@ -84,9 +84,10 @@ func StatusCode(err error) int {
 	return 0
 }
 
-// do sends one request, retrying 5xx and transport errors with backoff.
-// qs is a go-querystring struct or nil; body is JSON-encoded when non-nil.
-func (c *client) do(ctx context.Context, method, path string, qs, body, out any) error {
+// retry runs call until it succeeds, fails with something other than a
+// 5xx or transport error, or has run attempts times, backing off between
+// tries. It is the only retry loop: every Admin API call goes through it.
+func (c *client) retry(ctx context.Context, call func() error) error {
 	var err error
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 0 {
@@ -98,14 +99,9 @@ func (c *client) do(ctx context.Context, method, path string, qs, body, out any)
 			case <-t.C:
 			}
 		}
-		var req *http.Request
-		req, err = c.kc.NewRequest(method, path, qs, body)
-		if err != nil {
-			return fmt.Errorf("building %s %s: %w", method, path, err)
-		}
 		start := time.Now()
 		c.calls.Add(1)
-		_, err = c.kc.Do(ctx, req, out)
+		err = call()
 		if c.latency != nil {
 			c.latency(time.Since(start))
 		}
@@ -113,6 +109,20 @@ func (c *client) do(ctx context.Context, method, path string, qs, body, out any)
 			break
 		}
 	}
+	return err
+}
+
+// do sends one request, retrying 5xx and transport errors with backoff.
+// qs is a go-querystring struct or nil; body is JSON-encoded when non-nil.
+func (c *client) do(ctx context.Context, method, path string, qs, body, out any) error {
+	err := c.retry(ctx, func() error {
+		req, err := c.kc.NewRequest(method, path, qs, body)
+		if err != nil {
+			return fmt.Errorf("building request: %w", err)
+		}
+		_, err = c.kc.Do(ctx, req, out)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("kong %s %s: %w", method, path, err)
 	}
@@ -125,17 +135,17 @@ type listQuery struct {
 	Offset string `url:"offset,omitempty"`
 }
 
-type page struct {
-	Data   rows    `json:"data"`
+type page[T any] struct {
+	Data   rows[T] `json:"data"`
 	Offset string  `json:"offset"`
 	Next   *string `json:"next"`
 }
 
 // rows is a page's "data". Kong 3.4 writes an empty one as {} on
 // /tags/{tag} (an empty Lua table encoded by cjson); 3.9 writes [].
-type rows []map[string]any
+type rows[T any] []T
 
-func (r *rows) UnmarshalJSON(b []byte) error {
+func (r *rows[T]) UnmarshalJSON(b []byte) error {
 	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
 		var empty map[string]json.RawMessage
 		if err := json.Unmarshal(t, &empty); err != nil || len(empty) != 0 {
@@ -144,15 +154,16 @@ func (r *rows) UnmarshalJSON(b []byte) error {
 		*r = nil
 		return nil
 	}
-	return json.Unmarshal(b, (*[]map[string]any)(r))
+	return json.Unmarshal(b, (*[]T)(r))
 }
 
-// list pages through a collection (1000 per page, Kong's maximum).
-func (c *client) list(ctx context.Context, path, tag string) ([]map[string]any, error) {
-	var all []map[string]any
+// list pages through a collection (1000 per page, Kong's maximum), keeping
+// the entities tagged tag when tag is set.
+func list[T any](ctx context.Context, c *client, path, tag string) ([]T, error) {
+	var all []T
 	q := listQuery{Size: 1000, Tags: tag}
 	for {
-		var p page
+		var p page[T]
 		if err := c.do(ctx, http.MethodGet, path, q, nil, &p); err != nil {
 			return nil, err
 		}

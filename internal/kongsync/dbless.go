@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
+	"strings"
 
 	"github.com/kong/go-kong/kong"
 	"gopkg.in/yaml.v3"
@@ -26,6 +26,9 @@ type dblessSync struct {
 	// configuration_hash right after that push.
 	lastBody [32]byte
 	lastHash string
+	// lastRefused are the routes dropped from the last push: still refused
+	// while the config stays the same.
+	lastRefused []Refusal
 }
 
 func parseBase(raw []byte) (map[string]any, error) {
@@ -86,10 +89,22 @@ func unmanaged(v any) []any {
 	list, _ := v.([]any)
 	out := make([]any, 0, len(list))
 	for _, e := range list {
-		if m, ok := e.(map[string]any); ok && hasTag(m, translator.TagManaged) {
+		if m, ok := e.(map[string]any); ok && hasTag(mapTags(m), translator.TagManaged) {
 			continue
 		}
 		out = append(out, e)
+	}
+	return out
+}
+
+// mapTags reads the tags of an entity of a declarative config.
+func mapTags(m map[string]any) []string {
+	list, _ := m["tags"].([]any)
+	out := make([]string, 0, len(list))
+	for _, t := range list {
+		if s, ok := t.(string); ok {
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -107,7 +122,7 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 	// After a registry change that does not change the config (a heartbeat),
 	// Kong is not even asked; full reconciles check its hash.
 	if !full && sum == d.lastBody && d.lastHash != "" {
-		return Result{Unchanged: len(st.Services)}, nil
+		return Result{Unchanged: len(st.Services), Refused: d.lastRefused}, nil
 	}
 	var status kongStatus
 	if err := d.c.do(ctx, http.MethodGet, "/status", nil, nil, &status); err != nil {
@@ -115,7 +130,7 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 	}
 	// Kong restarted (empty hash) or someone else pushed: Kong's hash moved.
 	if sum == d.lastBody && d.lastHash != "" && status.ConfigurationHash == d.lastHash {
-		return Result{Unchanged: len(st.Services)}, nil
+		return Result{Unchanged: len(st.Services), Refused: d.lastRefused}, nil
 	}
 	res := Result{Pushed: true, Updated: len(st.Services)}
 	if err := d.push(ctx, body); err != nil {
@@ -137,36 +152,48 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 		if err2 := d.push(ctx, body2); err2 != nil {
 			return Result{}, fmt.Errorf("%w (and again without the %d routes kong refused: %w)", err, len(dropped), err2)
 		}
-		res.Updated, res.Rejected = len(kept.Services), dropped
+		res.Updated, res.Refused = len(kept.Services), dropped
 	}
-	d.lastBody = sum
+	d.lastBody, d.lastRefused = sum, res.Refused
 	if err := d.c.do(ctx, http.MethodGet, "/status", nil, nil, &status); err != nil {
 		d.lastHash = ""
-		return Result{Pushed: true, Updated: len(st.Services)}, nil
+		return res, nil
 	}
 	d.lastHash = status.ConfigurationHash
 	return res, nil
 }
 
 // refusedRoutes reads Kong's flattened_errors (POST /config?flatten_errors=1)
-// and returns the sr-host/sr-path tag pairs of the refused entities.
-func refusedRoutes(err error) map[string]bool {
+// and returns the sr-host/sr-path tag pairs of the refused entities, each
+// with Kong's first message about it.
+func refusedRoutes(err error) map[string]string {
 	var apiErr *kong.APIError
 	if !errors.As(err, &apiErr) || apiErr.Code() != http.StatusBadRequest {
 		return nil
 	}
 	var body struct {
 		Flattened []struct {
-			Tags []any `json:"entity_tags"`
+			Tags   []string `json:"entity_tags"`
+			Type   string   `json:"entity_type"`
+			Errors []struct {
+				Field   string `json:"field"`
+				Message string `json:"message"`
+			} `json:"errors"`
 		} `json:"flattened_errors"`
 	}
 	if json.Unmarshal(apiErr.Raw(), &body) != nil {
 		return nil
 	}
-	out := map[string]bool{}
+	out := map[string]string{}
 	for _, f := range body.Flattened {
-		if pair := tagPair(f.Tags); pair != "|" && hasAny(f.Tags, translator.TagManaged) {
-			out[pair] = true
+		if pair := tagPair(f.Tags); pair != "|" && hasTag(f.Tags, translator.TagManaged) {
+			msg := f.Type + " refused"
+			if len(f.Errors) > 0 {
+				msg = f.Type + ": " + strings.TrimPrefix(f.Errors[0].Field+": ", ": ") + f.Errors[0].Message
+			}
+			if out[pair] == "" {
+				out[pair] = msg
+			}
 		} else {
 			// Something of the operator's base config: nothing to drop.
 			return nil
@@ -175,28 +202,20 @@ func refusedRoutes(err error) map[string]bool {
 	return out
 }
 
-func hasAny(tags []any, tag string) bool {
-	for _, t := range tags {
-		if t == tag {
-			return true
-		}
-	}
-	return false
-}
-
 // withoutRoutes drops the entities of the routes whose tag pairs are in bad.
-func withoutRoutes(st translator.State, bad map[string]bool) (translator.State, []string) {
+func withoutRoutes(st translator.State, bad map[string]string) (translator.State, []Refusal) {
 	out := translator.State{Errors: st.Errors}
-	var dropped []string
+	var dropped []Refusal
 	for _, s := range st.Services {
-		if bad[tagPair(strs(s.Tags))] {
-			dropped = append(dropped, s.Name)
+		pair := tagPair(s.Tags)
+		if msg, ok := bad[pair]; ok {
+			dropped = append(dropped, Refusal{Kind: kindService.String(), Name: s.Name, Route: pair, Message: msg})
 			continue
 		}
 		out.Services = append(out.Services, s)
 	}
 	for _, u := range st.Upstreams {
-		if !bad[tagPair(strs(u.Tags))] {
+		if _, ok := bad[tagPair(u.Tags)]; !ok {
 			out.Upstreams = append(out.Upstreams, u)
 		}
 	}
@@ -204,27 +223,9 @@ func withoutRoutes(st translator.State, bad map[string]bool) (translator.State, 
 }
 
 func (d *dblessSync) push(ctx context.Context, body []byte) error {
-	var err error
-	for attempt := 0; attempt < d.c.attempts; attempt++ {
-		if attempt > 0 {
-			t := time.NewTimer(d.c.backoff << (attempt - 1))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
-			}
-		}
-		d.c.calls.Add(1)
-		start := time.Now()
-		err = d.c.kc.ReloadDeclarativeRawConfig(ctx, bytes.NewReader(body), false, true)
-		if d.c.latency != nil {
-			d.c.latency(time.Since(start))
-		}
-		if err == nil || !retryable(err) {
-			break
-		}
-	}
+	err := d.c.retry(ctx, func() error {
+		return d.c.kc.ReloadDeclarativeRawConfig(ctx, bytes.NewReader(body), false, true)
+	})
 	if err != nil {
 		return fmt.Errorf("kong POST /config: %w", err)
 	}

@@ -214,8 +214,8 @@ func (r *Reconciler) reconcile(ctx context.Context, full bool) (Result, error) {
 		res, err = r.o.Syncer.ApplyChanges(ctx, st)
 	}
 	r.runs.Add(1)
-	for _, name := range res.Rejected {
-		r.log.Warn("kong refused a registry service; pushed the config without it", "service", name)
+	for _, rf := range res.Refused {
+		r.log.Warn("kong refused an entity; applied the others", "kind", rf.Kind, "name", rf.Name, "route", rf.Route, "error", rf.Message)
 	}
 	if res.Mode == ModeDB {
 		r.drift.Add(int64(res.Changes()))

@@ -43,6 +43,8 @@ type Options struct {
 	Logger    *slog.Logger
 	// ObserveLatency, when set, receives the duration of every Admin API call.
 	ObserveLatency func(time.Duration)
+	// Now is the clock for Status; default time.Now.
+	Now func() time.Time
 }
 
 // Result describes one apply.
@@ -53,9 +55,10 @@ type Result struct {
 	Deleted   int
 	Unchanged int
 	Pushed    bool // DB-less: a /config push happened
-	// Rejected names the registry services Kong refused in a DB-less push;
-	// the rest of the config was pushed without them.
-	Rejected []string
+	// Refused lists the entities Kong refused: in DB mode the writes Kong
+	// answered 400 (the others were applied); in DB-less mode the routes
+	// whose entities Kong refused (the config was pushed without them).
+	Refused  []Refusal
 	Calls    int64 // Admin API calls made
 	Duration time.Duration
 }
@@ -72,6 +75,7 @@ type Syncer struct {
 	mode   string
 	db     *dbSync
 	dbless *dblessSync
+	status statusTracker
 }
 
 // NewSyncer validates options; it does not contact Kong.
@@ -102,6 +106,9 @@ func NewSyncer(o Options) (*Syncer, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	c, err := newClient(strings.TrimRight(o.AdminURL, "/"), o.Headers, o.Timeout, o.Attempts)
 	if err != nil {
 		return nil, err
@@ -112,7 +119,7 @@ func NewSyncer(o Options) (*Syncer, error) {
 		return nil, err
 	}
 	s := &Syncer{o: o, c: c, log: o.Logger}
-	s.db = &dbSync{c: c, concurrency: o.Concurrency, deepEvery: o.DeepEvery, applied: map[string]string{}}
+	s.db = &dbSync{c: c, concurrency: o.Concurrency, deepEvery: o.DeepEvery, targetSets: map[string]string{}}
 	s.dbless = &dblessSync{c: c, base: base}
 	if o.Mode != ModeAuto {
 		s.mode = o.Mode
@@ -167,26 +174,22 @@ func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Res
 	calls := s.c.calls.Load()
 	mode, err := s.Mode(ctx)
 	if err != nil {
+		s.status.record(s.o.Now(), "", nil, err)
 		return Result{Calls: s.c.calls.Load() - calls}, err
 	}
 	var res Result
 	switch {
 	case mode == ModeDBLess:
 		res, err = s.dbless.apply(ctx, st, full)
+	case full:
+		res, res.Refused, err = s.db.apply(ctx, newDesired(st))
 	default:
-		var f flat
-		if f, err = flatten(st); err != nil {
-			break
-		}
-		if full {
-			res, err = s.db.apply(ctx, f)
-		} else {
-			res, err = s.db.applyChanges(ctx, f)
-		}
+		res, res.Refused, err = s.db.applyChanges(ctx, newDesired(st))
 	}
 	res.Mode = mode
 	res.Calls = s.c.calls.Load() - calls
 	res.Duration = time.Since(start)
+	s.status.record(s.o.Now(), mode, res.Refused, err)
 	return res, err
 }
 
@@ -195,7 +198,7 @@ func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Res
 func (s *Syncer) ForgetApplied() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.db.applied = map[string]string{}
+	s.db.targetSets = map[string]string{}
 	s.db.warm = false
 	s.dbless.lastHash = ""
 }

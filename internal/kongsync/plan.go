@@ -1,0 +1,190 @@
+package kongsync
+
+// action is what a plan does to one entity.
+type action int
+
+const (
+	create action = iota
+	update
+	remove
+)
+
+func (a action) String() string { return [...]string{"create", "update", "delete"}[a] }
+
+// op is one planned write.
+type op struct {
+	act action
+	e   entity
+}
+
+// plan is what an apply will do, computed without touching Kong: deletes
+// first (so a name freed by a stale entity can be taken by its
+// replacement), from the highest dependency level down, then creates and
+// updates from the lowest level up.
+type plan struct {
+	deletes   [len(levels)][]op
+	upserts   [len(levels)][]op
+	unchanged int
+}
+
+var levelOf = func() (l [numKinds]int) {
+	for i, ks := range levels {
+		for _, k := range ks {
+			l[k] = i
+		}
+	}
+	return l
+}()
+
+func (p *plan) add(a action, e entity) {
+	l := levelOf[e.kind()]
+	if a == remove {
+		p.deletes[l] = append(p.deletes[l], op{a, e})
+	} else {
+		p.upserts[l] = append(p.upserts[l], op{a, e})
+	}
+}
+
+// diff plans one entity: create when Kong lacks it, update when Kong's
+// differs in a field we set, nothing when equal.
+func (p *plan) diff(want entity, have entity, exists bool) {
+	switch {
+	case !exists:
+		p.add(create, want)
+	case !want.same(have):
+		p.add(update, want)
+	default:
+		p.unchanged++
+	}
+}
+
+// phases returns the ops in execution order, one slice per phase; the ops
+// of a phase do not depend on each other.
+func (p *plan) phases() [][]op {
+	out := make([][]op, 0, 2*len(levels))
+	for l := len(levels) - 1; l >= 0; l-- {
+		if len(p.deletes[l]) > 0 {
+			out = append(out, p.deletes[l])
+		}
+	}
+	for l := range levels {
+		if len(p.upserts[l]) > 0 {
+			out = append(out, p.upserts[l])
+		}
+	}
+	return out
+}
+
+// result counts the plan's ops.
+func (p *plan) result() Result {
+	r := Result{Unchanged: p.unchanged}
+	for l := range levels {
+		r.Deleted += len(p.deletes[l])
+		for _, o := range p.upserts[l] {
+			if o.act == create {
+				r.Created++
+			} else {
+				r.Updated++
+			}
+		}
+	}
+	return r
+}
+
+// actual is what Kong holds of ours. Targets are listed per upstream, and
+// only for the upstreams in listed (the others' targets are trusted).
+type actual struct {
+	byKind [numKinds]map[string]entity
+	listed map[string]bool // upstream ids whose targets are in byKind
+}
+
+// planFull compares want with what Kong holds. Entities of routes the
+// translator failed on are neither deleted nor counted.
+func planFull(want desired, have actual) plan {
+	var p plan
+	for k := range kind(numKinds) {
+		for id, a := range have.byKind[k] {
+			if _, ok := want.get(k, id); !ok && !want.protected(a) {
+				p.add(remove, a)
+			}
+		}
+		for id, w := range want.byKind[k] {
+			if k == kindTarget && !have.listed[w.parent()] {
+				continue
+			}
+			a, ok := have.byKind[k][id]
+			p.diff(w, a, ok)
+		}
+	}
+	return p
+}
+
+// key names one entity.
+type key struct {
+	k  kind
+	id string
+}
+
+// applied is what this replica last saw Kong accept: entity → hash of the
+// body (see bodyHash), and the parent of each target.
+type applied map[key]appliedEntry
+
+type appliedEntry struct {
+	hash, parent string
+}
+
+// planChanges compares want with what this replica last applied, without
+// reading Kong: drift made in Kong is left to the next full plan.
+func planChanges(want desired, known applied, hashes map[key]string) plan {
+	var p plan
+	for k := range kind(numKinds) {
+		for id, w := range want.byKind[k] {
+			old, seen := known[key{k, id}]
+			switch {
+			case !seen:
+				p.add(create, w)
+			case old.hash != hashes[key{k, id}]:
+				p.add(update, w)
+			default:
+				p.unchanged++
+			}
+		}
+	}
+	for kk, a := range known {
+		if _, ok := want.get(kk.k, kk.id); !ok {
+			p.add(remove, stub(kk.k, kk.id, a.parent))
+		}
+	}
+	return p
+}
+
+// hashes fingerprints every desired entity's body.
+func (d desired) hashes() map[key]string {
+	n := 0
+	for _, m := range d.byKind {
+		n += len(m)
+	}
+	out := make(map[key]string, n)
+	for k, m := range d.byKind {
+		for id, e := range m {
+			out[key{kind(k), id}] = bodyHash(e)
+		}
+	}
+	return out
+}
+
+// stub is an entity known only by kind, id (and upstream for a target),
+// enough to delete it.
+func stub(k kind, id, parent string) entity {
+	switch k {
+	case kindService:
+		return service{ID: id, Name: id}
+	case kindRoute:
+		return route{ID: id, Name: id}
+	case kindPlugin:
+		return plugin{ID: id, Name: id}
+	case kindUpstream:
+		return upstream{ID: id, Name: id}
+	}
+	return target{ID: id, Target: id, Upstream: &ref{ID: parent}}
+}

@@ -1,0 +1,41 @@
+package kongsync
+
+import (
+	"context"
+
+	"github.com/kong-service-registry/service-registry/internal/translator"
+)
+
+// plugin is a plugin instance of ours, scoped to one of our services.
+type plugin struct {
+	ID      string         `json:"id"`
+	Name    string         `json:"name"`
+	Enabled bool           `json:"enabled"`
+	Config  map[string]any `json:"config"`
+	Tags    []string       `json:"tags"`
+	Service *ref           `json:"service"`
+}
+
+func newPlugin(p translator.Plugin, serviceID string) plugin {
+	cfg := p.Config
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	return plugin{ID: p.ID, Name: p.Name, Enabled: p.Enabled, Config: cfg, Tags: p.Tags, Service: &ref{ID: serviceID}}
+}
+
+func (p plugin) kind() kind        { return kindPlugin }
+func (p plugin) id() string        { return p.ID }
+func (p plugin) label() string     { return p.Name }
+func (p plugin) parent() string    { return "" }
+func (p plugin) tagList() []string { return p.Tags }
+
+// same compares the config as a subset: Kong fills in the schema's defaults.
+func (p plugin) same(have entity) bool {
+	h, ok := have.(plugin)
+	return ok && p.Name == h.Name && p.Enabled == h.Enabled && sameJSON(p.Config, h.Config) &&
+		sameSet(p.Tags, h.Tags) && refID(p.Service) == refID(h.Service)
+}
+
+func (p plugin) write(ctx context.Context, c *client, _ bool) error { return writeByID(ctx, c, p) }
+func (p plugin) remove(ctx context.Context, c *client) error        { return removeByID(ctx, c, p) }
