@@ -2,9 +2,7 @@ package main
 
 import (
 	"crypto/tls"
-	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,7 +34,7 @@ type backend struct {
 	addr    string // for logs; never the password
 	prefix  string // redis.key_prefix
 
-	// Guards over rdb (guards.go): one limiter per failure policy, one
+	// Guards over rdb (rateguard.go, breakers.go): one limiter per failure policy, one
 	// breaker set per (scope, settings). They live as long as the client.
 	guardMu  sync.Mutex
 	limiters map[ratelimit.Policy]*ratelimit.Limiter
@@ -67,8 +65,6 @@ type backendRegistry struct {
 	// config change that keeps the Redis settings never drops the cache.
 	idle time.Duration
 }
-
-var backends = &backendRegistry{m: map[string]*backend{}, refs: map[string]int{}, idle: time.Minute}
 
 // acquire returns the backend for rc and counts owner as a user of it until
 // owner is garbage collected.
@@ -227,15 +223,4 @@ func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
 		ContextTimeoutEnabled: true,
 	})
-}
-
-var (
-	logOnce sync.Once
-	log     *slog.Logger
-)
-
-// logger writes to stderr, which Kong copies into its error.log.
-func logger() *slog.Logger {
-	logOnce.Do(func() { log = slog.New(slog.NewTextHandler(os.Stderr, nil)) })
-	return log
 }

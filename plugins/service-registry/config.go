@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/kong-service-registry/service-registry/internal/breaker"
 )
 
 // Config is the plugin's configuration (CONTRACT §3). Field types are only
@@ -191,24 +189,13 @@ type compiled struct {
 	message    []byte
 	backend    *backend
 
-	// Seams for internal/ratelimit and internal/breaker (nil: off).
-	// rateLimit returns false when it answered the client itself.
-	rateLimit func(k kongAPI) bool
+	// The guards (guards.go); nil: off.
+	rate    *rateGuard
+	breaker *breakerGuard
 	// shareRouter: the rate limit asks kong.router for its identity and
 	// the registry pick for the service name; see requestRouter.
 	shareRouter bool
-	// skip tells the picker which instances the breaker keeps closed off.
-	skip func(addr string) bool
-	// breakers is the circuit breaker set of this config (nil: off).
-	breakers *breaker.Breakers
-	// breakerCode is circuit_breaker.error_code.
-	breakerCode int
-	// record runs in the log phase to feed outcomes to the breaker.
-	record func(k kongAPI)
 }
-
-// refusedConfigs remembers the (plugin id, __seq__) pairs already logged.
-var refusedConfigs sync.Map
 
 // compile validates the config and resolves its backend, once per instance.
 func (c *Config) compile() *compiled {

@@ -7,7 +7,16 @@
 // With registry = kong it leaves the target to Kong. The log phase feeds the
 // circuit breaker and makes no PDK call while the breaker is off.
 //
-// The guards (guards.go): the rate limit is internal/ratelimit (GCRA, one
+// One concept per file: handler.go (the access steps in order, the log
+// phase), servicename.go (the one resolver of the registry service),
+// guards.go (wiring the guards into compiled), rateguard.go (rate limit),
+// breakers.go (breaker sets shared across config versions), admission.go
+// (breaker admission and the all-open answer), outcome.go (outcomes from
+// kong.log.serialize), dnscache.go, jsonscan.go, backends.go (Redis
+// clients and caches per settings), globals.go (every process-wide
+// variable, each with its reason), logging.go, kongapi.go (the PDK calls).
+//
+// The guards: the rate limit is internal/ratelimit (GCRA, one
 // Redis script per admitted request; requests_per_min N with burst B admits
 // B+1 at once, then one every minute/N), keyed by Kong's __plugin_id and
 // the limit_by identity (limit by service/route without the id in the

@@ -19,104 +19,6 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
-// fakeKong records the PDK calls a handler makes.
-type fakeKong struct {
-	calls     []string
-	host      string
-	port      int
-	status    int
-	body      string
-	svcID     string
-	svcName   string
-	routeID   string
-	targetErr error
-
-	ip, consumer string
-	reqHeaders   map[string]string
-	serialized   string
-	headers      map[string][]string // set_headers
-	exitHeaders  map[string][]string
-}
-
-func (f *fakeKong) SetTarget(host string, port int) error {
-	f.calls = append(f.calls, "kong.service.set_target")
-	f.host, f.port = host, port
-	return f.targetErr
-}
-
-func (f *fakeKong) Exit(status int, body []byte) {
-	f.calls = append(f.calls, "kong.response.exit")
-	f.status, f.body = status, string(body)
-}
-
-func (f *fakeKong) ExitHeaders(status int, body []byte, h map[string][]string) {
-	f.calls = append(f.calls, "kong.response.exit")
-	f.status, f.body, f.exitHeaders = status, string(body), h
-}
-
-func (f *fakeKong) SetHeaders(h map[string][]string) error {
-	f.calls = append(f.calls, "kong.response.set_headers")
-	f.headers = h
-	return nil
-}
-
-func (f *fakeKong) ForwardedIP() (string, error) {
-	f.calls = append(f.calls, "kong.client.get_forwarded_ip")
-	return f.ip, nil
-}
-
-func (f *fakeKong) ConsumerID() (string, error) {
-	f.calls = append(f.calls, "kong.client.get_consumer")
-	return f.consumer, nil
-}
-
-func (f *fakeKong) RequestHeader(name string) (string, error) {
-	f.calls = append(f.calls, "kong.request.get_header")
-	return f.reqHeaders[name], nil
-}
-
-func (f *fakeKong) Serialize() (string, error) {
-	f.calls = append(f.calls, "kong.log.serialize")
-	return f.serialized, nil
-}
-
-func (f *fakeKong) RouterService() (string, string, error) {
-	f.calls = append(f.calls, "kong.router.get_service")
-	return f.svcID, f.svcName, nil
-}
-
-func (f *fakeKong) RouterRoute() (string, string, error) {
-	f.calls = append(f.calls, "kong.router.get_route")
-	return f.routeID, f.svcID, nil
-}
-
-type fixture struct {
-	srv   *redistest.Server
-	store *registry.Store
-}
-
-func newFixture(t *testing.T) *fixture {
-	srv := redistest.Start(t, redistest.Options{})
-	rdb := srv.Client()
-	t.Cleanup(func() { _ = rdb.Close() })
-	return &fixture{srv: srv, store: registry.NewStore(rdb, registry.Options{})}
-}
-
-func (fx *fixture) config(t *testing.T, extra string) *Config {
-	t.Helper()
-	js := fmt.Sprintf(`{"registry":"redis","redis":{"host":"127.0.0.1","port":%d,"timeout_ms":200}%s}`, fx.srv.Port, extra)
-	return decode(t, js)
-}
-
-func (fx *fixture) put(t *testing.T, svc, id, addr string, w int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := fx.store.PutInstance(ctx, svc, registry.Instance{ID: id, Address: addr, Weight: w}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestAccessSetsTarget(t *testing.T) {
 	fx := newFixture(t)
 	fx.put(t, "orders", "a", "10.1.0.1:8080", 1)
@@ -268,15 +170,17 @@ func TestAccessRecoversPanics(t *testing.T) {
 	fx := newFixture(t)
 	fx.put(t, "p", "a", "10.0.0.1:80", 1)
 	c := fx.config(t, `,"service":"p"`)
-	c.compile().skip = func(string) bool { panic("boom") }
 	k := &fakeKong{}
-	c.access(k)
+	c.access(panicKong{k})
 	if k.status != 500 || k.body != `{"message":"An unexpected error occurred"}` {
 		t.Fatalf("after panic: %d %s", k.status, k.body)
 	}
-	c.compile().record = func(kongAPI) { panic("boom in log") }
-	c.log(k) // must return
+	c.compile().breaker = &breakerGuard{} // the log phase runs only with a breaker
+	c.log(panicKong{k})                   // must return
 }
+
+func (panicKong) SetTarget(string, int) error { panic("boom") }
+func (panicKong) Serialize() (string, error)  { panic("boom in log") }
 
 func TestStaleSnapshotWhenRedisDown(t *testing.T) {
 	fx := newFixture(t)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 
@@ -44,12 +43,4 @@ func wantsDump(args []string) bool {
 		}
 	}
 	return false
-}
-
-// redisLogger writes go-redis's internal messages at most once per 10 s per
-// message format.
-type redisLogger struct{}
-
-func (redisLogger) Printf(_ context.Context, format string, v ...any) {
-	logThrottled("go-redis:"+format, "service-registry: redis client: "+fmt.Sprintf(format, v...))
 }

@@ -1,0 +1,56 @@
+package main
+
+import "github.com/Kong/go-pdk"
+
+// kongAPI is the part of the PDK the handlers use. Every method is one PDK
+// call (one socket round trip in a real Kong), so tests count them here.
+type kongAPI interface {
+	SetTarget(host string, port int) error
+	// Exit ends the request with a JSON body.
+	Exit(status int, body []byte)
+	// ExitHeaders ends the request with a body and these headers (one call).
+	ExitHeaders(status int, body []byte, headers map[string][]string)
+	// SetHeaders adds response headers (kong.response.set_headers).
+	SetHeaders(headers map[string][]string) error
+	// ForwardedIP is kong.client.get_forwarded_ip.
+	ForwardedIP() (string, error)
+	// ConsumerID is kong.client.get_consumer().id ("" when none).
+	ConsumerID() (string, error)
+	// RequestHeader is kong.request.get_header.
+	RequestHeader(name string) (string, error)
+	// Serialize is kong.log.serialize (log phase): a JSON document.
+	Serialize() (string, error)
+	// RouterService returns the id and name of the Kong service matched
+	// (kong.router.get_service).
+	RouterService() (id, name string, err error)
+	// RouterRoute returns the ids of the Kong route matched and of its
+	// service (kong.router.get_route).
+	RouterRoute() (id, serviceID string, err error)
+}
+
+// pdkAPI is kongAPI over go-pdk: one PDK call per method.
+type pdkAPI struct{ k *pdk.PDK }
+
+var jsonHeaders = map[string][]string{"Content-Type": {"application/json"}}
+
+func (p pdkAPI) SetTarget(host string, port int) error { return p.k.Service.SetTarget(host, port) }
+func (p pdkAPI) Exit(status int, body []byte)          { p.k.Response.Exit(status, body, jsonHeaders) }
+func (p pdkAPI) ExitHeaders(status int, body []byte, h map[string][]string) {
+	p.k.Response.Exit(status, body, h)
+}
+func (p pdkAPI) SetHeaders(h map[string][]string) error    { return p.k.Response.SetHeaders(h) }
+func (p pdkAPI) ForwardedIP() (string, error)              { return p.k.Client.GetForwardedIp() }
+func (p pdkAPI) RequestHeader(name string) (string, error) { return p.k.Request.GetHeader(name) }
+func (p pdkAPI) Serialize() (string, error)                { return p.k.Log.Serialize() }
+func (p pdkAPI) ConsumerID() (string, error) {
+	c, err := p.k.Client.GetConsumer()
+	return c.Id, err
+}
+func (p pdkAPI) RouterService() (string, string, error) {
+	s, err := p.k.Router.GetService()
+	return s.Id, s.Name, err
+}
+func (p pdkAPI) RouterRoute() (string, string, error) {
+	r, err := p.k.Router.GetRoute()
+	return r.Id, r.Service.Id, err
+}

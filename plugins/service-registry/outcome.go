@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/discovery"
+)
+
+// try is one entry of kong.log.serialize()'s tries[].
+type try struct {
+	IP    string `json:"ip"`
+	Port  int    `json:"port"`
+	State string `json:"state"`
+	Code  int    `json:"code"`
+}
+
+// recordOutcome feeds the breaker the outcome of every try of the request
+// (Kong retries go to the same target; each try is a call). No tries: the
+// request never reached a backend (answered in access), nothing to record.
+func (c *Config) recordOutcome(cp *compiled, k kongAPI) {
+	s, err := k.Serialize()
+	if err != nil {
+		logThrottled("serialize", "service-registry: kong.log.serialize failed", "error", err)
+		return
+	}
+	// The document is mostly headers: decode only the three top-level
+	// values the breaker reads (a full json.Unmarshal costs ~10 µs).
+	doc := []byte(s)
+	var rawTries, rawResp, rawSource []byte
+	if !topLevel(doc, func(key, v []byte) {
+		switch string(key) { // no allocation: the compiler compares in place
+		case "tries":
+			rawTries = v
+		case "response":
+			rawResp = v
+		case "source":
+			rawSource = v
+		}
+	}) {
+		logThrottled("serialize-json", "service-registry: kong.log.serialize: bad JSON")
+		return
+	}
+	if rawTries == nil {
+		return
+	}
+	var tries []try
+	if err := json.Unmarshal(rawTries, &tries); err != nil || len(tries) == 0 {
+		return
+	}
+	var status int
+	if rawResp != nil {
+		topLevel(rawResp, func(key, v []byte) {
+			if string(key) == "status" {
+				_ = json.Unmarshal(v, &status)
+			}
+		})
+	}
+	var source string
+	_ = json.Unmarshal(rawSource, &source)
+	b := cp.breaker.set
+	st := b.Settings()
+	for i, t := range tries {
+		if t.IP == "" || t.Port == 0 {
+			continue
+		}
+		code, failed := t.Code, t.State == "failed"
+		if i == len(tries)-1 && code == 0 && !failed {
+			// Kong sets state/code of a try only when it retries; the last
+			// try's result is the response. Kong answering 5xx itself after
+			// a try means the connection failed or timed out.
+			code = status
+			failed = source != "upstream" && code >= 500
+		}
+		b.Record(c.breakerAddr(cp, t.IP, t.Port), st.Classify(code, failed))
+	}
+}
+
+// breakerAddr is the address the picker knows for a try Kong made to
+// ip:port: the registry's "host:port" when the instance was registered by
+// host name (Kong resolved it; tries[] has the IP), else ip:port.
+func (c *Config) breakerAddr(cp *compiled, ip string, port int) string {
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	if c.Registry != "redis" || cp.backend == nil {
+		return addr
+	}
+	name := c.knownServiceName()
+	if name == "" {
+		return addr
+	}
+	snap, ok := cp.backend.cache.Peek(name, time.Duration(c.CacheTTLMs)*time.Millisecond)
+	if !ok {
+		return addr
+	}
+	var named []*discovery.Target
+	for i := range snap.Targets {
+		t := &snap.Targets[i]
+		if t.Port != port {
+			continue
+		}
+		if t.Addr == addr || t.Host == ip {
+			return t.Addr
+		}
+		if net.ParseIP(t.Host) == nil {
+			named = append(named, t)
+		}
+	}
+	for _, t := range named {
+		if slices.Contains(hostIPs.lookup(t.Host), ip) {
+			return t.Addr
+		}
+	}
+	return addr
+}
