@@ -286,7 +286,7 @@ func (srv *server) serviceHealth(c echo.Context) error {
 			h.ExpiresAt = &t
 		}
 		switch {
-		case in.TTLSeconds > 0 && !in.ExpiresAt.IsZero() && !in.ExpiresAt.After(now):
+		case in.Expired(now):
 			h.Status = "expired"
 		case in.Weight == 0:
 			h.Status = "draining"

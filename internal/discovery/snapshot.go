@@ -65,8 +65,10 @@ func NewSnapshot(svc registry.Service, found bool, now time.Time) *Snapshot {
 			continue
 		}
 		t := Target{ID: in.ID, Addr: in.Address, Host: host, Port: port, Weight: in.Weight}
-		if in.TTLSeconds > 0 && !in.ExpiresAt.IsZero() {
-			t.expires = in.ExpiresAt.UnixNano()
+		// Pick compares in nanoseconds on the hot path, with the same
+		// boundary as registry.Instance.Expired (expired at the end itself).
+		if end := in.LeaseEnd(); !end.IsZero() {
+			t.expires = end.UnixNano()
 			s.leases = true
 		}
 		s.Targets = append(s.Targets, t)

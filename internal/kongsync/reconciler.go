@@ -170,7 +170,7 @@ func (r *Reconciler) Desired(ctx context.Context) (translator.State, error) {
 		var live []registry.Instance
 		for _, inst := range byName[name].Instances {
 			// A lease past its end is gone even if the expirer has not run.
-			if inst.TTLSeconds > 0 && !inst.ExpiresAt.IsZero() && !inst.ExpiresAt.After(now) {
+			if inst.Expired(now) {
 				continue
 			}
 			live = append(live, inst)

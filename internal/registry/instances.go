@@ -31,10 +31,10 @@ func (s *Store) checkInstance(service string, in Instance) error {
 }
 
 func expiryMillis(in Instance) int64 {
-	if in.TTLSeconds <= 0 || in.ExpiresAt.IsZero() {
-		return 0
+	if end := in.LeaseEnd(); !end.IsZero() {
+		return end.UnixMilli()
 	}
-	return in.ExpiresAt.UnixMilli()
+	return 0
 }
 
 // PutInstance creates or replaces an instance (and the service if missing).

@@ -21,6 +21,24 @@ type Instance struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
+// LeaseEnd is when the instance's lease ends; zero for an instance that
+// holds no lease (TTLSeconds 0, or no end recorded).
+func (in Instance) LeaseEnd() time.Time {
+	if in.TTLSeconds <= 0 {
+		return time.Time{}
+	}
+	return in.ExpiresAt
+}
+
+// Expired says whether the instance's lease ended at or before now. An
+// instance without a lease never expires. This is the one definition every
+// reader uses (the API's health view, the Kong sync, the plugin's snapshot
+// and the store's lease index), so they never disagree at the boundary.
+func (in Instance) Expired(now time.Time) bool {
+	end := in.LeaseEnd()
+	return !end.IsZero() && !end.After(now)
+}
+
 // Maintenance, when enabled, makes the plugin answer 503 with Message.
 type Maintenance struct {
 	Enabled bool   `json:"enabled"`
