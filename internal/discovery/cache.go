@@ -35,6 +35,10 @@ type Options struct {
 	// ResubscribeBackoff is the wait before re-subscribing to a lost
 	// change feed; default 500ms.
 	ResubscribeBackoff time.Duration
+	// ProbeInterval is how often a background probe asks Redis while it is
+	// down; until one answers, a first load fails at once instead of
+	// waiting on Redis. Default 500ms.
+	ProbeInterval time.Duration
 }
 
 // Stats are the cache's counters, for metrics and tests.
@@ -100,6 +104,9 @@ func New(src Source, o Options) *Cache {
 	if o.ResubscribeBackoff <= 0 {
 		o.ResubscribeBackoff = 500 * time.Millisecond
 	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 500 * time.Millisecond
+	}
 	c := &Cache{src: src, now: o.Now, log: o.Logger, opts: o}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	m := map[string]*entry{}
@@ -141,7 +148,10 @@ func (c *Cache) Peek(service string, maxAge time.Duration) (*Snapshot, bool) {
 // Get returns the snapshot of service. In steady state it touches no
 // network: a snapshot older than maxAge triggers a background version
 // check and is returned as is. Only the first Get of a service waits for
-// Redis (ctx bounds that wait).
+// Redis (ctx bounds that wait), and not while Redis is known to be down:
+// then it fails at once with ErrUnavailable, and a caller whose wait ran
+// out marks Redis down itself (for a request, a Redis slower than its
+// bound is down). A background probe finds Redis back.
 func (c *Cache) Get(ctx context.Context, service string, maxAge time.Duration) (*Snapshot, error) {
 	if s, ok := c.Peek(service, maxAge); ok {
 		return s, nil
@@ -151,6 +161,9 @@ func (c *Cache) Get(ctx context.Context, service string, maxAge time.Duration) (
 
 func (c *Cache) load(ctx context.Context, service string) (*Snapshot, error) {
 	c.feedOnce.Do(c.startFeed)
+	if c.down.Load() {
+		return nil, fmt.Errorf("%w: redis down, waiting for the background probe", ErrUnavailable)
+	}
 	ch := c.group.DoChan(service, func() (any, error) { return c.firstFetch(service) })
 	select {
 	case r := <-ch:
@@ -159,6 +172,9 @@ func (c *Cache) load(ctx context.Context, service string) (*Snapshot, error) {
 		}
 		return r.Val.(*Snapshot), nil
 	case <-ctx.Done():
+		if c.ctx.Err() == nil {
+			c.failed(fmt.Errorf("first load of %s: %w", service, ctx.Err()))
+		}
 		return nil, fmt.Errorf("discovery: loading %s: %w", service, ctx.Err())
 	}
 }
@@ -299,6 +315,29 @@ func (c *Cache) failed(err error) {
 	}
 	if c.down.CompareAndSwap(false, true) {
 		c.log.Warn("service-registry: registry unreachable, serving cached snapshots", "error", err)
+		c.wg.Add(1)
+		go c.probe()
+	}
+}
+
+// probe asks Redis every ProbeInterval while it is down, so that no request
+// has to: it ends when Redis answers (or anything else reported it back).
+func (c *Cache) probe() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.ProbeInterval)
+	defer t.Stop()
+	for c.down.Load() {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
+		_, err := c.src.ServiceVersion(ctx, "")
+		cancel()
+		if err == nil {
+			c.ok()
+		}
 	}
 }
 

@@ -49,9 +49,10 @@ type Options struct {
 	Timeout time.Duration
 	// Policy on Redis failure. Default FailOpen.
 	Policy Policy
-	// Backoff is how long after a Redis failure decisions skip Redis and
-	// apply Policy directly (one request then probes). It keeps a dead Redis
-	// from costing every request a full Timeout. Default 250ms.
+	// Backoff is the interval of the background probe that runs while
+	// Redis is down: after a failure no decision waits on Redis (each one
+	// applies Policy at once) until a probe (a trivial script, bounded by
+	// Timeout) succeeds. Default 250ms.
 	Backoff time.Duration
 	// DenyCacheSize bounds the denied-key cache (entries). Default 65536.
 	DenyCacheSize int
@@ -119,9 +120,7 @@ type Limiter struct {
 	deny      *denyCache
 	leases    *leaseTable
 
-	down      atomic.Bool
-	downUntil atomic.Int64 // unix ns on o.Now's clock
-	probing   atomic.Bool
+	down atomic.Bool
 
 	redisCalls, redisErrors, cacheHits, failOpen, leased, unavailable atomic.Int64
 }
@@ -178,7 +177,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 		l.leased.Add(1)
 		return r, nil
 	}
-	if l.down.Load() && !l.mayProbe(now) {
+	if l.down.Load() {
 		return l.onFailure(now, nil)
 	}
 	want := e.want(limits, ns, l.o.MaxLease)
@@ -188,15 +187,13 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller gave up (client gone): not Redis' fault, no policy.
-		l.probing.Store(false)
 		return Result{}, fmt.Errorf("rate limit: %w", ctx.Err())
 	}
 	if err != nil {
 		l.redisErrors.Add(1)
-		l.markDown(now, err)
+		l.markDown(err)
 		return l.onFailure(now, err)
 	}
-	l.markUp()
 	if !g.r.Allowed {
 		l.deny.put(key, g.r, l.o.Now())
 	} else if g.units > 1 {
@@ -205,28 +202,30 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 	return g.r, nil
 }
 
-// mayProbe lets exactly one request try Redis once the backoff has passed.
-func (l *Limiter) mayProbe(now time.Time) bool {
-	if now.UnixNano() < l.downUntil.Load() {
-		return false
-	}
-	return l.probing.CompareAndSwap(false, true)
-}
-
-func (l *Limiter) markDown(now time.Time, err error) {
-	l.downUntil.Store(now.Add(l.o.Backoff).UnixNano())
-	l.probing.Store(false)
+// markDown switches decisions to the failure policy and starts the
+// background probe that switches them back.
+func (l *Limiter) markDown(err error) {
 	if l.down.CompareAndSwap(false, true) {
 		l.o.Logger.Warn("rate limiter: redis unavailable, applying failure policy",
 			"policy", l.o.Policy.String(), "error", err)
+		go l.probe()
 	}
 }
 
-func (l *Limiter) markUp() {
-	if l.down.Load() {
-		l.probing.Store(false)
-		if l.down.CompareAndSwap(true, false) {
-			l.o.Logger.Info("rate limiter: redis is back")
+// probe tries Redis every Backoff until it answers; requests never wait on
+// a Redis that is down. It ends with a closed client too.
+func (l *Limiter) probe() {
+	t := time.NewTicker(l.o.Backoff)
+	defer t.Stop()
+	for range t.C {
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
+		err := l.c.Eval(ctx, "return 1", nil).Err()
+		cancel()
+		if err == nil || errors.Is(err, redis.ErrClosed) {
+			if l.down.CompareAndSwap(true, false) && err == nil {
+				l.o.Logger.Info("rate limiter: redis is back")
+			}
+			return
 		}
 	}
 }
@@ -236,7 +235,7 @@ func (l *Limiter) onFailure(now time.Time, cause error) (Result, error) {
 	case FailClosed:
 		l.unavailable.Add(1)
 		if cause == nil {
-			cause = errors.New("in backoff after a failure")
+			cause = errors.New("down since an earlier failure, waiting for the background probe")
 		}
 		return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, cause)
 	default:
