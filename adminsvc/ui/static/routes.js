@@ -31,12 +31,16 @@ export function mount(view) {
 
   function routeRow(r) {
     const id = r.host + r.path;
-    const btn = h('button', {type: 'button', class: 'danger', 'data-route': id},
-      confirming.has(id) ? 'Confirm deregister' : 'Deregister');
+    const btn = h('button', {type: 'button', class: 'danger', 'data-route': id});
+    const label = on => {
+      btn.textContent = on ? 'Confirm deregister' : 'Deregister';
+      btn.setAttribute('aria-label', `${btn.textContent} ${id}`);
+    };
+    label(confirming.has(id));
     btn.addEventListener('click', async () => {
       if (!confirming.has(id)) {
         confirming.add(id);
-        btn.textContent = 'Confirm deregister';
+        label(true);
         return;
       }
       confirming.delete(id);
@@ -49,7 +53,7 @@ export function mount(view) {
       }
     });
     btn.addEventListener('blur', () => {
-      if (confirming.delete(id)) btn.textContent = 'Deregister';
+      if (confirming.delete(id)) label(false);
     });
     const opts = r.options && Object.keys(r.options).length ? h('pre', {class: 'json'}, pretty(r.options)) : h('span', {class: 'muted'}, 'none');
     return h('tr', {'data-route': id},

@@ -114,14 +114,15 @@ function detail(view, name) {
       'data-inst': i.id, 'aria-label': `Weight of ${i.id}`, class: 'weight'});
     if (typed !== undefined) w.dataset.dirty = '1';
     w.addEventListener('input', () => { w.dataset.dirty = '1'; });
-    const save = h('button', {type: 'submit', id: `ws-${i.id}`}, 'Set');
+    const save = h('button', {type: 'submit', id: `ws-${i.id}`, 'aria-label': `Set the weight of ${i.id}`}, 'Set');
     const wform = h('form', {class: 'inline weight-form'}, w, save);
     wform.addEventListener('submit', ev => {
       ev.preventDefault();
       setWeight(i, Number(w.value));
     });
     const drained = i.weight === 0;
-    const act = h('button', {type: 'button', id: `dr-${i.id}`, class: drained ? '' : 'danger'}, drained ? 'Enable' : 'Drain');
+    const act = h('button', {type: 'button', id: `dr-${i.id}`, class: drained ? '' : 'danger',
+      'aria-label': `${drained ? 'Enable' : 'Drain'} ${i.id}`}, drained ? 'Enable' : 'Drain');
     act.addEventListener('click', () => {
       if (drained) {
         const prev = Number(sessionStorage.getItem(drainedKey(name, i.id))) || 100;
