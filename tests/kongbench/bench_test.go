@@ -35,7 +35,10 @@ type route struct {
 	yml    string // the route's plugins: block (indented), "" = none
 }
 
-const empty = "empty-gopdk"
+const (
+	empty     = "empty-gopdk"
+	emptyLean = "empty-lean"
+)
 
 func routes(redisPort int) []route {
 	redis := fmt.Sprintf("redis: {host: 127.0.0.1, port: %d, timeout_ms: 500}", redisPort)
@@ -53,6 +56,8 @@ func routes(redisPort int) []route {
 		{name: "a", what: "(a) route without plugins"},
 		{name: "b", what: "(b) empty go-pdk plugin (access + log)", plugin: empty,
 			yml: "    plugins:\n    - name: " + empty + "\n"},
+		{name: "b-lean", what: "(b') empty plugin on internal/pdkserve's loop", plugin: emptyLean,
+			yml: "    plugins:\n    - name: " + emptyLean + "\n"},
 		{name: "c", what: "(c) service-registry registry=kong", plugin: "service-registry",
 			yml: sr("registry: kong, " + redis)},
 		{name: "d", what: "(d) registry=redis (discovery)", plugin: "service-registry",
@@ -97,6 +102,10 @@ func TestKongBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leanBin, err := testbin.Build(dir, "./tests/kongbench/emptylean", emptyLean, "CGO_ENABLED=0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	rs := redistest.Start(t, redistest.Options{})
 	backend := startBackend(t)
 	st := registry.NewStore(rs.Client(), registry.Options{})
@@ -116,7 +125,7 @@ func TestKongBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := filepath.Join(os.TempDir(), fmt.Sprintf("perf-kongbench-%d", os.Getpid()))
-	k := startKong(t, realkong, prefix, yml, []string{srBin, emptyBin})
+	k := startKong(t, realkong, prefix, yml, []string{srBin, emptyBin, leanBin})
 	for _, r := range all {
 		waitRouted(t, k.url("/"+r.name))
 	}
