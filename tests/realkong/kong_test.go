@@ -14,10 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
 
 const (
@@ -53,11 +52,13 @@ func eachKong(t *testing.T, mode string, fn func(t *testing.T, k *kong)) {
 			k := sharedKong(t, dir, mode)
 			k.reset(t)
 			t0 := time.Now()
+			defer func() {
+				t.Logf("kong %s %s: %s", k.version, k.mode, time.Since(t0).Round(time.Millisecond))
+				if t.Failed() {
+					t.Logf("kong %s %s logs:\n%s", k.version, k.mode, k.logs())
+				}
+			}()
 			fn(t, k)
-			t.Logf("kong %s %s: %s", k.version, k.mode, time.Since(t0).Round(time.Millisecond))
-			if t.Failed() {
-				t.Logf("kong %s %s logs:\n%s", k.version, k.mode, k.logs())
-			}
 		})
 	}
 }
@@ -88,31 +89,59 @@ type kong struct {
 	startTook          time.Duration
 }
 
+// slot is the one Kong of a build and mode in this process, started once.
+type slot struct {
+	dir, mode string
+	once      sync.Once
+	k         *kong
+	err       error
+	reported  atomic.Bool
+}
+
 var (
-	kongsMu sync.Mutex
-	kongs   = map[string]*kong{} // dir + mode → started Kong (nil after a failed start)
-	tried   = map[string]error{}
+	slotsMu sync.Mutex
+	slots   = map[string]*slot{} // dir|mode
 )
 
-// sharedKong starts the build's Kong of that mode on first use.
+func slotFor(dir, mode string) *slot {
+	slotsMu.Lock()
+	defer slotsMu.Unlock()
+	key := dir + "|" + mode
+	if slots[key] == nil {
+		slots[key] = &slot{dir: dir, mode: mode}
+	}
+	return slots[key]
+}
+
+func (s *slot) get() (*kong, error) {
+	s.once.Do(func() { s.k, s.err = startKong(s.dir, s.mode) })
+	return s.k, s.err
+}
+
+// startAll starts every Kong the tests will use, one after the other in
+// the background (DB-less first: the first tests use them), so the starts
+// (mostly Kong's CLI and migrations) overlap the tests.
+func startAll(dirs []string) {
+	go func() {
+		for _, mode := range []string{modeDBLess, modeDB} {
+			for _, dir := range dirs {
+				_, _ = slotFor(dir, mode).get()
+			}
+		}
+	}()
+}
+
+// sharedKong returns the build's Kong of that mode, started on first use.
 func sharedKong(t *testing.T, dir, mode string) *kong {
 	t.Helper()
-	kongsMu.Lock()
-	defer kongsMu.Unlock()
-	key := dir + "|" + mode
-	if err, done := tried[key]; done {
-		if err != nil {
-			t.Fatalf("kong %s %s did not start earlier: %v", dir, mode, err)
-		}
-		return kongs[key]
-	}
-	k, err := startKong(t, dir, mode)
-	tried[key] = err
+	s := slotFor(dir, mode)
+	k, err := s.get()
 	if err != nil {
 		t.Fatalf("starting kong %s %s: %v", dir, mode, err)
 	}
-	kongs[key] = k
-	t.Logf("kong %s %s started in %s (proxy %s, admin %s)", k.version, mode, k.startTook.Round(time.Millisecond), k.proxy, k.admin)
+	if !s.reported.Swap(true) {
+		t.Logf("kong %s %s started in %s (proxy %s, admin %s)", k.version, mode, k.startTook.Round(time.Millisecond), k.proxy, k.admin)
+	}
 	return k
 }
 
@@ -120,9 +149,10 @@ func sharedKong(t *testing.T, dir, mode string) *kong {
 // or plugin in DB mode is picked up by the worker within 1 s instead of 5
 // (Kong rebuilds its router and plugin iterator every
 // worker_state_update_frequency; db_update_frequency polls cluster events).
-var kongSettings = []string{"KONG_DB_UPDATE_FREQUENCY=1", "KONG_WORKER_STATE_UPDATE_FREQUENCY=1"}
+// KONG_START_TIMEOUT: a start took 60 s at load 34 on 2 cores (1 to 3 s idle).
+var kongSettings = []string{"KONG_DB_UPDATE_FREQUENCY=1", "KONG_WORKER_STATE_UPDATE_FREQUENCY=1", "KONG_START_TIMEOUT=240"}
 
-func startKong(t *testing.T, dir, mode string) (*kong, error) {
+func startKong(dir, mode string) (*kong, error) {
 	script := filepath.Join(dir, "bin", "kong-start.sh")
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("%s names no realkong build: %w", envDirs, err)
@@ -148,7 +178,10 @@ func startKong(t *testing.T, dir, mode string) (*kong, error) {
 	}
 	// Ports are free when picked, not reserved: try again on a clash.
 	for attempt := 0; ; attempt++ {
-		proxy, admin := redistest.FreePort(t), redistest.FreePort(t)
+		proxy, admin, err := freePorts()
+		if err != nil {
+			return nil, err
+		}
 		k.proxy = fmt.Sprintf("http://127.0.0.1:%d", proxy)
 		k.admin = fmt.Sprintf("http://127.0.0.1:%d", admin)
 		cmd := exec.Command(script, pluginBin, decl)
@@ -187,21 +220,47 @@ func (k *kong) stop() {
 	}
 }
 
+// stopKongs stops every Kong started (waiting for starts under way).
 func stopKongs() {
-	kongsMu.Lock()
-	defer kongsMu.Unlock()
-	for _, k := range kongs {
-		k.stop()
+	slotsMu.Lock()
+	all := make([]*slot, 0, len(slots))
+	for _, s := range slots {
+		all = append(all, s)
 	}
+	slotsMu.Unlock()
+	for _, s := range all {
+		if k, err := s.get(); err == nil {
+			k.stop()
+		}
+	}
+}
+
+// freePorts picks two free loopback ports (free when picked, not reserved).
+func freePorts() (int, int, error) {
+	var ports [2]int
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, 0, err
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		defer l.Close()
+	}
+	return ports[0], ports[1], nil
 }
 
 // pgStartedBy is the services.sh that started Postgres for this run (it is
 // stopped at the end); empty when one already answered.
-var pgStartedBy string
+var (
+	pgMu        sync.Mutex
+	pgStartedBy string
+)
 
 // createDatabase makes this process's own database for one Kong (owner
 // kong): kong-start.sh resets the database it is given.
 func createDatabase(dir string) (string, error) {
+	pgMu.Lock()
+	defer pgMu.Unlock()
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err == nil {
 		_ = c.Close()
 	} else {

@@ -47,6 +47,7 @@ func run(m *testing.M) (int, error) {
 		}
 	}
 	defer stopAll()
+	startAll(strings.Fields(os.Getenv(envDirs)))
 	return m.Run(), nil
 }
 
