@@ -14,7 +14,9 @@
 //     phase limited to what Kong saved for its timer; unimplemented methods fail
 //     the test loudly;
 //   - HTTP: a real loopback proxy with Kong's router rules, retries, Host header,
-//     error bodies and headers, the log event after the response is sent.
+//     error bodies (negotiated from Accept) and headers, the log event after the
+//     response is sent; Options.Version "3.4.x" gives Kong 3.4's error pages and
+//     headers (no request ids), checked against real Kongs by tests/realkong.
 //
 // It counts events and PDK calls per request for tests and benchmarks.
 //

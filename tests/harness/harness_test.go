@@ -292,13 +292,16 @@ func TestRetriesSameTarget(t *testing.T) {
 	ln.Close() // now refusing
 	be, _ := backend(t)
 	k, _ := setup(t, Options{}, be.URL, map[string]any{"mode": "target", "host": "127.0.0.1", "port": port, "log_mode": "serialize"})
-	resp, body := get(t, k.URL()+"/t")
+	// Kong's error page for a failed upstream: format by Accept (default
+	// text/plain), headers of a proxied response (KONG-NOTES.md).
+	resp, body := get(t, k.URL()+"/t", "Accept", "application/json")
 	var msg struct{ Message string }
 	_ = json.Unmarshal([]byte(body), &msg)
 	if resp.StatusCode != 502 || msg.Message != "An invalid response was received from the upstream server" {
 		t.Fatalf("resp = %d %s", resp.StatusCode, body)
 	}
-	if resp.Header.Get("X-Test-Access") != "1" || resp.Header.Get("Server") != "kong/3.9.3" || resp.Header.Get("X-Kong-Response-Latency") == "" {
+	if resp.Header.Get("X-Test-Access") != "1" || resp.Header.Get("Server") != "kong/3.9.3" || resp.Header.Get("Via") != "1.1 kong/3.9.3" ||
+		resp.Header.Get("X-Kong-Upstream-Latency") == "" || resp.Header.Get("X-Kong-Response-Latency") != "" {
 		t.Fatalf("headers = %v", resp.Header)
 	}
 	pollLog(t, k, "LOG status=502")

@@ -399,13 +399,6 @@ func upstreamURI(rt *Route, svc *Service, reqPath, matched string) string {
 	return base + rem
 }
 
-// kongHeaders adds the headers Kong puts on responses it makes itself.
-func (k *Kong) kongHeaders(rc *reqCtx, h http.Header) {
-	h.Set("Server", "kong/"+k.opts.Version)
-	h.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(rc.start).Milliseconds(), 10))
-	h.Set("X-Kong-Request-Id", rc.requestID)
-}
-
 // applyAccessHeaders puts the headers set with kong.response.* in access on a
 // response (header_filter does it for proxied and Kong-made responses alike).
 func (rc *reqCtx) applyAccessHeaders(h http.Header) {
@@ -415,20 +408,6 @@ func (rc *reqCtx) applyAccessHeaders(h http.Header) {
 	for name, vs := range rc.respHeaders {
 		h[name] = append([]string(nil), vs...)
 	}
-}
-
-// kongError is kong.response.error with Kong 3.9's JSON template.
-func (k *Kong) kongError(rc *reqCtx, w http.ResponseWriter, status int, msg string) http.Header {
-	body := fmt.Sprintf("{\n  \"message\":\"%s\",\n  \"request_id\":\"%s\"\n}", msg, rc.requestID)
-	h := w.Header()
-	rc.applyAccessHeaders(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	k.kongHeaders(rc, h)
-	rc.status = status
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
-	return h.Clone()
 }
 
 // kongJSON is kong.response.exit(status, {message = msg}): the table body
@@ -530,7 +509,9 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 		req.Header.Set("X-Forwarded-Port", strconv.Itoa(rc.serverPort))
 		req.Header.Set("X-Forwarded-Path", r.URL.Path)
 		req.Header.Set("X-Real-IP", rc.clientIP)
-		req.Header.Set("X-Kong-Request-Id", rc.requestID)
+		if !k.kong34() {
+			req.Header.Set("X-Kong-Request-Id", rc.requestID)
+		}
 		for _, op := range rc.upstreamHeaderOps {
 			switch op.op {
 			case "set":
@@ -571,10 +552,7 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 			h.Del(hh)
 		}
 		rc.applyAccessHeaders(h)
-		h.Set("Via", "1.1 kong/"+k.opts.Version)
-		h.Set("X-Kong-Upstream-Latency", strconv.FormatInt(rc.upstreamLat, 10))
-		h.Set("X-Kong-Proxy-Latency", strconv.FormatInt(rc.proxyLat, 10))
-		h.Set("X-Kong-Request-Id", rc.requestID)
+		k.proxiedHeaders(rc, h)
 		rc.status = resp.StatusCode
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
@@ -589,9 +567,9 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 	}
 	k.logLine(fmt.Sprintf("[kong] err upstream failed after %d tries: %v", len(rc.tries), lastErr))
 	if errors.Is(lastErr, context.DeadlineExceeded) {
-		return k.kongError(rc, w, http.StatusGatewayTimeout, "The upstream server is timing out"), "error"
+		return k.upstreamError(rc, w, http.StatusGatewayTimeout, "The upstream server is timing out"), "error"
 	}
-	return k.kongError(rc, w, http.StatusBadGateway, "An invalid response was received from the upstream server"), "error"
+	return k.upstreamError(rc, w, http.StatusBadGateway, "An invalid response was received from the upstream server"), "error"
 }
 
 func appendXFF(prior, ip string) string {

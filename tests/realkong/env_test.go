@@ -3,7 +3,6 @@ package realkong
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -65,7 +64,6 @@ type env struct {
 	cfg   map[string]any // the plugin's config
 	// extra entities pushed with every config (services, upstreams).
 	extraServices, extraUpstreams []map[string]any
-	gen                           int
 }
 
 type envOptions struct {
@@ -106,40 +104,15 @@ func newEnv(t *testing.T, k *kong, o envOptions) *env {
 	return e
 }
 
-// push sends the whole declarative config (POST /config) and waits until
-// Kong's worker serves it: the marker route answers this push's number.
-// Kong rebuilds router and plugins together on reconfigure, so the plugin
-// config is live then too.
+// push sends the scenario's whole declarative config.
 func (e *env) push() error {
 	e.t.Helper()
-	e.gen++
-	marker := fmt.Sprintf("push %d", e.gen)
-	services := []map[string]any{
-		{
-			"name": "orders", "host": "127.0.0.1", "port": 9, "retries": 0,
-			"routes":  []map[string]any{{"name": "orders", "paths": []string{"/orders"}}},
-			"plugins": []map[string]any{{"id": pluginID, "name": "service-registry", "config": e.cfg}},
-		},
-		{
-			"name": "realkong-marker", "host": "127.0.0.1", "port": 9,
-			"routes": []map[string]any{{"name": "realkong-marker", "paths": []string{"/__realkong_marker"}}},
-			"plugins": []map[string]any{{"name": "request-termination",
-				"config": map[string]any{"status_code": 200, "message": marker}}},
-		},
-	}
-	decl := map[string]any{
-		"_format_version": "3.0",
-		"services":        append(services, e.extraServices...),
-		"upstreams":       e.extraUpstreams,
-	}
-	if err := e.kong.adminJSON("POST", "/config", decl, nil); err != nil {
-		return err
-	}
-	waitFor(e.t, 10*time.Second, "kong serving "+marker, func() bool {
-		status, body, _ := e.get("/__realkong_marker")
-		return status == 200 && message(body) == marker
-	})
-	return nil
+	services := []map[string]any{{
+		"name": "orders", "host": "127.0.0.1", "port": 9, "retries": 0,
+		"routes":  []map[string]any{{"name": "orders", "paths": []string{"/orders"}}},
+		"plugins": []map[string]any{{"id": pluginID, "name": "service-registry", "config": e.cfg}},
+	}}
+	return e.kong.push(e.t, append(services, e.extraServices...), e.extraUpstreams)
 }
 
 // updatePlugin replaces the plugin's config.

@@ -87,6 +87,7 @@ type kong struct {
 	prefix, db         string
 	proxy, admin       string // base URLs
 	startTook          time.Duration
+	pushes             atomic.Int64
 }
 
 // slot is the one Kong of a build and mode in this process, started once.
@@ -406,6 +407,31 @@ func (k *kong) reset(t testing.TB) {
 			}
 		}
 	}
+}
+
+// push sends a whole declarative config (POST /config, DB-less) and waits
+// until Kong's worker serves it: a marker route added to it answers this
+// push's number. Kong rebuilds router and plugins together on reconfigure,
+// so plugin configs are live then too.
+func (k *kong) push(t testing.TB, services, upstreams []map[string]any) error {
+	t.Helper()
+	marker := fmt.Sprintf("push %d", k.pushes.Add(1))
+	services = append(services, map[string]any{
+		"name": "realkong-marker", "host": "127.0.0.1", "port": 9,
+		"routes": []map[string]any{{"name": "realkong-marker", "paths": []string{"/__realkong_marker"}}},
+		"plugins": []map[string]any{{"name": "request-termination",
+			"config": map[string]any{"status_code": 200, "message": marker}}},
+	})
+	decl := map[string]any{"_format_version": "3.0", "services": services, "upstreams": upstreams}
+	if err := k.adminJSON("POST", "/config", decl, nil); err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, 10*time.Second, "kong serving "+marker, func() bool {
+		status, body, _ := getURL(t, c, k.proxy+"/__realkong_marker", "")
+		return status == 200 && message(body) == marker
+	})
+	return nil
 }
 
 // failOpen: Kong 3.4 skips a plugin whose server it cannot reach and
