@@ -299,10 +299,14 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	log.Info("adminsvc listening", "addr", ln.Addr().String(), "version", version, "kong_admin_url", redactURL(s.KongAdminURL),
 		"kong_mode", s.KongMode, "redis", redactURL(s.RedisURL), "api_keys", len(keys), "rate_limit_per_min", s.RateLimit)
 
-	bg.Add(1)
+	bg.Add(2)
 	go func() {
 		defer bg.Done()
 		_ = rec.Run(ctx)
+	}()
+	go func() {
+		defer bg.Done()
+		store.RunExpiry(ctx, time.Second, func() bool { return rec.Stats().Leader }, log)
 	}()
 	serveErr := make(chan error, 1)
 	go func() {

@@ -23,7 +23,6 @@ type Source interface {
 	ListServices(ctx context.Context, tags []string) ([]registry.Service, error)
 	Generation(ctx context.Context) (int64, error)
 	Watch(ctx context.Context) (<-chan registry.Change, error)
-	ExpireInstances(ctx context.Context) (int, error)
 }
 
 // ReconcilerOptions configure a Reconciler. Zero values mean the defaults.
@@ -41,14 +40,12 @@ type ReconcilerOptions struct {
 	Debounce time.Duration
 	MaxDelay time.Duration
 	// LeaseTTL is how long a silent leader keeps the lease; default 15s.
-	LeaseTTL time.Duration
-	// ExpireEvery is how often the leader removes expired instance leases;
-	// default 1s.
-	ExpireEvery time.Duration
-	Translate   translator.Options
-	ReplicaID   string // default hostname/pid
-	Logger      *slog.Logger
-	Now         func() time.Time
+	LeaseTTL  time.Duration
+	Translate translator.Options
+	ReplicaID string // default hostname/pid
+	Logger    *slog.Logger
+	// Now is the clock for the debounce window and Stats; default time.Now.
+	Now func() time.Time
 	// OnApply, when set, receives every apply's outcome (metrics).
 	OnApply func(Result, error)
 }
@@ -96,9 +93,6 @@ func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 15 * time.Second
-	}
-	if o.ExpireEvery <= 0 {
-		o.ExpireEvery = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -263,8 +257,6 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 	renew := time.NewTicker(r.o.LeaseTTL / 3)
 	defer renew.Stop()
-	expire := time.NewTicker(r.o.ExpireEvery)
-	defer expire.Stop()
 	full := time.NewTimer(0) // first reconcile right away
 	defer full.Stop()
 	var debounce <-chan time.Time
@@ -279,17 +271,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-renew.C:
 			r.holdLease(ctx)
 			continue
-		case <-expire.C:
-			if r.leader.Load() {
-				ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if n, err := r.o.Source.ExpireInstances(ectx); err == nil && n > 0 {
-					r.log.Info("instance leases expired", "count", n)
-				}
-				cancel()
-			}
-			continue
 		case <-r.trigger:
-			now := time.Now()
+			now := r.o.Now()
 			if debounce == nil {
 				firstChange = now
 			}
