@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/kong-service-registry/service-registry/internal/breaker"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 )
 
@@ -155,7 +155,7 @@ type instanceReq struct {
 
 func validAddress(a string) error {
 	if _, _, err := registry.ValidateAddress(a); err != nil {
-		return badRequest("address: expected host:port: %v", err)
+		return badRequest("address: %v", err)
 	}
 	return nil
 }
@@ -258,8 +258,8 @@ func (srv *server) maintenance(c echo.Context) error {
 }
 
 // serviceHealth reports each instance's lease and weight state and the
-// plugin's shared circuit-breaker state (read from the breaker's Redis hash
-// <prefix>:v1:{cb:<service>|<address>}: st 0 closed / 1 open, until ms).
+// plugin's shared circuit-breaker state (breaker.ReadStates, one round trip;
+// the plugin scopes its breakers by the registry service name).
 func (srv *server) serviceHealth(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
@@ -279,7 +279,12 @@ func (srv *server) serviceHealth(c echo.Context) error {
 	}
 	out := make([]instHealth, 0, len(s.Instances))
 	healthy := 0
-	for _, in := range s.Instances {
+	addrs := make([]string, len(s.Instances))
+	for i, in := range s.Instances {
+		addrs[i] = in.Address
+	}
+	states, berr := breaker.ReadStates(ctx, srv.rdb, srv.s.RedisPrefix, name, addrs)
+	for i, in := range s.Instances {
 		h := instHealth{ID: in.ID, Address: in.Address, Weight: in.Weight, Status: "healthy", Breaker: "closed"}
 		if !in.ExpiresAt.IsZero() {
 			t := in.ExpiresAt
@@ -291,18 +296,13 @@ func (srv *server) serviceHealth(c echo.Context) error {
 		case in.Weight == 0:
 			h.Status = "draining"
 		}
-		vals, err := srv.rdb.HMGet(ctx, fmt.Sprintf("%s:v1:{cb:%s|%s}", srv.s.RedisPrefix, name, in.Address), "st", "until").Result()
-		if err == nil && len(vals) == 2 && vals[0] != nil {
-			st, _ := strconv.Atoi(fmt.Sprint(vals[0]))
-			until, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
-			if st == 1 {
-				h.Breaker = "open"
-				if now.UnixMilli() >= until {
-					h.Breaker = "half_open"
-				}
-			}
-		} else if err != nil {
+		switch {
+		case berr != nil:
 			h.Breaker = "unknown"
+		case states[i] == breaker.Open:
+			h.Breaker = "open"
+		case states[i] == breaker.HalfOpen:
+			h.Breaker = "half_open"
 		}
 		if h.Status == "healthy" && h.Breaker != "open" {
 			healthy++

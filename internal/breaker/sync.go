@@ -141,10 +141,6 @@ var syncSHA = func() string {
 	return hex.EncodeToString(s[:])
 }()
 
-func (b *Breakers) redisKey(addr string) string {
-	return b.o.Prefix + ":v1:{cb:" + b.o.Scope + "|" + addr + "}"
-}
-
 // news is what one instance tells the cluster in one sync; kept so a failed
 // sync can hand it back.
 type news struct {

@@ -56,7 +56,7 @@ func ValidateHost(host string) error {
 func ValidateAddress(addr string) (host string, port int, err error) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, fmt.Errorf("%q is not host:port", addr)
+		return "", 0, errors.New("expected host:port")
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {

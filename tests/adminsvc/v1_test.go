@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kong-service-registry/service-registry/internal/breaker"
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
 
@@ -101,7 +102,7 @@ func TestV1Extensions(t *testing.T) {
 	}
 	s.do("POST", "/v1/services/"+name+"/maintenance", `{"enabled":false}`)
 	s.do("PATCH", "/v1/services/"+name+"/instances/green", `{"weight":0}`)
-	rs.Client().HSet(t.Context(), "sr:v1:{cb:"+name+"|api-v2:9000}", "st", 1, "until", time.Now().Add(time.Hour).UnixMilli())
+	rs.Client().HSet(t.Context(), breaker.Key("sr", name, "api-v2:9000"), "st", 1, "until", time.Now().Add(time.Hour).UnixMilli())
 	h = s.do("GET", "/v1/services/"+name+"/health", "")
 	insts := map[string]string{}
 	for _, x := range h.Body["instances"].([]any) {
