@@ -26,19 +26,28 @@ const (
 	minSample   = 10 * time.Millisecond
 )
 
-// leaseEntry is one key's lease and rate on this node.
-type leaseEntry struct {
-	mu sync.Mutex
-	// the lease: units granted (0 = none), next unit to spend, the limits it
-	// was granted under, Redis' time of the grant (µs), the local time the
-	// call was sent (ns), and each limit's slot of unit 0 (µs, Redis clock)
+// maxLeaseUnits caps one lease (Options.MaxLease caps it further).
+const maxLeaseUnits = 1 << 16
+
+// lease is one grant: units granted (0 = none), the next unit to spend,
+// Redis' time of the grant (µs), the local time the call was sent (ns), and
+// each limit's slot of unit 0 (µs, Redis clock).
+type lease struct {
 	units, next int
-	n           int
-	limits      [MaxLimits]Limit
 	redisNow    int64
 	sent        int64
 	first       [MaxLimits]int64
-	fetching    bool
+}
+
+// leaseEntry is one key's leases and rate on this node: the lease being
+// spent, and the next one, fetched in the background when the current one
+// runs low, so a busy key never waits for Redis.
+type leaseEntry struct {
+	mu       sync.Mutex
+	cur, nxt lease
+	n        int
+	limits   [MaxLimits]Limit // what the leases were granted under
+	fetching bool
 	// the rate: requests counted since `since` (local ns), the last rolled
 	// sample's rate per second, and the last use (eviction)
 	since, lastUse int64
@@ -46,43 +55,62 @@ type leaseEntry struct {
 	rate           float64
 }
 
-// spend admits one request from the lease, if a unit is still valid at
-// local time now (ns). It returns the decision as the headers need it.
-func (e *leaseEntry) spend(limits []Limit, now int64) (Result, bool) {
+// spend admits one request from the leases, if a unit is still valid at
+// local time now (ns). It returns the decision as the headers need it, and
+// how many units to prefetch (> 1: the caller must fetch them in the
+// background and call done).
+func (e *leaseEntry) spend(limits []Limit, now int64) (Result, bool, int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lastUse = now
-	if e.units == 0 || !e.same(limits) {
-		return Result{}, false
+	if e.cur.units == 0 || !e.same(limits) {
+		return Result{}, false, 0
 	}
-	// Redis' clock now is at most redisNow + (now - sent): the call reached
-	// Redis after it was sent. Unit j must be spent by first + j·e + slack.
-	rnow := e.redisNow + (now-e.sent)/1000
-	j := e.next
-	for i, l := range limits {
-		iv := l.interval()
-		late := rnow - l.slack() - e.first[i] // unit j is valid while j·e >= late
-		if late > 0 {
-			j = max(j, int((late+iv-1)/iv))
-		}
+	j, rnow := e.cur.valid(limits, now)
+	if j >= e.cur.units && e.nxt.units > 0 {
+		e.cur, e.nxt = e.nxt, lease{}
+		j, rnow = e.cur.valid(limits, now)
 	}
-	if j >= e.units {
-		e.units = 0 // spent out or expired: the next request goes to Redis
-		return Result{}, false
+	if j >= e.cur.units {
+		e.cur.units = 0 // spent out or expired: the next request goes to Redis
+		return Result{}, false, 0
 	}
-	e.next = j + 1
-	e.count++
+	e.cur.next = j + 1
+	e.tally(now)
 	r := Result{Allowed: true, Source: SourceLease, n: len(limits)}
 	for i, l := range limits {
 		iv := l.interval()
-		tat := e.first[i] + int64(j+1)*iv // the TAT were these units the only ones
+		tat := e.cur.first[i] + int64(j+1)*iv // the TAT were these units the only ones
 		r.periods[i] = PeriodResult{
 			Limit:      l,
 			Remaining:  int(max(0, (l.capacity()-(tat-rnow))/iv)),
 			ResetAfter: time.Duration(max(0, tat-rnow)) * time.Microsecond,
 		}
 	}
-	return r, true
+	pre := 0
+	if left := e.cur.units - e.cur.next; e.nxt.units == 0 && !e.fetching && left*4 <= e.cur.units {
+		if pre = e.size(limits); pre > 1 {
+			e.fetching = true
+		}
+	}
+	return r, true, pre
+}
+
+// valid is the first unit at or after next that may still be spent at
+// local time now, and Redis' clock now at the latest.
+func (ls *lease) valid(limits []Limit, now int64) (int, int64) {
+	// Redis' clock now is at most redisNow + (now - sent): the call reached
+	// Redis after it was sent. Unit j must be spent by first + j·e + slack.
+	rnow := ls.redisNow + (now-ls.sent)/1000
+	j := ls.next
+	for i, l := range limits {
+		iv := l.interval()
+		late := rnow - l.slack() - ls.first[i] // unit j is valid while j·e >= late
+		if late > 0 {
+			j = max(j, int((late+iv-1)/iv))
+		}
+	}
+	return j, rnow
 }
 
 func (e *leaseEntry) same(limits []Limit) bool {
@@ -97,36 +125,44 @@ func (e *leaseEntry) same(limits []Limit) bool {
 	return true
 }
 
-// want counts this request and returns how many units to ask Redis for:
-// the key's rate on this node times the smallest slack (what the node can
-// spend before the units expire), 1 for a cold key, at most max. Asking for
-// more than 1 marks the entry fetching (one lease call per key at a time;
-// others meanwhile ask for 1); done must then be called.
-func (e *leaseEntry) want(limits []Limit, now int64, most int) int {
+// want counts this request and returns how many units to ask Redis for
+// (see size). Asking for more than 1 marks the entry fetching (one lease
+// call per key at a time; others meanwhile ask for 1); done must then be
+// called.
+func (e *leaseEntry) want(limits []Limit, now int64) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lastUse = now
-	el := now - e.since
-	if el > int64(sampleEvery) {
+	e.tally(now)
+	n := e.size(limits)
+	if n <= 1 || e.fetching {
+		return 1
+	}
+	e.fetching = true
+	return n
+}
+
+// tally counts one request in the rate sample.
+func (e *leaseEntry) tally(now int64) {
+	if el := now - e.since; el > int64(sampleEvery) {
 		e.rate = float64(e.count) / (float64(el) / 1e9)
 		e.since, e.count = now, 0
-		el = 0
 	}
 	e.count++
+}
+
+// size is the key's rate on this node times the smallest slack (what the
+// node can spend before the units expire), 1 for a cold key, at most most.
+func (e *leaseEntry) size(limits []Limit) int {
 	rate := e.rate
-	if el > int64(minSample) {
+	if el := e.lastUse - e.since; el > int64(minSample) {
 		rate = max(rate, float64(e.count)/(float64(el)/1e9))
 	}
 	slack := limits[0].slack()
 	for _, l := range limits[1:] {
 		slack = min(slack, l.slack())
 	}
-	n := int(rate*float64(slack)/1e6 + 0.999)
-	if n <= 1 || most <= 1 || e.fetching {
-		return 1
-	}
-	e.fetching = true
-	return min(n, most)
+	return min(int(rate*float64(slack)/1e6+0.999), maxLeaseUnits)
 }
 
 func (e *leaseEntry) done() {
@@ -140,10 +176,28 @@ func (e *leaseEntry) done() {
 func (e *leaseEntry) store(limits []Limit, g *grant, sent int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.units, e.next, e.n = g.units, 1, len(limits)
+	if !e.same(limits) {
+		e.nxt = lease{}
+	}
+	e.n = len(limits)
 	copy(e.limits[:], limits)
-	e.redisNow, e.sent = g.redisNow, sent
-	e.first = g.first
+	e.cur = lease{units: g.units, next: 1, redisNow: g.redisNow, sent: sent, first: g.first}
+}
+
+// storeNext keeps a prefetched grant (all its units unspent) behind the
+// lease being spent, or in its place when that one is done.
+func (e *leaseEntry) storeNext(limits []Limit, g *grant, sent int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.same(limits) {
+		return // the config changed while it was in flight
+	}
+	ls := lease{units: g.units, redisNow: g.redisNow, sent: sent, first: g.first}
+	if e.cur.units == 0 || e.cur.next >= e.cur.units {
+		e.cur = ls
+		return
+	}
+	e.nxt = ls
 }
 
 // leaseTable holds the entries, sharded, bounded in size.

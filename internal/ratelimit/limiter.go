@@ -173,15 +173,22 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 	}
 	ns := now.UnixNano()
 	e := l.leases.entry(key, ns)
-	if r, ok := e.spend(limits, ns); ok {
+	if r, ok, pre := e.spend(limits, ns); ok {
 		l.leased.Add(1)
+		if pre > 1 {
+			var own [MaxLimits]Limit // the caller's slice is its own again
+			go l.prefetch(key, own, copy(own[:], limits), e, min(pre, l.o.MaxLease))
+		}
 		return r, nil
 	}
 	if l.down.Load() {
 		return l.onFailure(now, nil)
 	}
-	want := e.want(limits, ns, l.o.MaxLease)
-	g, err := l.eval(ctx, key, limits, want)
+	want := e.want(limits, ns)
+	if l.o.MaxLease <= 1 {
+		want = 1
+	}
+	g, err := l.eval(ctx, key, limits, min(want, l.o.MaxLease))
 	if want > 1 {
 		e.done()
 	}
@@ -200,6 +207,26 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 		e.store(limits, &g, ns)
 	}
 	return g.r, nil
+}
+
+// prefetch fetches the next lease of a busy key in the background, before
+// the current one runs out, so no request of that key waits for Redis.
+func (l *Limiter) prefetch(key string, own [MaxLimits]Limit, k int, e *leaseEntry, n int) {
+	defer e.done()
+	if l.down.Load() {
+		return
+	}
+	ls := own[:k]
+	sent := l.o.Now().UnixNano()
+	g, err := l.eval(context.Background(), key, ls, n)
+	if err != nil {
+		l.redisErrors.Add(1)
+		l.markDown(err)
+		return
+	}
+	if g.units > 0 {
+		e.storeNext(ls, &g, sent)
+	}
 }
 
 // markDown switches decisions to the failure policy and starts the
