@@ -3,11 +3,17 @@ package realkong
 import (
 	"encoding/json"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/registry"
 )
 
 // The plugin scenarios of tests/e2e, on the real Kong (DB-less: every
@@ -283,5 +289,180 @@ func TestBadConfigRefusedByKongDBLess(t *testing.T) {
 		if err := e.updatePlugin(map[string]any{"registry": "kong"}); err != nil {
 			t.Fatalf("seed config refused: %v", err)
 		}
+	})
+}
+
+// Maintenance answers 503 with its message (a plugin exit: Kong's
+// headers), and a service whose only instance is drained (weight 0) has no
+// target (e2e TestMaintenanceAndDrained).
+func TestMaintenanceAndDrained(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		e := newEnv(t, k, envOptions{instances: map[string]int{"a": 1}})
+		if status, _, _ := e.get("/orders"); status != 200 {
+			t.Fatal(status)
+		}
+		if err := e.store.SetMaintenance(e.ctx(), "orders", registry.Maintenance{Enabled: true, Message: "down for upgrade"}); err != nil {
+			t.Fatal(err)
+		}
+		var body string
+		var h http.Header
+		waitFor(t, 5*time.Second, "maintenance 503", func() bool {
+			var status int
+			status, body, h = e.get("/orders")
+			return status == 503
+		})
+		if body != `{"message":"down for upgrade"}` || h.Get("Server") != "kong/"+k.version || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+			t.Fatalf("maintenance response %q %v", body, h)
+		}
+		if err := e.store.SetMaintenance(e.ctx(), "orders", registry.Maintenance{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "maintenance off", func() bool { s, _, _ := e.get("/orders"); return s == 200 })
+		if _, err := e.store.PatchInstance(e.ctx(), "orders", "a", 0); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "drained instance out of rotation", func() bool {
+			var status int
+			status, body, _ = e.get("/orders")
+			return status == 503
+		})
+		if body != `{"message":"no healthy instance for service orders"}` {
+			t.Fatalf("drained: %q", body)
+		}
+	})
+}
+
+// Redis killed: the plugin keeps routing from its cache (fail static); once
+// Redis is back, registry changes reach the plugin again (e2e
+// TestRedisKilledRoutingContinues).
+func TestRedisKilledRoutingContinues(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		e := newEnv(t, k, envOptions{instances: map[string]int{"a": 1, "b": 1}, redis: redistest.Options{AppendFsync: "always"}})
+		if _, st := e.load(20, 2, "/orders"); st[200] != 20 {
+			t.Fatalf("warm-up statuses = %v", st)
+		}
+		e.redis.Kill()
+		byInst, st := e.load(100, 2, "/orders")
+		if st[200] != 100 || byInst["a"] == 0 || byInst["b"] == 0 {
+			t.Fatalf("with Redis dead: statuses=%v instances=%v", st, byInst)
+		}
+		e.redis.Restart()
+		e.bes["c"] = newBackend(t, "c")
+		e.put("c", 1)
+		waitFor(t, 10*time.Second, "the instance added after Redis came back to get traffic", func() bool {
+			_, _, h := e.get("/orders")
+			return h.Get("X-Instance") == "c"
+		})
+	})
+}
+
+// Config changes under traffic (five DB-less pushes, each a new plugin
+// config): no request may fail meanwhile (e2e TestConfigChangeUnderLoad;
+// the harness also counts closed instances, which Kong does not show).
+func TestConfigChangeUnderLoad(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		e := newEnv(t, k, envOptions{instances: map[string]int{"a": 1, "b": 1}})
+		// Traffic from before the first change until after the last (each
+		// push waits until Kong serves it).
+		stop := make(chan struct{})
+		done := make(chan map[int]int)
+		go func() {
+			st := map[int]int{}
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					if n >= 100 {
+						done <- st
+						return
+					}
+				default:
+				}
+				resp, err := e.http.Get(e.kong.proxy + "/orders")
+				if err != nil {
+					st[-1]++
+					continue
+				}
+				_ = resp.Body.Close()
+				st[resp.StatusCode]++
+			}
+		}()
+		for i := 0; i < 5; i++ {
+			cfg := discoveryConfig(e.redis)
+			cfg["cache_ttl_ms"] = 1000 + i
+			if err := e.updatePlugin(cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(stop)
+		if st := <-done; len(st) != 1 || st[200] == 0 {
+			t.Fatalf("statuses during config changes: %v", st)
+		}
+	})
+}
+
+// An instance that refuses connections: Kong answers 502 itself; the
+// breaker counts it (from Kong's tries[], with the address Kong dialled)
+// and traffic moves (e2e TestGuardsBreakerConnectionRefused).
+func TestBreakerConnectionRefused(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		e := newEnv(t, k, envOptions{instances: map[string]int{"a": 1, "dead": 1}})
+		e.bes["dead"].srv.Close() // the address stays registered; nothing listens
+		cfg := discoveryConfig(e.redis)
+		cfg["circuit_breaker"] = map[string]any{"enabled": true, "failure_threshold": 2, "timeout_ms": 60000}
+		if err := e.updatePlugin(cfg); err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for i := 0; i < 30; i++ {
+			status, _, h := e.get("/orders")
+			switch {
+			case status == 502:
+				bad++
+			case status != 200 || h.Get("X-Instance") != "a":
+				t.Fatalf("request %d: %d from %q", i+1, status, h.Get("X-Instance"))
+			}
+		}
+		// Outcomes are recorded in the log phase, after the response: allow
+		// requests whose access ran before the previous log.
+		if bad < 2 || bad > 2+2 {
+			t.Fatalf("%d requests failed on the dead instance, threshold 2", bad)
+		}
+	})
+}
+
+// registry = kong with both guards: Kong's upstream picks, the limiter
+// answers, the breaker records what Kong's balancer tried, under the
+// target Kong picked (e2e TestGuardsRegistryKong).
+func TestGuardsRegistryKong(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		e := newEnv(t, k, envOptions{})
+		up := newBackend(t, "k1")
+		e.extraUpstreams = []map[string]any{{"name": "kup", "targets": []map[string]any{{"target": up.addr()}}}}
+		e.extraServices = []map[string]any{{"name": "ksvc", "host": "kup", "retries": 0,
+			"routes": []map[string]any{{"name": "krt", "paths": []string{"/k"}}},
+			"plugins": []map[string]any{{"name": "service-registry", "config": map[string]any{
+				"registry":        "kong",
+				"redis":           map[string]any{"host": "127.0.0.1", "port": e.redis.Port, "timeout_ms": 500},
+				"rate_limit":      map[string]any{"enabled": true, "requests_per_min": 1, "burst": 2, "limit_by": "service"},
+				"circuit_breaker": map[string]any{"enabled": true},
+			}}}}}
+		if err := e.push(); err != nil {
+			t.Fatal(err)
+		}
+		statuses := map[int]int{}
+		for i := 0; i < 4; i++ {
+			status, _, _ := e.get("/k/x")
+			statuses[status]++
+		}
+		if statuses[200] != 3 || statuses[429] != 1 || up.hits.Load() != 3 {
+			t.Fatalf("statuses %v, upstream hits %d", statuses, up.hits.Load())
+		}
+		host, port, _ := net.SplitHostPort(up.addr())
+		rdb := e.redis.Client()
+		t.Cleanup(func() { _ = rdb.Close() })
+		waitFor(t, 5*time.Second, "breaker state of the Kong-picked target in Redis", func() bool {
+			keys, err := rdb.Keys(e.ctx(), "*{cb:*|"+host+":"+port+"}").Result()
+			return err == nil && len(keys) > 0
+		})
 	})
 }
