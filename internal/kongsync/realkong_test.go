@@ -85,3 +85,60 @@ func get(t *testing.T, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestRealKongDBLessKeepsOperatorEntities pushes to real DB-less Kongs
+// (SR_TEST_KONG_DBLESS_ADMIN, space-separated) started with a config holding
+// a service "operator-svc" and an upstream "op-up" (see kong-start.sh),
+// without a base config: both must survive every push.
+func TestRealKongDBLessKeepsOperatorEntities(t *testing.T) {
+	urls := strings.Fields(os.Getenv("SR_TEST_KONG_DBLESS_ADMIN"))
+	if len(urls) == 0 {
+		t.Skip("SR_TEST_KONG_DBLESS_ADMIN not set")
+	}
+	for _, u := range urls {
+		t.Run(u, func(t *testing.T) { realKongDBLess(t, u) })
+	}
+}
+
+func realKongDBLess(t *testing.T, adminURL string) {
+	ctx := context.Background()
+	rs := redistest.Start(t, redistest.Options{})
+	store := registry.NewStore(rs.Client(), registry.Options{})
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: adminURL, Mode: kongsync.ModeDBLess, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: store, Syncer: s, Redis: rs.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator := func() {
+		t.Helper()
+		for _, p := range []string{"/services/operator-svc", "/upstreams/op-up"} {
+			if code := get(t, adminURL+p); code != http.StatusOK {
+				t.Fatalf("%s after our push: %d", p, code)
+			}
+		}
+	}
+	operator()
+	if _, _, err := store.RegisterRoute(ctx, registry.Route{Host: "real.example.com", Path: "/a", Backend: "http://127.0.0.1:9/"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := rec.ReconcileOnce(ctx); err != nil || !res.Pushed {
+		t.Fatalf("reconcile: %+v %v", res, err)
+	}
+	operator()
+	if code := get(t, adminURL+"/routes/sr-real.example.com_a"); code != http.StatusOK {
+		t.Fatalf("our route: %d", code)
+	}
+	if _, err := store.DeregisterRoute(ctx, "real.example.com", "/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.ReconcileOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	operator()
+	if code := get(t, adminURL+"/routes/sr-real.example.com_a"); code != http.StatusNotFound {
+		t.Fatalf("our route after deregistering: %d", code)
+	}
+}

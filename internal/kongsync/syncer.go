@@ -1,6 +1,7 @@
 package kongsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,7 +34,8 @@ type Options struct {
 	// Concurrency bounds parallel DB-mode writes; default 8.
 	Concurrency int
 	// BaseConfig is the operator's kong.yml (YAML or JSON): its entities are
-	// kept in every DB-less push.
+	// kept in every DB-less push. Without it, every push keeps the entities
+	// Kong serves (GET /config) that are not tagged as ours.
 	BaseConfig []byte
 	// DeepEvery makes every Nth DB-mode apply list each upstream's targets
 	// (catching target edits made in Kong); default 10. Other applies list
@@ -120,7 +122,7 @@ func NewSyncer(o Options) (*Syncer, error) {
 	}
 	s := &Syncer{o: o, c: c, log: o.Logger}
 	s.db = &dbSync{c: c, concurrency: o.Concurrency, deepEvery: o.DeepEvery, targetSets: map[string]string{}}
-	s.dbless = &dblessSync{c: c, base: base}
+	s.dbless = &dblessSync{c: c, log: o.Logger, base: base, fromKong: len(bytes.TrimSpace(o.BaseConfig)) == 0}
 	if o.Mode != ModeAuto {
 		s.mode = o.Mode
 	}

@@ -24,9 +24,19 @@ func (f *Fake) config(r *http.Request) (int, any, *apiError) {
 	case http.MethodGet:
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		doc := map[string]any{"_format_version": "3.0"}
-		for k := range kinds {
-			if list := f.sorted(k, nil); len(list) > 0 {
+		// As Kong exports it: entities flat, foreign keys as plain ids,
+		// _transform false (already transformed).
+		doc := map[string]any{"_format_version": "3.0", "_transform": false}
+		for k, def := range kinds {
+			list := f.sorted(k, nil)
+			for _, e := range list {
+				for _, fd := range def.fields {
+					if ref, ok := e[fd.name].(map[string]any); ok && fd.typ == "foreign" {
+						e[fd.name] = ref["id"]
+					}
+				}
+			}
+			if len(list) > 0 {
 				doc[k] = list
 			}
 		}
