@@ -40,7 +40,7 @@ run: build
 	$(BIN)/adminsvc
 
 # Every fuzz target for a short, fixed time (CI runs it after the tests).
-FUZZ_TARGETS := adminsvc:FuzzRegisterBody adminsvc:FuzzServiceNameInjective internal/routeopts:FuzzParse plugins/service-registry:FuzzConfig internal/translator:FuzzTranslate internal/discovery:FuzzSnapshot internal/registry:FuzzDecodeService internal/ratelimit:FuzzKey
+FUZZ_TARGETS := adminsvc/api:FuzzRegisterBody adminsvc/api:FuzzServiceNameInjective internal/routeopts:FuzzParse plugins/service-registry:FuzzConfig internal/translator:FuzzTranslate internal/discovery:FuzzSnapshot internal/registry:FuzzDecodeService internal/ratelimit:FuzzKey
 fuzz:
 	for t in $(FUZZ_TARGETS); do $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime=4s ./$${t%:*} || exit 1; done
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kong-service-registry/service-registry/adminsvc/api"
 	"github.com/kong-service-registry/service-registry/internal/kongsync"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/translator"
@@ -147,21 +147,11 @@ func runMigrate(ctx context.Context, s *Settings, sub string, stdout io.Writer, 
 	return 2
 }
 
-// runImport loads a GET /routes dump ({"routes": [...]} or a bare array).
+// runImport loads a GET /routes dump into the registry (api.Import).
 func runImport(ctx context.Context, s *Settings, file string, stdout io.Writer, log *slog.Logger) int {
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		log.Error("import", "error", err)
-		return 1
-	}
-	var rows []map[string]json.RawMessage
-	var wrapped struct {
-		Routes []map[string]json.RawMessage `json:"routes"`
-	}
-	if err := json.Unmarshal(raw, &wrapped); err == nil && wrapped.Routes != nil {
-		rows = wrapped.Routes
-	} else if err := json.Unmarshal(raw, &rows); err != nil {
-		log.Error("import: expected a GET /routes dump", "file", file, "error", err)
 		return 1
 	}
 	rdb, _, err := newRedis(s)
@@ -173,35 +163,17 @@ func runImport(ctx context.Context, s *Settings, file string, stdout io.Writer, 
 	if code := checkKeyspace(ctx, s, rdb, log); code != 0 {
 		return code
 	}
-	store := registry.NewStore(rdb, registry.Options{Prefix: s.RedisPrefix})
-	var created, same, conflicts, invalid int
-	for i, row := range rows {
-		req, _, err := parseRegister(row)
-		if err != nil {
-			invalid++
-			log.Warn("import: invalid route skipped", "index", i, "error", err)
-			continue
+	rep, err := api.Import(ctx, registry.NewStore(rdb, registry.Options{Prefix: s.RedisPrefix}), raw, log)
+	if err != nil {
+		log.Error("import", "file", file, "error", err)
+		if rep.Rows > 0 {
+			fmt.Fprintf(stdout, "imported %d of %d routes before an error: %d created, %d already present\n",
+				rep.Created+rep.Same, rep.Rows, rep.Created, rep.Same)
 		}
-		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		_, isNew, err := store.RegisterRoute(rctx, registry.Route{Host: req.Host, Path: req.Path, Backend: req.Backend, Options: req.Options})
-		cancel()
-		switch {
-		case errors.Is(err, registry.ErrRouteExists):
-			conflicts++
-			log.Warn("import: route exists with another backend or options", "host", req.Host, "path", req.Path)
-		case err != nil:
-			log.Error("import stopped", "error", err, "index", i)
-			fmt.Fprintf(stdout, "imported %d of %d routes before an error: %d created, %d already present\n", created+same, len(rows), created, same)
-			return 1
-		case isNew:
-			created++
-			log.Info("audit", "action", "import", "host", req.Host, "path", req.Path, "backend", req.Backend)
-		default:
-			same++
-		}
+		return 1
 	}
-	fmt.Fprintf(stdout, "%d routes: %d created, %d already present, %d conflicts, %d invalid\n", len(rows), created, same, conflicts, invalid)
-	if conflicts+invalid > 0 {
+	fmt.Fprintln(stdout, rep)
+	if rep.Conflicts+rep.Invalid > 0 {
 		return 1
 	}
 	return 0
@@ -247,50 +219,20 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 		return migrations.ErrNewerKeyspace
 	}
 
-	var base []byte
-	if s.KongBaseConfig != "" {
-		if base, err = os.ReadFile(s.KongBaseConfig); err != nil {
-			return fmt.Errorf("kong base config: %w", err)
-		}
+	m := api.NewMetrics()
+	rec, err := newReconciler(s, store, rdb, ropt, m, log)
+	if err != nil {
+		return err
 	}
-	m := newMetrics()
-	var headers http.Header
-	if s.KongAdminToken != "" {
-		headers = http.Header{"Kong-Admin-Token": {s.KongAdminToken}}
-	}
-	syncer, err := kongsync.NewSyncer(kongsync.Options{
-		AdminURL: s.KongAdminURL, Mode: s.KongMode, Headers: headers, Timeout: s.KongTimeout,
-		Concurrency: s.KongConcurrency, BaseConfig: base, Logger: log, ObserveLatency: m.observeKong,
+	srv, err := api.New(api.Config{
+		Store: store, Redis: rdb, Sync: rec, Metrics: m, Logger: log, Prefix: s.RedisPrefix,
+		APIKeys: keys, RateLimit: s.RateLimit, BodyLimit: s.BodyLimit, MaxEventStreams: s.MaxEventStreams,
+		TrustedProxies: s.TrustedProxies, ReadTimeout: s.ReadTimeout,
 	})
 	if err != nil {
 		return err
 	}
-	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{
-		Source: store, Syncer: syncer, Redis: rdb, Prefix: s.RedisPrefix, Interval: s.Reconcile,
-		Debounce: s.SyncDebounce, MaxDelay: s.SyncMaxDelay, LeaseTTL: s.LeaseTTL,
-		Translate: translator.Options{Redis: pluginRedis(s, ropt)}, ReplicaID: s.ReplicaID, Logger: log,
-		OnApply: func(r kongsync.Result, err error) {
-			m.reconcileRuns.Add(1)
-			if err != nil {
-				m.reconcileErrors.Add(1)
-			}
-			if r.Mode == kongsync.ModeDB {
-				m.reconcileWrites.Add(int64(r.Changes()))
-			}
-			if r.Pushed {
-				m.configPushes.Add(1)
-			}
-			m.kongRefused.Add(int64(len(r.Refused)))
-		},
-	})
-	if err != nil {
-		return err
-	}
-	srv, err := newServer(s, log, rdb, store, syncer, rec, keys, m)
-	if err != nil {
-		return err
-	}
-	defer srv.close()
+	defer srv.Close()
 
 	ln, err := net.Listen("tcp", s.Listen)
 	if err != nil {
@@ -309,31 +251,52 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 		store.RunExpiry(ctx, time.Second, func() bool { return rec.Stats().Leader }, log)
 	}()
 	serveErr := make(chan error, 1)
-	go func() {
-		srv.e.Listener = ln
-		serveErr <- srv.e.Start("")
-	}()
+	go func() { serveErr <- srv.Serve(ln) }()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 	select {
 	case err := <-serveErr:
-		cancel()
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		return err
 	case <-ctx.Done():
 	}
 	log.Info("adminsvc shutting down", "timeout", s.ShutdownTimeout.String())
-	srv.close()
 	sctx, scancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
 	defer scancel()
-	if err := srv.e.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown incomplete", "error", err)
 	}
-	cancel()
 	return nil
+}
+
+// newReconciler wires the Kong sync: its Kong client, the registry it
+// reads and the metrics it feeds.
+func newReconciler(s *Settings, store *registry.Store, rdb redis.UniversalClient, ropt *redis.Options,
+	m *api.Metrics, log *slog.Logger) (*kongsync.Reconciler, error) {
+	var base []byte
+	if s.KongBaseConfig != "" {
+		var err error
+		if base, err = os.ReadFile(s.KongBaseConfig); err != nil {
+			return nil, fmt.Errorf("kong base config: %w", err)
+		}
+	}
+	var headers http.Header
+	if s.KongAdminToken != "" {
+		headers = http.Header{"Kong-Admin-Token": {s.KongAdminToken}}
+	}
+	syncer, err := kongsync.NewSyncer(kongsync.Options{
+		AdminURL: s.KongAdminURL, Mode: s.KongMode, Headers: headers, Timeout: s.KongTimeout,
+		Concurrency: s.KongConcurrency, BaseConfig: base, Logger: log, ObserveLatency: m.ObserveKong,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kongsync.NewReconciler(kongsync.ReconcilerOptions{
+		Source: store, Syncer: syncer, Redis: rdb, Prefix: s.RedisPrefix, Interval: s.Reconcile,
+		Debounce: s.SyncDebounce, MaxDelay: s.SyncMaxDelay, LeaseTTL: s.LeaseTTL,
+		Translate: translator.Options{Redis: pluginRedis(s, ropt)}, ReplicaID: s.ReplicaID, Logger: log,
+		OnApply: m.ObserveApply,
+	})
 }
 
 // migrateAtStart applies pending migrations. A newer keyspace is fatal; an

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/adminsvc/api"
 )
 
 // Settings are every knob of adminsvc.
@@ -187,7 +189,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		if s.ReadTimeout <= 0 {
 			errs = append(errs, errors.New("read-timeout must be positive"))
 		}
-		if _, err := ipExtractor(s.TrustedProxies); err != nil {
+		if _, err := api.IPExtractor(s.TrustedProxies); err != nil {
 			errs = append(errs, err)
 		}
 		if s.RateLimit < 0 {

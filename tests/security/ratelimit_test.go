@@ -41,7 +41,7 @@ func TestRegistryRateLimitNotSpoofable(t *testing.T) {
 	}
 	if statuses[429] != 5 {
 		t.Fatalf("bug: 10 requests from one connection with forged X-Forwarded-For/X-Real-IP: %v (want 5 limited); "+
-			"echo's default RealIP trusts those headers; fix: e.IPExtractor = echo.ExtractIPDirect() in adminsvc/server.go "+
+			"echo's default RealIP trusts those headers; fix: e.IPExtractor = echo.ExtractIPDirect() in adminsvc/api/server.go "+
 			"(or ExtractIPFromXFFHeader with only the operator's proxies trusted)", statuses)
 	}
 }

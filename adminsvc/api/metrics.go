@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"fmt"
@@ -9,11 +9,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/kongsync"
 )
 
-// metrics is a small hand-written Prometheus exposition: counters, gauges
+// Metrics is a small hand-written Prometheus exposition: counters, gauges
 // and one latency histogram. Enough for the registry; no client library.
-type metrics struct {
+type Metrics struct {
 	registrations   atomic.Int64
 	deregistrations atomic.Int64
 	conflicts       atomic.Int64
@@ -39,17 +41,20 @@ type histogram struct {
 	n      int64
 }
 
-func newMetrics() *metrics {
-	return &metrics{requests: map[string]int64{}, kongLat: histogram{counts: make([]int64, len(latencyBuckets))}}
+// NewMetrics returns zeroed metrics.
+func NewMetrics() *Metrics {
+	return &Metrics{requests: map[string]int64{}, kongLat: histogram{counts: make([]int64, len(latencyBuckets))}}
 }
 
-func (m *metrics) request(method string, code int) {
+func (m *Metrics) request(method string, code int) {
 	m.mu.Lock()
 	m.requests[method+" "+strconv.Itoa(code)]++
 	m.mu.Unlock()
 }
 
-func (m *metrics) observeKong(d time.Duration) {
+// ObserveKong records one Kong Admin API call's latency
+// (kongsync.Options.ObserveLatency).
+func (m *Metrics) ObserveKong(d time.Duration) {
 	s := d.Seconds()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -63,6 +68,21 @@ func (m *metrics) observeKong(d time.Duration) {
 	m.kongCalls.Add(1)
 }
 
+// ObserveApply counts one Kong sync run (kongsync.ReconcilerOptions.OnApply).
+func (m *Metrics) ObserveApply(r kongsync.Result, err error) {
+	m.reconcileRuns.Add(1)
+	if err != nil {
+		m.reconcileErrors.Add(1)
+	}
+	if r.Mode == kongsync.ModeDB {
+		m.reconcileWrites.Add(int64(r.Changes()))
+	}
+	if r.Pushed {
+		m.configPushes.Add(1)
+	}
+	m.kongRefused.Add(int64(len(r.Refused)))
+}
+
 type gauges struct {
 	routes  int64
 	pending int64
@@ -70,7 +90,7 @@ type gauges struct {
 	up      bool
 }
 
-func (m *metrics) write(w io.Writer, g gauges) {
+func (m *Metrics) write(w io.Writer, g gauges) {
 	c := func(name, help string, v int64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
 	}

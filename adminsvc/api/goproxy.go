@@ -1,14 +1,10 @@
-package main
+package api
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
-	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,91 +12,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/routeopts"
-	"github.com/kong-service-registry/service-registry/internal/translator"
 )
-
-const storeTimeout = 3 * time.Second
-
-var (
-	labelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	// Kong's route path characters (typedefs.lua validate_path).
-	pathRe = regexp.MustCompile(`^/[A-Za-z0-9._~/%:@!$&'()*+,;=-]*$`)
-	pctRe  = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
-)
-
-// validHost accepts an RFC 1123 hostname, optionally "*." + hostname
-// (Kong's leftmost wildcard); not an IP address (Kong refuses those in
-// route hosts).
-func validHost(h string) error {
-	if h == "" {
-		return badRequest("host: required")
-	}
-	name := strings.TrimPrefix(h, "*.")
-	if len(name) > 253 || strings.Contains(name, "*") {
-		return badRequest("host: invalid hostname %q", h)
-	}
-	if net.ParseIP(name) != nil {
-		return badRequest("host: must be a hostname, not an ip address")
-	}
-	for _, l := range strings.Split(name, ".") {
-		if !labelRe.MatchString(l) {
-			return badRequest("host: invalid hostname %q", h)
-		}
-	}
-	if strings.Trim(name, "0123456789.") == "" {
-		return badRequest("host: invalid hostname %q", h)
-	}
-	return nil
-}
-
-func validPath(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return badRequest("path: must start with /")
-	}
-	if len(p) > 1024 {
-		return badRequest("path: longer than 1024 characters")
-	}
-	if !pathRe.MatchString(p) {
-		return badRequest("path: invalid characters in %q", p)
-	}
-	if strings.Contains(pctRe.ReplaceAllString(p, ""), "%") {
-		return badRequest("path: invalid percent-encoding in %q", p)
-	}
-	// Kong refuses a path that is not in its normal form; storing one would
-	// leave a route Kong never takes.
-	if msg := translator.CheckPath(p); msg != "" {
-		return badRequest("path: %s", msg)
-	}
-	return nil
-}
-
-func validBackend(b string) error {
-	u, err := url.Parse(b)
-	if err != nil || u.Host == "" || !u.IsAbs() {
-		return badRequest("backend: must be an absolute http, https, ws or wss url")
-	}
-	switch u.Scheme {
-	case "http", "https", "ws", "wss":
-	default:
-		return badRequest("backend: scheme %q not supported (http, https, ws, wss)", u.Scheme)
-	}
-	if u.User != nil {
-		return badRequest("backend: credentials in the url are not supported")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return badRequest("backend: query and fragment are not supported")
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return badRequest("backend: invalid port %q", p)
-		}
-	}
-	// Kong's host rules, shared with the store and the translator.
-	if err := registry.ValidateHost(u.Hostname()); err != nil {
-		return badRequest("backend: invalid host: %v", err)
-	}
-	return nil
-}
 
 type registerReq struct {
 	Host, Path, Backend string
@@ -140,7 +52,7 @@ func parseRegister(m map[string]json.RawMessage) (registerReq, routeopts.Options
 	return r, opts, nil
 }
 
-func (srv *server) register(c echo.Context) error {
+func (srv *Server) register(c echo.Context) error {
 	m, err := readObject(c)
 	if err != nil {
 		return err
@@ -160,7 +72,7 @@ func (srv *server) register(c echo.Context) error {
 	switch {
 	case errors.Is(err, registry.ErrRouteExists):
 		srv.m.conflicts.Add(1)
-		return &apiError{http.StatusConflict, "route already exists"}
+		return httpError(http.StatusConflict, "route already exists")
 	case errors.Is(err, registry.ErrInvalid):
 		return invalidInput(err)
 	case err != nil:
@@ -170,7 +82,7 @@ func (srv *server) register(c echo.Context) error {
 		srv.m.registrations.Add(1)
 		srv.log.Info("audit", "action", "register", "host", stored.Host, "path", stored.Path,
 			"backend", stored.Backend, "service", registry.ServiceName(stored.Host, stored.Path), "client", clientID(c))
-		srv.rec.Trigger()
+		srv.sync.Trigger()
 	}
 	return c.JSON(http.StatusOK, struct {
 		Status  string `json:"status"`
@@ -180,7 +92,7 @@ func (srv *server) register(c echo.Context) error {
 	}{"registered", stored.Host, stored.Path, stored.Backend})
 }
 
-func (srv *server) deregister(c echo.Context) error {
+func (srv *Server) deregister(c echo.Context) error {
 	m, err := readObject(c)
 	if err != nil {
 		return err
@@ -199,13 +111,13 @@ func (srv *server) deregister(c echo.Context) error {
 	r, err := srv.store.DeregisterRoute(ctx, host, path)
 	switch {
 	case errors.Is(err, registry.ErrRouteNotFound):
-		return &apiError{http.StatusNotFound, "route not found"}
+		return httpError(http.StatusNotFound, "route not found")
 	case err != nil:
 		return err
 	}
 	srv.m.deregistrations.Add(1)
 	srv.log.Info("audit", "action", "deregister", "host", r.Host, "path", r.Path, "backend", r.Backend, "client", clientID(c))
-	srv.rec.Trigger()
+	srv.sync.Trigger()
 	return c.JSON(http.StatusOK, struct {
 		Status string `json:"status"`
 		Host   string `json:"host"`
@@ -223,7 +135,7 @@ type routeJSON struct {
 	RegisteredAt string          `json:"registered_at"`
 }
 
-func (srv *server) routes(c echo.Context) error {
+func (srv *Server) listRoutes(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
 	defer cancel()
 	rs, err := srv.store.ListRoutes(ctx)
@@ -241,7 +153,7 @@ func (srv *server) routes(c echo.Context) error {
 	}{out, len(out)})
 }
 
-func (srv *server) health(c echo.Context) error {
+func (srv *Server) health(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	n, err := srv.store.CountRoutes(ctx)
@@ -252,10 +164,10 @@ func (srv *server) health(c echo.Context) error {
 		})
 	}
 	body := map[string]any{"status": "healthy", "registered_routes": n}
-	if pending, err := srv.rec.Pending(ctx); err == nil {
+	if pending, err := srv.sync.Pending(ctx); err == nil {
 		body["pending_changes"] = pending
 	}
-	st := srv.rec.Stats()
+	st := srv.sync.Stats()
 	kong := map[string]any{"leader": st.Leader}
 	if st.LastError != "" {
 		kong["last_error"] = st.LastError
@@ -267,17 +179,17 @@ func (srv *server) health(c echo.Context) error {
 	return c.JSON(http.StatusOK, body)
 }
 
-func (srv *server) metrics(c echo.Context) error {
+func (srv *Server) metrics(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	var g gauges
 	if n, err := srv.store.CountRoutes(ctx); err == nil {
 		g.routes, g.up = int64(n), true
 	}
-	if p, err := srv.rec.Pending(ctx); err == nil {
+	if p, err := srv.sync.Pending(ctx); err == nil {
 		g.pending = p
 	}
-	g.leader = srv.rec.Stats().Leader
+	g.leader = srv.sync.Stats().Leader
 	c.Response().Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	c.Response().WriteHeader(http.StatusOK)
 	srv.m.write(c.Response(), g)

@@ -1,8 +1,10 @@
-package main
+package api
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/labstack/echo/v4"
 )
 
 func TestValidPathRefusesWhatKongRefuses(t *testing.T) {
@@ -14,8 +16,8 @@ func TestValidPathRefusesWhatKongRefuses(t *testing.T) {
 		"/%2f":    "path: non-normalized path, consider use '/%2F' instead",
 	} {
 		err := validPath(p)
-		var ae *apiError
-		if !errors.As(err, &ae) || ae.status != 400 || ae.msg != want {
+		var he *echo.HTTPError
+		if !errors.As(err, &he) || he.Code != 400 || he.Message != message(want) {
 			t.Errorf("validPath(%q) = %v, want 400 %q", p, err, want)
 		}
 	}
@@ -23,5 +25,18 @@ func TestValidPathRefusesWhatKongRefuses(t *testing.T) {
 		if err := validPath(p); err != nil {
 			t.Errorf("validPath(%q): %v", p, err)
 		}
+	}
+}
+
+// TestValidBackendCompilesNothing: validBackend compiled a regexp per host
+// label on every request (issue 13, defect 10); a compile costs dozens of
+// allocations, the check itself a handful.
+func TestValidBackendCompilesNothing(t *testing.T) {
+	const backend = "http://api.internal.example.com:8080/base"
+	if err := validBackend(backend); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = validBackend(backend) }); n > 12 {
+		t.Fatalf("validBackend allocates %.0f times per call: compiling per request?", n)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"context"
@@ -20,16 +20,16 @@ import (
 //go:embed openapi.json
 var openapiDoc []byte
 
-func (srv *server) openapi(c echo.Context) error {
+func (srv *Server) openapi(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/json", openapiDoc)
 }
 
 func storeErr(err error) error {
 	switch {
 	case errors.Is(err, registry.ErrServiceNotFound):
-		return &apiError{http.StatusNotFound, "service not found"}
+		return httpError(http.StatusNotFound, "service not found")
 	case errors.Is(err, registry.ErrInstanceNotFound):
-		return &apiError{http.StatusNotFound, "instance not found"}
+		return httpError(http.StatusNotFound, "instance not found")
 	case errors.Is(err, registry.ErrInvalid):
 		return invalidInput(err)
 	}
@@ -62,7 +62,7 @@ func checkName(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func (srv *server) listServices(c echo.Context) error {
+func (srv *Server) listServices(c echo.Context) error {
 	var tags []string
 	for _, t := range strings.Split(c.QueryParam("tags"), ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -81,7 +81,7 @@ func (srv *server) listServices(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"services": svcs, "total": len(svcs)})
 }
 
-func (srv *server) getService(c echo.Context) error {
+func (srv *Server) getService(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
 	s, err := srv.store.GetService(ctx, c.Param("name"))
@@ -91,7 +91,7 @@ func (srv *server) getService(c echo.Context) error {
 	return c.JSON(http.StatusOK, s)
 }
 
-func (srv *server) setTags(c echo.Context) error {
+func (srv *Server) setTags(c echo.Context) error {
 	var body struct {
 		Tags []string `json:"tags"`
 	}
@@ -107,43 +107,6 @@ func (srv *server) setTags(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"status": "updated", "service": c.Param("name"), "tags": body.Tags})
 }
 
-// decodeStrict decodes a JSON object body into v; wrong types and unknown
-// fields are 400s naming the field.
-func decodeStrict(c echo.Context, v any) error {
-	m, err := readObject(c)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(m)
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return badRequest("%s: expected %s", te.Field, jsonKind(te.Type.Kind().String()))
-		}
-		msg := strings.TrimPrefix(err.Error(), "json: ")
-		return badRequest("%s", msg)
-	}
-	return nil
-}
-
-func jsonKind(k string) string {
-	switch {
-	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
-		return "an integer"
-	case k == "string":
-		return "a string"
-	case k == "bool":
-		return "a boolean"
-	case k == "slice":
-		return "an array"
-	case k == "map", k == "struct":
-		return "an object"
-	}
-	return k
-}
-
 type instanceReq struct {
 	Address  string            `json:"address"`
 	Scheme   string            `json:"scheme"`
@@ -153,14 +116,7 @@ type instanceReq struct {
 	Metadata map[string]string `json:"metadata"`
 }
 
-func validAddress(a string) error {
-	if _, _, err := registry.ValidateAddress(a); err != nil {
-		return badRequest("address: %v", err)
-	}
-	return nil
-}
-
-func (srv *server) putInstance(c echo.Context) error {
+func (srv *Server) putInstance(c echo.Context) error {
 	var req instanceReq
 	if err := decodeStrict(c, &req); err != nil {
 		return err
@@ -194,11 +150,11 @@ func (srv *server) putInstance(c echo.Context) error {
 	}
 	srv.log.Info("audit", "action", "put_instance", "service", c.Param("name"), "instance", in.ID,
 		"address", in.Address, "weight", in.Weight, "ttl_s", in.TTLSeconds, "client", clientID(c))
-	srv.rec.Trigger()
+	srv.sync.Trigger()
 	return c.JSON(http.StatusOK, in)
 }
 
-func (srv *server) patchInstance(c echo.Context) error {
+func (srv *Server) patchInstance(c echo.Context) error {
 	var req struct {
 		Weight *int `json:"weight"`
 	}
@@ -218,22 +174,22 @@ func (srv *server) patchInstance(c echo.Context) error {
 		return storeErr(err)
 	}
 	srv.log.Info("audit", "action", "patch_instance", "service", c.Param("name"), "instance", in.ID, "weight", in.Weight, "client", clientID(c))
-	srv.rec.Trigger()
+	srv.sync.Trigger()
 	return c.JSON(http.StatusOK, in)
 }
 
-func (srv *server) deleteInstance(c echo.Context) error {
+func (srv *Server) deleteInstance(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
 	if err := srv.store.DeleteInstance(ctx, c.Param("name"), c.Param("id")); err != nil {
 		return storeErr(err)
 	}
 	srv.log.Info("audit", "action", "delete_instance", "service", c.Param("name"), "instance", c.Param("id"), "client", clientID(c))
-	srv.rec.Trigger()
+	srv.sync.Trigger()
 	return c.JSON(http.StatusOK, map[string]string{"status": "deleted", "service": c.Param("name"), "id": c.Param("id")})
 }
 
-func (srv *server) heartbeat(c echo.Context) error {
+func (srv *Server) heartbeat(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
 	in, err := srv.store.Heartbeat(ctx, c.Param("name"), c.Param("id"))
@@ -243,7 +199,7 @@ func (srv *server) heartbeat(c echo.Context) error {
 	return c.JSON(http.StatusOK, in)
 }
 
-func (srv *server) maintenance(c echo.Context) error {
+func (srv *Server) maintenance(c echo.Context) error {
 	var req registry.Maintenance
 	if err := decodeStrict(c, &req); err != nil {
 		return err
@@ -260,7 +216,7 @@ func (srv *server) maintenance(c echo.Context) error {
 // serviceHealth reports each instance's lease and weight state and the
 // plugin's shared circuit-breaker state (breaker.ReadStates, one round trip;
 // the plugin scopes its breakers by the registry service name).
-func (srv *server) serviceHealth(c echo.Context) error {
+func (srv *Server) serviceHealth(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
 	name := c.Param("name")
@@ -283,7 +239,7 @@ func (srv *server) serviceHealth(c echo.Context) error {
 	for i, in := range s.Instances {
 		addrs[i] = in.Address
 	}
-	states, berr := breaker.ReadStates(ctx, srv.rdb, srv.s.RedisPrefix, name, addrs)
+	states, berr := breaker.ReadStates(ctx, srv.rdb, srv.cfg.Prefix, name, addrs)
 	for i, in := range s.Instances {
 		h := instHealth{ID: in.ID, Address: in.Address, Weight: in.Weight, Status: "healthy", Breaker: "closed"}
 		if !in.ExpiresAt.IsZero() {
@@ -327,12 +283,12 @@ func (srv *server) serviceHealth(c echo.Context) error {
 
 // events streams registry changes as server-sent events until the client
 // goes away or the server shuts down.
-func (srv *server) events(c echo.Context) error {
+func (srv *Server) events(c echo.Context) error {
 	ctx := c.Request().Context()
 	ch, unsubscribe, err := srv.hub.subscribe()
 	if errors.Is(err, errTooManyStreams) {
 		c.Response().Header().Set("Retry-After", "5")
-		return &apiError{http.StatusServiceUnavailable, "too many event streams"}
+		return httpError(http.StatusServiceUnavailable, "too many event streams")
 	}
 	if err != nil {
 		return err

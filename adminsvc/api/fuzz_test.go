@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/routeopts"
@@ -49,8 +51,8 @@ func FuzzRegisterBody(f *testing.F) {
 
 		req, opts, err := parseRegister(m)
 		if err != nil {
-			if _, ok := err.(*apiError); !ok {
-				t.Fatalf("validation error is not a 400 apiError: %T %v", err, err)
+			if he, ok := err.(*echo.HTTPError); !ok || he.Code != 400 {
+				t.Fatalf("validation error is not a 400 echo.HTTPError: %T %v", err, err)
 			}
 			return
 		}
