@@ -22,6 +22,8 @@
 // Postgres, and it is stopped again at the end. Kongs get
 // KONG_DB_UPDATE_FREQUENCY=1 and KONG_WORKER_STATE_UPDATE_FREQUENCY=1 so a
 // route created in DB mode routes within about a second (default 5 s).
+// Kongs and databases left by an earlier run that was killed (go test
+// -timeout exits without cleanup) are stopped and dropped at the next start.
 //
 //	SR_REALKONG_DIRS="/opt/realkong /opt/realkong39" go test -count=1 -v ./tests/realkong/
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,7 +37,12 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(tmpDir)
-	if strings.TrimSpace(os.Getenv(envDirs)) != "" {
+	if err := writeOwner(tmpDir); err != nil {
+		return 1, err
+	}
+	dirs := strings.Fields(os.Getenv(envDirs))
+	if len(dirs) > 0 {
+		reapStale(filepath.Join(dirs[0], "bin", "kong-stop.sh"))
 		// A plain build, as a user makes it: Kong must load it as is.
 		if pluginBin, err = testbin.Build(tmpDir, "./plugins/service-registry", "service-registry"); err != nil {
 			return 1, err
@@ -46,7 +52,7 @@ func run(m *testing.M) (int, error) {
 		}
 	}
 	defer stopAll()
-	startAll(strings.Fields(os.Getenv(envDirs)))
+	startAll(dirs)
 	return m.Run(), nil
 }
 
