@@ -12,6 +12,7 @@ const (
 	codeSchemaViolation      = 2
 	codeForeignKeyViolation  = 4
 	codeUniqueViolation      = 5
+	codeNotFound             = 6
 	codeInvalidOffset        = 7
 	codeInvalidSize          = 9
 	codeInvalidOptions       = 11
@@ -28,6 +29,22 @@ func notFound() *apiError {
 	return &apiError{http.StatusNotFound, map[string]any{"message": "Not found"}}
 }
 
+// patchNotFound is Kong's answer to a PATCH of a missing top-level entity
+// (endpoints.lua's patch_entity_endpoint): 404 code 6 naming the key,
+// by primary key for a uuid, by endpoint key otherwise. Plugins (their own
+// PATCH handler) and nested entities answer a plain "Not found".
+func patchNotFound(k *kindDef, key string, nested bool) *apiError {
+	if nested || k.name == "plugins" || (k.endpointKey == "" && !isUUID(key)) {
+		return notFound()
+	}
+	field, msg := k.endpointKey, "could not find the entity with '{%s=%q}'"
+	if isUUID(key) {
+		field, msg = "id", "could not find the entity with primary key '{%s=%q}'"
+	}
+	return &apiError{http.StatusNotFound, map[string]any{"code": codeNotFound, "name": "not found",
+		"message": fmt.Sprintf(msg, field, key), "fields": map[string]any{field: key}}}
+}
+
 func message(status int, msg string) *apiError {
 	return &apiError{status, map[string]any{"message": msg}}
 }
@@ -35,33 +52,8 @@ func message(status int, msg string) *apiError {
 // schemaViolation builds Kong's 400 code 2 body; the message lists the field
 // errors sorted by name like errors.lua does.
 func schemaViolation(fields map[string]any) *apiError {
-	var parts []string
-	if ent, ok := fields["@entity"].([]any); ok {
-		for _, e := range ent {
-			parts = append(parts, fmt.Sprint(e))
-		}
-	}
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		if k != "@entity" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if sub, ok := fields[k].(map[string]any); ok {
-			subKeys := make([]string, 0, len(sub))
-			for sk := range sub {
-				subKeys = append(subKeys, sk)
-			}
-			sort.Strings(subKeys)
-			for _, sk := range subKeys {
-				parts = append(parts, fmt.Sprintf("%s.%s: %v", k, sk, sub[sk]))
-			}
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s: %v", k, fields[k]))
-	}
+	luaArrays(fields)
+	parts := violationParts(fields)
 	msg := "schema violation (" + strings.Join(parts, "; ") + ")"
 	if len(parts) != 1 {
 		msg = fmt.Sprintf("%d schema violations (%s)", len(parts), strings.Join(parts, "; "))

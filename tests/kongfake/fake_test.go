@@ -63,7 +63,7 @@ func TestSchemaViolationsLikeKong(t *testing.T) {
 	}
 	st, b = call(t, f, "POST", "/routes", map[string]any{"paths": []string{"v2"}, "hosts": []string{"a.*.com"}})
 	fe := b["fields"].(map[string]any)
-	if st != 400 || fe["paths"].([]any)[0] != "should start with: / (fixed path) or ~/ (regex path)" || fe["hosts"].([]any)[0] != "wildcard must be leftmost or rightmost character" {
+	if st != 400 || fe["paths"].([]any)[0] != "should start with: / (fixed path) or ~/ (regex path)" || fe["hosts"].([]any)[0] != "invalid wildcard: must be placed at leftmost or rightmost label" {
 		t.Fatalf("%d %v", st, b)
 	}
 	st, b = call(t, f, "POST", "/plugins", map[string]any{"name": "nope"})

@@ -155,7 +155,7 @@ func (f *Fake) entity(r *http.Request, k *kindDef, key, parentField string, pare
 			return 0, nil, operationUnsupported("update", k.name)
 		}
 		if cur == nil {
-			return 0, nil, notFound()
+			return 0, nil, patchNotFound(k, key, parentField != "")
 		}
 		return f.write(r, k, cur["id"].(string), cur, forced)
 	case http.MethodPut:
@@ -219,9 +219,11 @@ func (f *Fake) list(r *http.Request, k *kindDef, parentField string, parent map[
 	}
 	var tags []string
 	and := true
-	if t, ok := q["tags"]; ok {
-		if len(t) == 0 || t[0] == "" {
-			return 0, nil, &apiError{http.StatusBadRequest, map[string]any{"code": codeInvalidOptions, "name": "invalid options", "message": "invalid option (tags: cannot be null)", "options": map[string]any{"tags": "cannot be null"}}}
+	// Kong's /upstreams/{id}/targets (kong/api/routes/upstreams.lua) pages
+	// targets itself and ignores ?tags=.
+	if t, ok := q["tags"]; ok && k.name != "targets" {
+		if e := f.emptyTagsError(t); e != nil {
+			return 0, nil, e
 		}
 		switch {
 		case strings.Contains(t[0], "/") && strings.Contains(t[0], ","):
@@ -447,6 +449,11 @@ func (f *Fake) validate(k *kindDef, in map[string]any) (map[string]any, *apiErro
 			in["target"] = ft
 		}
 	}
+	if k.name == "routes" {
+		if e := routeSubschemaError(in["protocols"]); e != nil {
+			return nil, e
+		}
+	}
 	rec := field{typ: "record", fields: k.fields}
 	out, errs := rec.checkRecord(in, true)
 	if errs != nil {
@@ -494,10 +501,26 @@ func (f *Fake) validate(k *kindDef, in map[string]any) (map[string]any, *apiErro
 
 func (f *Fake) pluginSchema(name string) (PluginSchema, bool) {
 	if name == "response-transformer" {
-		return responseTransformer{}, true
+		return responseTransformer{renameJSON: f.minor() > 4}, true
 	}
 	s, ok := f.opts.Plugins[name]
 	return s, ok
+}
+
+// routeSubschemaError is Schema:validate's first step for routes (their
+// subschema key is "protocols"): when no protocol names a known subschema,
+// Kong answers only "unknown type: <first>" and validates nothing else.
+func routeSubschemaError(v any) *apiError {
+	list, ok := v.([]any)
+	if !ok || len(list) == 0 {
+		return nil
+	}
+	for _, p := range list {
+		if s, ok := p.(string); ok && contains(protocols, s) {
+			return nil
+		}
+	}
+	return schemaViolation(map[string]any{"protocols": fmt.Sprintf("unknown type: %v", list[0])})
 }
 
 // routeEntityCheck is routes_subschemas.lua's "must set one of" rule.

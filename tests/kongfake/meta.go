@@ -139,67 +139,6 @@ func (fd field) describe() map[string]any {
 	return d
 }
 
-// responseTransformer is the bundled plugin's config schema, reduced to
-// what adminsvc writes: lists of "name:value" strings per action.
-type responseTransformer struct{}
-
-func (responseTransformer) Validate(cfg map[string]any) (map[string]any, map[string]any) {
-	actions := map[string][]string{
-		"remove":  {"headers", "json"},
-		"rename":  {"headers", "json"},
-		"replace": {"headers", "json", "json_types"},
-		"add":     {"headers", "json", "json_types"},
-		"append":  {"headers", "json", "json_types"},
-	}
-	out := map[string]any{}
-	errs := map[string]any{}
-	for k := range cfg {
-		if _, ok := actions[k]; !ok {
-			errs[k] = "unknown field"
-		}
-	}
-	for action, lists := range actions {
-		sub := map[string]any{}
-		in, _ := cfg[action].(map[string]any)
-		if cfg[action] != nil && in == nil {
-			errs[action] = "expected a record"
-			continue
-		}
-		subErrs := map[string]any{}
-		for k := range in {
-			if !contains(lists, k) {
-				subErrs[k] = "unknown field"
-			}
-		}
-		for _, l := range lists {
-			v, ok := in[l]
-			if !ok || v == nil {
-				sub[l] = []any{}
-				continue
-			}
-			arr, ok := v.([]any)
-			if !ok {
-				subErrs[l] = "expected an array"
-				continue
-			}
-			for _, e := range arr {
-				if _, ok := e.(string); !ok {
-					subErrs[l] = "expected a string"
-				}
-			}
-			sub[l] = arr
-		}
-		if len(subErrs) > 0 {
-			errs[action] = subErrs
-		}
-		out[action] = sub
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return out, nil
-}
-
 func recordsRequired(v any) any {
 	switch x := v.(type) {
 	case map[string]any:

@@ -147,7 +147,16 @@ func validateHost(s string) string {
 	return e
 }
 
+// validateWildcardHost is typedefs.hosts' element rules in Kong's validator
+// order: match_all (at most one '*'), match_any (a whole leftmost or
+// rightmost label), then the custom validator.
 func validateWildcardHost(s string) string {
+	if strings.Count(s, "*") > 1 {
+		return "invalid wildcard: must have at most one wildcard"
+	}
+	if strings.Contains(s, "*") && !strings.HasPrefix(s, "*.") && !strings.HasSuffix(s, ".*") {
+		return "invalid wildcard: must be placed at leftmost or rightmost label"
+	}
 	if i := strings.IndexByte(s, '*'); i >= 0 {
 		if i != 0 && i != len(s)-1 {
 			return "wildcard must be leftmost or rightmost character"
@@ -310,7 +319,6 @@ var pluginFields = append(common(),
 	field{name: "config", typ: "config"},
 	field{name: "protocols", typ: "set", def: []any{"grpc", "grpcs", "http", "https"}, required: true, elem: &field{typ: "string", oneOf: protocols}},
 	field{name: "enabled", typ: "boolean", def: true, required: true},
-	field{name: "ordering", typ: "record"},
 )
 
 var consumerFields = append(common(),

@@ -1,6 +1,7 @@
 package kongfake
 
 import (
+	"net/http"
 	"strconv"
 	"strings"
 )
@@ -30,4 +31,18 @@ func (f *Fake) emptyTagData() any {
 		return map[string]any{}
 	}
 	return []any{}
+}
+
+// emptyTagsError answers an empty ?tags=: Kong 3.4.2 fails with a 500
+// (the empty filter reaches the database layer), 3.9.3 refuses it with
+// 400 code 11.
+func (f *Fake) emptyTagsError(t []string) *apiError {
+	if len(t) > 0 && t[0] != "" {
+		return nil
+	}
+	if f.minor() <= 4 {
+		return message(http.StatusInternalServerError, "An unexpected error occurred")
+	}
+	return &apiError{http.StatusBadRequest, map[string]any{"code": codeInvalidOptions, "name": "invalid options",
+		"message": "invalid option (tags: cannot be null)", "options": map[string]any{"tags": "cannot be null"}}}
 }
