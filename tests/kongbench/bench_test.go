@@ -58,6 +58,12 @@ func routes(redisPort int) []route {
 			yml: "    plugins:\n    - name: " + empty + "\n"},
 		{name: "b-lean", what: "(b') empty plugin on internal/pdkserve's loop", plugin: emptyLean,
 			yml: "    plugins:\n    - name: " + emptyLean + "\n"},
+		{name: "b-access", what: "(b) without the log handler (access only)", plugin: "access-only",
+			yml: "    plugins:\n    - name: access-only\n"},
+		{name: "b-ser", what: "(b) + log phase: kong.log.serialize", plugin: "log-serialize",
+			yml: "    plugins:\n    - name: log-serialize\n"},
+		{name: "b-status", what: "(b) + log phase: get_status + nginx.get_ctx(balancer_data)", plugin: "log-status",
+			yml: "    plugins:\n    - name: log-status\n"},
 		{name: "c", what: "(c) service-registry registry=kong", plugin: "service-registry",
 			yml: sr("registry: kong, " + redis)},
 		{name: "d", what: "(d) registry=redis (discovery)", plugin: "service-registry",
@@ -106,6 +112,14 @@ func TestKongBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var probes []string
+	for _, name := range []string{"log-serialize", "log-status", "access-only"} {
+		bin, err := testbin.Build(dir, "./tests/kongbench/logprobe", name, "CGO_ENABLED=0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		probes = append(probes, bin)
+	}
 	rs := redistest.Start(t, redistest.Options{})
 	backend := startBackend(t)
 	st := registry.NewStore(rs.Client(), registry.Options{})
@@ -125,7 +139,7 @@ func TestKongBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := filepath.Join(os.TempDir(), fmt.Sprintf("perf-kongbench-%d", os.Getpid()))
-	k := startKong(t, realkong, prefix, yml, []string{srBin, emptyBin, leanBin})
+	k := startKong(t, realkong, prefix, yml, append([]string{srBin, emptyBin, leanBin}, probes...))
 	for _, r := range all {
 		waitRouted(t, k.url("/"+r.name))
 	}
@@ -141,7 +155,15 @@ func TestKongBench(t *testing.T) {
 			for i := range all {
 				r := all[(i+round)%len(all)]
 				before := rs.TotalCalls("hello", "client|setinfo")
+				pids := k.workerPIDs()
+				if r.plugin != "" {
+					if pid, err := k.pluginPID(r.plugin); err == nil {
+						pids = append(pids, pid)
+					}
+				}
+				cpu0 := cpuNs(pids...)
 				w := runWrk(t, k.url("/"+r.name), c, secs)
+				w.cpuNs = cpuNs(pids...) - cpu0
 				cmds := rs.TotalCalls("hello", "client|setinfo") - before - 1 // the INFO of `before`
 				if w.non2xx > 0 || w.errors > 0 {
 					t.Errorf("%s c=%d: %d non-2xx, %d socket errors", r.name, c, w.non2xx, w.errors)
@@ -189,19 +211,24 @@ func envOr(k, def string) string {
 // results holds every run by route and concurrency.
 type results struct {
 	rps  map[string]map[int][]float64 // per round
+	cpu  map[string]map[int][]float64 // µs of CPU (Kong worker + the route's plugin server) per request, per round
 	reqs map[string]map[int]int64
 	cmds map[string]map[int]int64
 }
 
 func newResults() *results {
-	return &results{rps: map[string]map[int][]float64{}, reqs: map[string]map[int]int64{}, cmds: map[string]map[int]int64{}}
+	return &results{rps: map[string]map[int][]float64{}, cpu: map[string]map[int][]float64{}, reqs: map[string]map[int]int64{}, cmds: map[string]map[int]int64{}}
 }
 
 func (r *results) add(name string, c, round int, w wrkResult, cmds int64) {
 	if r.rps[name] == nil {
 		r.rps[name], r.reqs[name], r.cmds[name] = map[int][]float64{}, map[int]int64{}, map[int]int64{}
+		r.cpu[name] = map[int][]float64{}
 	}
 	r.rps[name][c] = append(r.rps[name][c], w.rps)
+	if w.requests > 0 {
+		r.cpu[name][c] = append(r.cpu[name][c], float64(w.cpuNs)/1e3/float64(w.requests))
+	}
 	r.reqs[name][c] += w.requests
 	r.cmds[name][c] += cmds
 }
@@ -238,11 +265,32 @@ func (r *results) table(all []route, rounds int, pdk map[string]float64) string 
 			f2(r.ratio(n, "b", 1)), f2(r.ratio(n, "b", 16)), p,
 			perReq(r.cmds[n][1], r.reqs[n][1]), perReq(r.cmds[n][16], r.reqs[n][16]))
 	}
+	b.WriteString("\nCPU per request (Kong's worker + the route's plugin server, µs, median over rounds) and the capacity it leaves as a ratio: CPU of (a) or (b) ÷ CPU of the route, per round, median. Less disturbed by other processes than req/s.\n\n")
+	b.WriteString("| route | CPU µs/req c=1 | CPU µs/req c=16 | capacity ÷(a) c=1 / c=16 | capacity ÷(b) c=1 / c=16 |\n|---|---:|---:|---|---|\n")
+	for _, rt := range all {
+		n := rt.name
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s / %s | %s / %s |\n", rt.what, median(r.cpu[n][1]), median(r.cpu[n][16]),
+			f2(cpuRatio(r.cpu["a"][1], r.cpu[n][1])), f2(cpuRatio(r.cpu["a"][16], r.cpu[n][16])),
+			f2(cpuRatio(r.cpu["b"][1], r.cpu[n][1])), f2(cpuRatio(r.cpu["b"][16], r.cpu[n][16])))
+	}
 	b.WriteString("\nPer-round req/s (c=1 | c=16):\n\n")
 	for _, rt := range all {
 		fmt.Fprintf(&b, "- %s: %s | %s\n", rt.name, ints(r.rps[rt.name][1]), ints(r.rps[rt.name][16]))
 	}
 	return b.String()
+}
+
+// cpuRatio is the median over rounds of ref's CPU per request over the
+// route's: the throughput the route keeps relative to ref when CPU-bound.
+func cpuRatio(ref, route []float64) float64 {
+	if len(ref) == 0 || len(ref) != len(route) {
+		return 0
+	}
+	q := make([]float64, len(ref))
+	for i := range ref {
+		q[i] = ref[i] / route[i]
+	}
+	return median(q)
 }
 
 func f2(v float64) string {

@@ -16,6 +16,7 @@ import (
 )
 
 type wrkResult struct {
+	cpuNs    int64 // Kong worker + plugin server CPU during the run
 	rps      float64
 	requests int64
 	non2xx   int64
@@ -90,7 +91,7 @@ func pluginFrames(t *testing.T, k *kong, plugin, path string) float64 {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "strace.out")
-	cmd := exec.Command("strace", "-f", "-qq", "-yy", "-xx", "-s", "8", "-e", "trace=write", "-o", out, "-p", strconv.Itoa(pid))
+	cmd := exec.Command("strace", "-f", "-qq", "-yy", "-xx", "-s", "1048576", "-e", "trace=write", "-o", out, "-p", strconv.Itoa(pid))
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("strace: %v", err)
 	}
@@ -126,36 +127,44 @@ func pluginFrames(t *testing.T, k *kong, plugin, path string) float64 {
 	return float64(countFrames(string(b))) / pdkRequests
 }
 
-// reWrite matches a write to a Unix socket in strace -yy -xx output:
-// fd, the first bytes (hex escaped) and the length.
-var reWrite = regexp.MustCompile(`write\((\d+)<UNIX.*?\]>, "((?:\\x[0-9a-f]{2})*)"(?:\.\.\.)?, (\d+)(?:\)| <unfinished)`)
+// reWrite matches a write to a Unix socket in strace -yy -xx output: the
+// fd and the bytes (hex escaped, whole with a large -s).
+var reWrite = regexp.MustCompile(`write\((\d+)<UNIX.*?\]>, "((?:\\x[0-9a-f]{2})*)"`)
 
-// countFrames cuts each socket's writes into frames: a 4-byte little-endian
-// length, then (when not 0) that many bytes, possibly in several writes.
+// countFrames reads each socket's writes as one byte stream and cuts it
+// into frames (a 4-byte little-endian length, then that many bytes),
+// however the writer split or joined them.
 func countFrames(trace string) int {
-	need := map[string]int{} // fd → data bytes still to come
+	type stream struct {
+		buf  []byte
+		need int // bytes of the current frame's data still to come
+	}
+	streams := map[string]*stream{}
 	frames := 0
 	for _, l := range strings.Split(trace, "\n") {
 		m := reWrite.FindStringSubmatch(l)
 		if m == nil {
 			continue
 		}
-		fd := m[1]
-		n, _ := strconv.Atoi(m[3])
-		if rest := need[fd]; rest > 0 {
-			need[fd] = max(0, rest-n)
-			continue
+		st := streams[m[1]]
+		if st == nil {
+			st = &stream{}
+			streams[m[1]] = st
 		}
-		if n != 4 || len(m[2]) < 16 {
-			continue // not a length prefix: not a frame start we can read
+		hex := m[2]
+		for i := 0; i+4 <= len(hex); i += 4 {
+			v, _ := strconv.ParseUint(hex[i+2:i+4], 16, 8)
+			if st.need > 0 {
+				st.need--
+				continue
+			}
+			st.buf = append(st.buf, byte(v))
+			if len(st.buf) == 4 {
+				st.need = int(st.buf[0]) | int(st.buf[1])<<8 | int(st.buf[2])<<16 | int(st.buf[3])<<24
+				st.buf = st.buf[:0]
+				frames++
+			}
 		}
-		var size int
-		for i := 3; i >= 0; i-- {
-			v, _ := strconv.ParseUint(m[2][i*4+2:i*4+4], 16, 8)
-			size = size<<8 | int(v)
-		}
-		frames++
-		need[fd] = size
 	}
 	return frames
 }
