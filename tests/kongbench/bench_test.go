@@ -8,7 +8,8 @@
 // /opt/realkong; /opt/realkong39 for 3.9.3); KONGBENCH_ROUNDS (default 5);
 // KONGBENCH_SECONDS per wrk run (default 3); KONGBENCH_ROUTES (comma list of
 // route names, default all); KONGBENCH_OUT (a file the markdown tables are
-// also written to).
+// also written to); KONGBENCH_SR_BIN (a prebuilt plugin binary named
+// service-registry, e.g. of an older commit).
 package kongbench
 
 import (
@@ -99,10 +100,15 @@ func TestKongBench(t *testing.T) {
 	secs, _ := strconv.Atoi(envOr("KONGBENCH_SECONDS", "3"))
 
 	dir := t.TempDir()
-	srBin, err := testbin.Build(dir, "./plugins/service-registry", "service-registry",
-		"CGO_ENABLED=0", "GOFLAGS=-ldflags=-X=main.version=0.1.0")
-	if err != nil {
-		t.Fatal(err)
+	// KONGBENCH_SR_BIN: a prebuilt service-registry (e.g. of an older
+	// commit, for before/after tables); else built from this tree.
+	srBin := os.Getenv("KONGBENCH_SR_BIN")
+	if srBin == "" {
+		var err error
+		if srBin, err = testbin.Build(dir, "./plugins/service-registry", "service-registry",
+			"CGO_ENABLED=0", "GOFLAGS=-ldflags=-X=main.version=0.1.0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	emptyBin, err := testbin.Build(dir, "./tests/kongbench/emptyplugin", empty, "CGO_ENABLED=0")
 	if err != nil {
