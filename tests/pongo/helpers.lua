@@ -31,6 +31,52 @@ function _M.kong_conf(strategy, extra)
   return conf
 end
 
+-- wait_for_plugin polls `request` (a table for client:send, e.g.
+-- { method = "GET", path = "/x", headers = { host = "a.test" } }) through
+-- fresh proxy connections until `ran(res)` says the plugin ran, and returns
+-- that response's status and body. A user's spec has to do this too:
+-- helpers.start_kong returns before Kong's worker has connected to the plugin
+-- server, and until it has, Kong 3.4 proxies *without* the plugin ("plugin
+-- server is not ready") while Kong 3.9 answers 500. So the spec waits for a
+-- response only the plugin can produce, never for a fixed time.
+function _M.wait_for_plugin(request, ran, timeout)
+  local status, body
+  helpers.wait_until(function()
+    local c = helpers.proxy_client()
+    local res = c:send(request)
+    if not res then
+      c:close()
+      return false
+    end
+    local ok = ran(res)
+    status, body = res.status, res:read_body()
+    c:close()
+    return ok
+  end, timeout or 30, 0.1)
+  return status, body
+end
+
+-- server_pids lists the plugin server pids Kong logged, oldest first, in
+-- every wording we know: official Kong 3.4 copies the server's output as
+-- "[service-registry:<pid>] ..." lines (info level) and logs "Starting
+-- service-registry" without a pid; Kong 3.9 logs "[pluginserver] started,
+-- pid <pid>"; the ../shared/realkong build of 3.4 logs "Starting
+-- service-registry (pid <pid>, ...)" and keeps the output in its own file.
+function _M.server_pids()
+  local f = assert(io.open(helpers.test_conf.nginx_err_logs))
+  local pids = {}
+  for line in f:lines() do
+    local pid = line:match("started, pid (%d+)")
+      or line:match("Starting service%-registry %(pid (%d+)")
+      or line:match("%[service%-registry:(%d+)%]")
+    if pid and pid ~= pids[#pids] then
+      pids[#pids + 1] = pid
+    end
+  end
+  f:close()
+  return pids
+end
+
 -- redis_connect opens the Redis pongo starts with --redis.
 function _M.redis_connect()
   local redis = require "resty.redis"
