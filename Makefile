@@ -7,7 +7,7 @@ VERSION  ?= $(shell cat VERSION)
 SEMVER   := ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$$
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test e2e bench bench-kong lint schema run fuzz pongo clean
+.PHONY: all build test e2e bench bench-kong lint schema run fuzz pongo pongo-local clean
 
 all: build
 
@@ -46,6 +46,15 @@ fuzz:
 
 pongo: build
 	KONG_VERSION=3.9.x pongo run tests/pongo
+
+# The same specs without Docker, on each Kong built from source with
+# ../shared/realkong/build.sh (3.4.2 and 3.9.3; the Go suite tests/realkong
+# reads the same SR_REALKONG_DIRS). Redis on its own port: busted.sh would
+# otherwise use, and the specs flush, whatever answers on 6379.
+SR_REALKONG_DIRS ?= /opt/realkong /opt/realkong39
+PONGO_REDIS_PORT ?= 20379
+pongo-local: build
+	for k in $(SR_REALKONG_DIRS); do echo "== pongo specs on $$k"; REALKONG=$$k SR_PLUGIN_BIN=$(abspath $(BIN))/service-registry KONG_SPEC_TEST_REDIS_PORT=$(PONGO_REDIS_PORT) $$k/bin/busted.sh tests/pongo || exit 1; done
 
 clean:
 	rm -rf $(BIN)
