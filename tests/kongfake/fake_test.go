@@ -312,27 +312,3 @@ func TestSeedPluginCallWithRealSchema(t *testing.T) {
 
 // TestNonNormalizedPathsRefusedLikeKong: Kong 3.9 refuses a route path that
 // differs from normalize(path, true) (kong/db/schema/typedefs.lua).
-func TestNonNormalizedPathsRefusedLikeKong(t *testing.T) {
-	f := New(Options{})
-	for path, want := range map[string]string{
-		"/a//b":   "non-normalized path, consider use '/a/b' instead",
-		"/a/./b":  "non-normalized path, consider use '/a/b' instead",
-		"/a/../b": "non-normalized path, consider use '/b' instead",
-		"/%41":    "non-normalized path, consider use '/A' instead",
-		"/%2f":    "non-normalized path, consider use '/%2F' instead",
-		"/a%zz":   "invalid url-encoded value: '%zz'",
-		"/a%4":    "invalid url-encoded value: '%4'",
-	} {
-		st, b := call(t, f, "POST", "/routes", map[string]any{"paths": []string{path}})
-		fe, _ := b["fields"].(map[string]any)
-		paths, _ := fe["paths"].([]any)
-		if st != 400 || len(paths) != 1 || paths[0] != want {
-			t.Errorf("%s: %d %v, want %q", path, st, b, want)
-		}
-	}
-	for _, path := range []string{"/a/b/", "/%2F", "/.well-known/x", "~/a//b"} {
-		if st, b := call(t, f, "POST", "/routes", map[string]any{"paths": []string{path}}); st != 201 {
-			t.Errorf("%s refused: %d %v", path, st, b)
-		}
-	}
-}

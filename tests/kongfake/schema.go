@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 // field is the subset of Kong's schema language the five entity kinds use.
@@ -42,7 +40,6 @@ var (
 	nameRe = regexp.MustCompile(`^[A-Za-z0-9.\-_~\x80-\xf4]+$`)
 	pathRe = regexp.MustCompile(`^/[A-Za-z0-9.\-_~/%:@!$&'()*+,;=]*$`)
 	hostRe = regexp.MustCompile(`^[A-Za-z0-9\-._]+$`)
-	pctRe  = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 )
 
 func validateUTF8Name(s string) string {
@@ -73,25 +70,6 @@ func validatePath(s string) string {
 		return fmt.Sprintf("invalid path: '%s' (characters outside of the reserved list of RFC 3986 found)", s)
 	}
 	return ""
-}
-
-func validateRouterPath(s string) string {
-	if strings.HasPrefix(s, "~") {
-		return ""
-	}
-	if !strings.HasPrefix(s, "/") {
-		return "should start with: / (fixed path) or ~/ (regex path)"
-	}
-	if msg := validatePath(s); msg != "" {
-		return msg
-	}
-	// kong/db/schema/typedefs.lua: a bad percent-encoding, then the
-	// normal-form check (kong/tools/uri.lua normalize with merge_slashes).
-	raw := pctRe.ReplaceAllString(s, "___")
-	if i := strings.IndexByte(raw, '%'); i >= 0 {
-		return "invalid url-encoded value: '" + raw[i:min(i+3, len(raw))] + "'"
-	}
-	return translator.CheckPath(s)
 }
 
 // hostKind mirrors kong.tools.ip: ipv4, ipv6 or name, with Kong's hostname
