@@ -3,8 +3,10 @@
 //
 // It follows Kong's source (kong/runloop/plugin_servers/{plugin,process}.lua,
 // rpc/pb_rpc.lua, kong/pdk/*.lua) and /work/shared/KONG-FACTS.md:
-//   - process: runs `<bin> -dump` (the query command), validates plugin configs with
-//     kongschema, starts `<bin> -kong-prefix <dir>`, copies its output to a log
+//   - process: runs `<bin> -dump` (the query command) and refuses what Kong 3.4.2 and
+//     3.9.3 refuse at start, with Kong's message (VERSION not x.y.z, PRIORITY, name,
+//     phases, schema: kongschema.CheckLoad, tests/KONG-NOTES.md), validates plugin
+//     configs with kongschema, starts `<bin> -kong-prefix <dir>`, copies its output to a log
 //     with the `[name:pid] ` prefix and respawns it when it exits;
 //   - protocol: little-endian uint32 frames over the plugin's unix socket, a pool
 //     of keepalive connections, Kong's sequence numbers checked on every reply,

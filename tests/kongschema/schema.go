@@ -93,7 +93,7 @@ func ParseDump(dump []byte) (*Plugin, error) {
 			Name     string
 			Phases   []string
 			Version  string
-			Priority int
+			Priority float64 // a JSON number, as Kong reads it: 905.0 is 905
 			Schema   map[string]any
 		}
 	}
@@ -110,7 +110,7 @@ func ParseDump(dump []byte) (*Plugin, error) {
 	}
 	p := &Plugin{
 		Name: info.Name, Phases: info.Phases, Version: info.Version,
-		Priority: info.Priority, Protocol: raw.Protocol, Schema: info.Schema,
+		Priority: int(info.Priority), Protocol: raw.Protocol, Schema: info.Schema,
 	}
 	if p.Protocol == "" {
 		// process.lua: server_def.protocol = dump.Protocol or "MsgPack:1"
