@@ -227,3 +227,38 @@ services:
 		}
 	})
 }
+
+// Kong DB-less without SR_KONG_BASE_CONFIG: adminsvc's pushes keep what
+// Kong already serves that is not ours (issue 13 defect 4): the operator's
+// service, route, upstream and target keep routing next to the registry's.
+func TestAdminsvcDBLessKeepsKongsOwnEntities(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		op := newBackend(t, "operator")
+		if err := k.push(t, []map[string]any{{"name": "operator-svc", "host": "operator-up", "tags": []string{"team-ops"},
+			"routes": []map[string]any{{"name": "operator-route", "paths": []string{"/op"}}}}},
+			[]map[string]any{{"name": "operator-up", "targets": []map[string]any{{"target": op.addr()}}}}); err != nil {
+			t.Fatal(err)
+		}
+		routed(t, k, "", "/op", op, time.Now(), 10*time.Second)
+		rs := redistest.Start(t, redistest.Options{})
+		s := startSvc(t, k, rs.URL(), nil)
+		be := newBackend(t, "reg")
+		t0 := time.Now()
+		if r := s.do("POST", "/register", `{"host":"reg.example.com","path":"/","backend":"http://`+be.addr()+`"}`); r.Status != 200 {
+			t.Fatal(r.Raw)
+		}
+		logRouted(t, k, "no base file", routed(t, k, "reg.example.com", "/", be, t0, 20*time.Second))
+		waitAgree(t, s, k, 20*time.Second)
+		for _, e := range [][2]string{{"services", "operator-svc"}, {"routes", "operator-route"}, {"upstreams", "operator-up"}} {
+			if _, ok := k.find(t, e[0], e[1]); !ok {
+				t.Fatalf("the operator's %s %s was dropped by adminsvc's push", e[0], e[1])
+			}
+		}
+		if status, _, h := getURL(t, proxyClient, k.proxy+"/op", ""); status != 200 || h.Get("X-Instance") != "operator" {
+			t.Fatalf("operator route after adminsvc's push: %d from %q", status, h.Get("X-Instance"))
+		}
+		s.do("POST", "/deregister", `{"host":"reg.example.com","path":"/"}`)
+		unrouted(t, k, "reg.example.com", "/", 20*time.Second)
+		routed(t, k, "", "/op", op, time.Now(), 10*time.Second)
+	})
+}
