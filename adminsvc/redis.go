@@ -8,74 +8,59 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kong-service-registry/service-registry/internal/redisconn"
 	"github.com/redis/go-redis/v9"
 )
 
-func splitAddrs(s string) []string {
-	var out []string
-	for _, a := range strings.Split(s, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func splitAddrs(s string) []string { return redisconn.SplitAddrs(s) }
 
-// newRedis builds the registry's Redis client: standalone from the URL,
-// Sentinel or Cluster when their settings are present. Every call has a
-// timeout so a hung Redis turns into 503s, not stuck requests.
+// newRedis builds the registry's Redis client (redisconn: standalone from
+// the URL, Sentinel or Cluster when their settings are present). Every call
+// has a timeout so a hung Redis turns into 503s, not stuck requests. The
+// options are the URL's, for the plugin's record (pluginRedis).
 func newRedis(s *Settings) (redis.UniversalClient, *redis.Options, error) {
-	// Half a Sentinel setting used to fall through silently: a master name
-	// without addresses made a client with no sentinel to ask (every call
-	// failing at run time), addresses without a name, or Sentinel with
-	// Cluster, quietly ran against another Redis than the operator meant.
-	switch {
-	case s.RedisSentinel != "" && len(splitAddrs(s.RedisSentinels)) == 0:
-		return nil, nil, errors.New("redis-sentinel-addrs: required with redis-sentinel-master")
-	case s.RedisSentinel == "" && s.RedisSentinels != "":
-		return nil, nil, errors.New("redis-sentinel-master: required with redis-sentinel-addrs")
-	case s.RedisSentinel != "" && s.RedisCluster != "":
-		return nil, nil, errors.New("redis-sentinel-master and redis-cluster-addrs are mutually exclusive")
+	cfg, err := redisconn.FromURL(s.RedisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.MasterName, cfg.SentinelAddrs = s.RedisSentinel, splitAddrs(s.RedisSentinels)
+	cfg.ClusterAddrs = splitAddrs(s.RedisCluster)
+	cfg.Timeout = 2 * time.Second
+	if err := redisSettingsErr(cfg.Check(), "redis-sentinel-master", "redis-sentinel-addrs"); err != nil {
+		return nil, nil, err
 	}
 	// The plugin's record takes each Sentinel half from its own setting or
 	// adminsvc's: a name without nodes (or the reverse) is a config Kong
 	// refuses at every sync, so refuse it here, at start.
-	pluginMaster, pluginNodes := s.PluginRedisSentinel, s.PluginRedisSentinels
-	if pluginMaster == "" {
-		pluginMaster = s.RedisSentinel
+	plugin := redisconn.Config{MasterName: s.PluginRedisSentinel, SentinelAddrs: splitAddrs(s.PluginRedisSentinels)}
+	if plugin.MasterName == "" {
+		plugin.MasterName = s.RedisSentinel
 	}
-	if pluginNodes == "" {
-		pluginNodes = s.RedisSentinels
+	if len(plugin.SentinelAddrs) == 0 && strings.TrimSpace(s.PluginRedisSentinels) == "" {
+		plugin.SentinelAddrs = cfg.SentinelAddrs
 	}
-	switch {
-	case pluginMaster != "" && len(splitAddrs(pluginNodes)) == 0:
-		return nil, nil, errors.New("plugin-redis-sentinel-nodes: required with plugin-redis-sentinel-master")
-	case pluginMaster == "" && pluginNodes != "":
-		return nil, nil, errors.New("plugin-redis-sentinel-master: required with plugin-redis-sentinel-nodes")
+	if err := redisSettingsErr(plugin.Check(), "plugin-redis-sentinel-master", "plugin-redis-sentinel-nodes"); err != nil {
+		return nil, nil, err
 	}
 	opt, err := redis.ParseURL(s.RedisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redis url: %w", err)
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	rdb, err := redisconn.New(cfg)
+	return rdb, opt, err
+}
+
+// redisSettingsErr names adminsvc's settings in a redisconn.Check error.
+func redisSettingsErr(err error, master, addrs string) error {
 	switch {
-	case s.RedisCluster != "":
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: splitAddrs(s.RedisCluster), Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig,
-			DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout,
-			// A dead primary answers with connection errors, not MOVED, so
-			// only a periodic reload finds the promoted replica: 1 s bounds a
-			// failover's write outage at the cost of one CLUSTER SLOTS a second.
-			ClusterStateReloadInterval: time.Second,
-		}), opt, nil
-	case s.RedisSentinel != "":
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName: s.RedisSentinel, SentinelAddrs: splitAddrs(s.RedisSentinels),
-			Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
-			DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout,
-		}), opt, nil
+	case errors.Is(err, redisconn.ErrMasterWithoutSentinels):
+		return fmt.Errorf("%s: required with %s", addrs, master)
+	case errors.Is(err, redisconn.ErrSentinelsWithoutMaster):
+		return fmt.Errorf("%s: required with %s", master, addrs)
+	case errors.Is(err, redisconn.ErrSentinelAndCluster):
+		return fmt.Errorf("%s and redis-cluster-addrs are mutually exclusive", master)
 	}
-	return redis.NewClient(opt), opt, nil
+	return err
 }
 
 // pluginRedis is the service-registry plugin's config.redis record: the

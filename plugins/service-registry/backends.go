@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"net"
 	"runtime"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/discovery"
 	"github.com/kong-service-registry/service-registry/internal/ratelimit"
+	"github.com/kong-service-registry/service-registry/internal/redisconn"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 )
 
@@ -146,15 +146,7 @@ func (r *backendRegistry) closeAll() {
 	}
 }
 
-func redisMode(rc RedisConfig) string {
-	switch {
-	case len(rc.ClusterNodes) > 0:
-		return "cluster"
-	case rc.SentinelMaster != "":
-		return "sentinel"
-	}
-	return "standalone"
-}
+func redisMode(rc RedisConfig) string { return string(redisConfig(rc, 0).Mode()) }
 
 // redisEndpoint names what a backend talks to, for logs: in Sentinel mode
 // the master name and sentinels (host/port are unused there, so logging
@@ -181,46 +173,28 @@ func redisAddr(rc RedisConfig) string {
 // goroutine (the rate limiter relies on it; without it, it would spawn a
 // goroutine per decision).
 func newRedisClient(rc RedisConfig, timeout time.Duration) redis.UniversalClient {
-	var tlsConf *tls.Config
-	if rc.SSL {
-		name := rc.ServerName
-		// In Sentinel mode host is unused (its default 127.0.0.1 would be
-		// checked against every sentinel's and primary's certificate): an
-		// empty name makes each TLS dial check the host it dials.
-		if name == "" && redisMode(rc) != "sentinel" {
-			name = rc.Host
-		}
-		tlsConf = &tls.Config{ServerName: name, InsecureSkipVerify: !rc.SSLVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // ssl_verify=false is the operator's explicit choice, as in Kong
+	rdb, err := redisconn.New(redisConfig(rc, timeout))
+	if err != nil {
+		// Unreachable: the config check refuses these settings before a
+		// backend is built. A client whose every call fails keeps this
+		// path total instead of panicking inside Kong's request.
+		return redis.NewClient(&redis.Options{Addr: "invalid-redis-settings:0", MaxRetries: -1})
 	}
-	switch redisMode(rc) {
-	case "cluster":
-		addrs := make([]string, len(rc.ClusterNodes))
-		for i, n := range rc.ClusterNodes {
-			addrs[i] = net.JoinHostPort(n.IP, strconv.Itoa(n.Port))
-		}
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: addrs, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConf,
-			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
-			ContextTimeoutEnabled: true,
-			// A dead primary answers with connection errors, not MOVED, so only
-			// a periodic reload finds the promoted replica (go-redis' default is 60 s).
-			ClusterStateReloadInterval: time.Second,
-		})
-	case "sentinel":
-		addrs := make([]string, len(rc.SentinelNodes))
-		for i, n := range rc.SentinelNodes {
-			addrs[i] = net.JoinHostPort(n.Host, strconv.Itoa(n.Port))
-		}
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName: rc.SentinelMaster, SentinelAddrs: addrs, Username: rc.Username, Password: rc.Password,
-			DB: rc.Database, TLSConfig: tlsConf,
-			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
-			ContextTimeoutEnabled: true,
-		})
+	return rdb
+}
+
+// redisConfig maps the plugin's redis record onto the shared client rules.
+func redisConfig(rc RedisConfig, timeout time.Duration) redisconn.Config {
+	c := redisconn.Config{
+		Addr: redisAddr(rc), MasterName: rc.SentinelMaster, Username: rc.Username, Password: rc.Password, DB: rc.Database,
+		TLS: rc.SSL, ServerName: rc.ServerName, SkipVerify: !rc.SSLVerify,
+		Timeout: timeout, MaxRetries: -1, ContextTimeout: true,
 	}
-	return redis.NewClient(&redis.Options{
-		Addr: redisAddr(rc), Username: rc.Username, Password: rc.Password, DB: rc.Database, TLSConfig: tlsConf,
-		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1,
-		ContextTimeoutEnabled: true,
-	})
+	for _, n := range rc.ClusterNodes {
+		c.ClusterAddrs = append(c.ClusterAddrs, net.JoinHostPort(n.IP, strconv.Itoa(n.Port)))
+	}
+	for _, n := range rc.SentinelNodes {
+		c.SentinelAddrs = append(c.SentinelAddrs, net.JoinHostPort(n.Host, strconv.Itoa(n.Port)))
+	}
+	return c
 }
