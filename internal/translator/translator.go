@@ -164,7 +164,7 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 		ID:      ID("plugin", name+"/"+PluginRegistry),
 		Name:    PluginRegistry,
 		Enabled: true,
-		Config:  registryConfig(name, o, opts),
+		Config:  registryConfig(name, svc.Routes[0].PreserveHost, o, opts),
 		Tags:    tags,
 	})
 	if len(o.Headers) > 0 {
@@ -196,8 +196,11 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 	return svc, up, nil
 }
 
-func registryConfig(service string, o routeopts.Options, opts Options) map[string]any {
-	cfg := map[string]any{"registry": "redis", "service": service}
+// registryConfig is the plugin's config. preserve_host repeats the route's:
+// the plugin's set_target would otherwise make the instance the upstream
+// Host, and the config is where the plugin learns it without a PDK call.
+func registryConfig(service string, preserveHost bool, o routeopts.Options, opts Options) map[string]any {
+	cfg := map[string]any{"registry": "redis", "service": service, "preserve_host": preserveHost}
 	if len(opts.Redis) > 0 {
 		redis := make(map[string]any, len(opts.Redis))
 		for k, v := range opts.Redis {

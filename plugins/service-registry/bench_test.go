@@ -16,6 +16,7 @@ type countingKong struct {
 
 func (c *countingKong) SetTarget(string, int) error            { c.setTarget++; return nil }
 func (c *countingKong) Exit(int, []byte)                       { c.exit++ }
+func (c *countingKong) SetUpstreamHost(string) error           { c.other++; return nil }
 func (c *countingKong) RouterService() (string, string, error) { c.router++; return "id", "name", nil }
 func (c *countingKong) RouterRoute() (string, string, error) {
 	c.router++

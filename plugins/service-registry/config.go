@@ -22,6 +22,7 @@ import (
 type Config struct {
 	Registry       string               `json:"registry" sr:"default=kong;one_of=kong,redis" desc:"Where the target comes from: kong (Kong's own upstream) or redis (the service registry)."`
 	Service        string               `json:"service" desc:"Registry service this route resolves to; default: the Kong service name."`
+	PreserveHost   bool                 `json:"preserve_host" sr:"default=false" desc:"With registry redis: send the client's Host to the instance, as the route's preserve_host does (set_target otherwise makes the instance host the Host). Set it to the route's preserve_host; adminsvc does."`
 	Redis          RedisConfig          `json:"redis" desc:"Redis holding the registry (standalone, Sentinel or Cluster)."`
 	CacheTTLMs     int                  `json:"cache_ttl_ms" sr:"default=1000;between=1,86400000" desc:"Upper bound in ms on staleness of the local registry cache when the change feed is lost."`
 	RateLimit      RateLimitConfig      `json:"rate_limit" desc:"Rate limiting (GCRA in Redis, one round trip per request)."`

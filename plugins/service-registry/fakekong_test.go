@@ -21,6 +21,9 @@ type fakeKong struct {
 	svcName   string
 	routeID   string
 	targetErr error
+	// upstreamHost is the Host sent upstream: set_target's host, unless
+	// set_header("host") came after it (Kong: ngx.var.upstream_host).
+	upstreamHost string
 
 	ip, consumer string
 	reqHeaders   map[string]string
@@ -31,8 +34,14 @@ type fakeKong struct {
 
 func (f *fakeKong) SetTarget(host string, port int) error {
 	f.calls = append(f.calls, "kong.service.set_target")
-	f.host, f.port = host, port
+	f.host, f.port, f.upstreamHost = host, port, host
 	return f.targetErr
+}
+
+func (f *fakeKong) SetUpstreamHost(host string) error {
+	f.calls = append(f.calls, "kong.service.request.set_header")
+	f.upstreamHost = host
+	return nil
 }
 
 func (f *fakeKong) Exit(status int, body []byte) {

@@ -56,9 +56,31 @@ func (c *Config) access(k kongAPI) {
 	if !ok {
 		return
 	}
-	// 6. Target.
+	// 6. Target, and the Host the route asks for.
 	if err := k.SetTarget(t.Host, t.Port); err != nil {
 		logger().Error("service-registry: set_target failed", "service", name, "target", t.Addr, "error", err)
+		return
+	}
+	if c.PreserveHost {
+		preserveHost(k)
+	}
+}
+
+// preserveHost gives the upstream request the client's Host back.
+// set_target makes the target host the upstream Host (pdk/service.lua:
+// ngx.var.upstream_host = host), overwriting what Kong's router set for a
+// route with preserve_host; without this, such a route lost it. It costs
+// two PDK calls, only where preserve_host is configured: the route is not
+// asked for (kong.router.get_route would be a third call on every
+// request); the config carries the route's preserve_host instead.
+func preserveHost(k kongAPI) {
+	host, err := k.RequestHeader("host")
+	if err != nil || host == "" {
+		// No Host (HTTP/1.0): Kong's router preserves nothing either.
+		return
+	}
+	if err := k.SetUpstreamHost(host); err != nil {
+		logThrottled("preserve-host", "service-registry: setting the upstream Host failed", "error", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -384,5 +385,43 @@ func TestRedisLoggerThrottled(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "dial 127.0.0.1:1 failed"); n != 1 {
 		t.Fatalf("%d lines:\n%s", n, buf.String())
+	}
+}
+
+// issue 13 defect 1: set_target makes the instance the upstream Host; a
+// route with preserve_host (config preserve_host, as adminsvc writes it)
+// gets the client's Host back, for two PDK calls on those routes only.
+func TestAccessPreserveHost(t *testing.T) {
+	fx := newFixture(t)
+	fx.put(t, "ph", "a", "10.0.0.1:8080", 1)
+	for _, tc := range []struct {
+		config, wantHost string
+		wantCalls        []string
+	}{
+		{`,"service":"ph","preserve_host":true`, "api.example.com:8000",
+			[]string{"kong.service.set_target", "kong.request.get_header", "kong.service.request.set_header"}},
+		{`,"service":"ph"`, "10.0.0.1", []string{"kong.service.set_target"}},
+		{`,"service":"ph","preserve_host":false`, "10.0.0.1", []string{"kong.service.set_target"}},
+	} {
+		c := fx.config(t, tc.config)
+		k := &fakeKong{reqHeaders: map[string]string{"host": "api.example.com:8000"}}
+		c.access(k)
+		if k.upstreamHost != tc.wantHost || !slices.Equal(k.calls, tc.wantCalls) {
+			t.Errorf("%s: upstream Host %q calls %v, want %q %v", tc.config, k.upstreamHost, k.calls, tc.wantHost, tc.wantCalls)
+		}
+	}
+	// No Host header (HTTP/1.0): nothing to preserve, the target's stays.
+	c := fx.config(t, `,"service":"ph","preserve_host":true`)
+	k := &fakeKong{}
+	c.access(k)
+	if k.upstreamHost != "10.0.0.1" || len(k.calls) != 2 {
+		t.Errorf("no Host: upstream Host %q calls %v", k.upstreamHost, k.calls)
+	}
+	// registry = kong: Kong's router already preserved it; no PDK call.
+	c = fx.config(t, `,"registry":"kong","preserve_host":true`)
+	k = &fakeKong{reqHeaders: map[string]string{"host": "api.example.com"}}
+	c.access(k)
+	if len(k.calls) != 0 {
+		t.Errorf("registry kong: calls %v", k.calls)
 	}
 }

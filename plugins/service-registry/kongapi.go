@@ -6,6 +6,10 @@ import "github.com/Kong/go-pdk"
 // call (one socket round trip in a real Kong), so tests count them here.
 type kongAPI interface {
 	SetTarget(host string, port int) error
+	// SetUpstreamHost is kong.service.request.set_header("host", host):
+	// the Host sent upstream (ngx.var.upstream_host), which set_target
+	// also sets, to the target host.
+	SetUpstreamHost(host string) error
 	// Exit ends the request with a JSON body.
 	Exit(status int, body []byte)
 	// ExitHeaders ends the request with a body and these headers (one call).
@@ -34,7 +38,10 @@ type pdkAPI struct{ k *pdk.PDK }
 var jsonHeaders = map[string][]string{"Content-Type": {"application/json"}}
 
 func (p pdkAPI) SetTarget(host string, port int) error { return p.k.Service.SetTarget(host, port) }
-func (p pdkAPI) Exit(status int, body []byte)          { p.k.Response.Exit(status, body, jsonHeaders) }
+func (p pdkAPI) SetUpstreamHost(host string) error {
+	return p.k.ServiceRequest.SetHeader("host", host)
+}
+func (p pdkAPI) Exit(status int, body []byte) { p.k.Response.Exit(status, body, jsonHeaders) }
 func (p pdkAPI) ExitHeaders(status int, body []byte, h map[string][]string) {
 	p.k.Response.Exit(status, body, h)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,5 +164,40 @@ func TestRefusesAnEmptyDump(t *testing.T) {
 	_, err := start(t, Options{Binary: bin})
 	if err == nil || !strings.HasPrefix(err.Error(), "failed loading external plugins: failed decoding plugin info: Expected value but found T_END at character 1") || !strings.Contains(err.Error(), "refusing") {
 		t.Fatalf("harness start: %v", err)
+	}
+}
+
+// set_target makes the target host the upstream Host even on a route with
+// preserve_host (pdk/service.lua: ngx.var.upstream_host = host); a
+// set_header("host") after it wins, one before it loses: one variable,
+// last write wins.
+func TestSetTargetHostOverPreserveHost(t *testing.T) {
+	be, seenReqs := backend(t)
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(be.URL, "http://"))
+	p, _ := strconv.Atoi(port)
+	k := Start(t, Options{Binary: srtestBin})
+	k.AddService(Service{Name: "svc", Host: "127.0.0.1", Port: 9, Retries: Int(0)})
+	for _, tc := range []struct {
+		name string
+		cfg  map[string]any
+		want string
+	}{
+		{"target", map[string]any{"mode": "target", "host": host, "port": p}, host},
+		{"after", map[string]any{"mode": "target", "host": host, "port": p, "upstream_host": "set.example"}, "set.example"},
+		{"before", map[string]any{"mode": "host_then_target", "host": host, "port": p, "upstream_host": "set.example"}, host},
+	} {
+		if _, err := k.AddRoute(Route{Name: tc.name, Service: "svc", Paths: []string{"/" + tc.name}, PreserveHost: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.AddPlugin(PluginConfig{Route: tc.name, Config: tc.cfg}); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := get(t, k.URL()+"/"+tc.name, "Host", "client.example:1234")
+		seenReqs.mu.Lock()
+		got := seenReqs.reqs[len(seenReqs.reqs)-1].Host
+		seenReqs.mu.Unlock()
+		if resp.StatusCode != 200 || got != tc.want {
+			t.Errorf("%s: status %d, upstream Host %q, want %q", tc.name, resp.StatusCode, got, tc.want)
+		}
 	}
 }

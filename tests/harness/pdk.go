@@ -373,6 +373,11 @@ var pdkMethods = map[string]pdkFunc{
 			return nil, &luaError{msg: fmt.Sprintf("port must be an integer between 0 and 65535: given %d", in.Port)}
 		}
 		rc.target = &hostPort{host: in.Host, port: int(in.Port)}
+		// ngx.var.upstream_host = host: the target host becomes the
+		// upstream Host, over a route's preserve_host and over an earlier
+		// set_header("host"), and a later set_header("host") wins over it
+		// (one variable, last write wins): queued in order with them.
+		rc.upstreamHeaderOps = append(rc.upstreamHeaderOps, headerOp{op: "set", name: "host", values: []string{in.Host}})
 		return nil, nil
 	},
 	"kong.service.set_upstream": func(rc *reqCtx, arg []byte) (proto.Message, error) {

@@ -19,6 +19,9 @@ type Config struct {
 	Host    string `json:"host"`
 	Port    int    `json:"port"`
 	LogMode string `json:"log_mode"`
+	// UpstreamHost, in target modes: kong.service.request.set_header("host")
+	// after set_target ("target") or before it ("host_then_target").
+	UpstreamHost string `json:"upstream_host"`
 }
 
 func New() interface{} { return &Config{} }
@@ -26,8 +29,14 @@ func New() interface{} { return &Config{} }
 func (c Config) Access(kong *pdk.PDK) {
 	switch c.Mode {
 	case "", "noop":
+	case "host_then_target":
+		_ = kong.ServiceRequest.SetHeader("host", c.UpstreamHost)
+		_ = kong.Service.SetTarget(c.Host, c.Port)
 	case "target":
 		_ = kong.Service.SetTarget(c.Host, c.Port)
+		if c.UpstreamHost != "" {
+			_ = kong.ServiceRequest.SetHeader("host", c.UpstreamHost)
+		}
 		_ = kong.Response.SetHeader("X-Test-Access", "1")
 		_ = kong.ServiceRequest.SetHeader("X-Test-Upstream", "1")
 		_ = kong.Ctx.SetShared("picked", fmt.Sprintf("%s:%d", c.Host, c.Port))
