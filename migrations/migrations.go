@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kong-service-registry/service-registry/internal/registry"
 )
 
 // Migration is one keyspace step. Up must be idempotent.
@@ -32,8 +34,8 @@ func Latest() int { return All[len(All)-1].Version }
 // ErrNewerKeyspace means Redis holds a keyspace from a newer release.
 var ErrNewerKeyspace = errors.New("registry keyspace is newer than this adminsvc")
 
-// SchemaKey is where the keyspace version lives.
-func SchemaKey(prefix string) string { return prefix + ":v1:meta:schema" }
+// SchemaKey is where the keyspace version lives: the registry's key.
+func SchemaKey(prefix string) string { return registry.SchemaKey(prefix) }
 
 func lockKey(prefix string) string { return prefix + ":v1:meta:migrate-lock" }
 

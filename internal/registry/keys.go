@@ -34,6 +34,10 @@ func (k keyspace) indexKeys() []string {
 	}
 }
 
-func (k keyspace) schema() string          { return k.prefix + ":v1:meta:schema" }
+func (k keyspace) schema() string          { return SchemaKey(k.prefix) }
 func (k keyspace) channel() string         { return k.prefix + ":v1:changes" }
 func routeMember(host, path string) string { return host + "\x00" + path }
+
+// SchemaKey is where the keyspace version (SchemaVersion) lives for a key
+// prefix. The registry owns it; migrations/ reads and moves it.
+func SchemaKey(prefix string) string { return prefix + ":v1:meta:schema" }
