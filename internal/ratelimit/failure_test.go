@@ -147,25 +147,32 @@ func TestRedisStoppedMidTest(t *testing.T) {
 			}
 			ctx := context.Background()
 			key := "k-" + tc.name
-			for _, n := range nodes {
-				if r, err := n.Allow(ctx, key, limits); err != nil || r.Source != SourceRedis {
-					t.Fatalf("before: %+v %v", r, err)
+			// Every node decides on Redis first. Its first call (dial,
+			// script load) may outlast the 20 ms timeout on a loaded
+			// machine and mark Redis down until the probe finds it: poll.
+			for i, n := range nodes {
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					r, err := n.Allow(ctx, fmt.Sprintf("%s-warm-%d", key, i), limits)
+					if err == nil && r.Source == SourceRedis {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("before: node %d never decided on redis: %+v %v", i, r, err)
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 			s.Pause()
-			// The bound is timeout+5ms; a 2-core machine shared with other
-			// test processes can starve a timer wakeup past that, so a phase
-			// over the bound is measured again (3 tries). A limiter that does
-			// not bound its calls fails every try.
-			bound := timeout + 5*time.Millisecond
-			var run frozenRun
-			for try := 1; try <= 3; try++ {
-				run = decideWhileFrozen(t, nodes, fmt.Sprintf("%s-frozen-%d", key, try), limits)
-				t.Logf("redis frozen, try %d: p99 %s max %s; sources %v unavailable %d", try, run.p99, run.max, run.sources, run.unavailable)
-				if run.p99 <= bound {
-					break
-				}
-			}
+			// The behaviour under test: a decision is bounded by the
+			// limiter's timeout, not by Redis (frozen) or the client (2 s
+			// read timeout in the ignores-ctx variant). The bound is 10× the
+			// timeout so a loaded 2-core machine cannot break it (p99 75 ms
+			// was seen against timeout+5 ms); an unbounded limiter is 2 s.
+			// How fast it is belongs to the benchmarks.
+			bound := 10 * timeout
+			run := decideWhileFrozen(t, nodes, key+"-frozen", limits)
+			t.Logf("redis frozen: p99 %s max %s; sources %v unavailable %d", run.p99, run.max, run.sources, run.unavailable)
 			if run.p99 > bound {
 				t.Errorf("p99 decision latency %s with redis frozen, want <= %s", run.p99, bound)
 			}
