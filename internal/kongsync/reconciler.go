@@ -272,15 +272,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			r.holdLease(ctx)
 			continue
 		case <-r.trigger:
-			now := r.o.Now()
-			if debounce == nil {
-				firstChange = now
-			}
-			wait := r.o.Debounce
-			if left := r.o.MaxDelay - now.Sub(firstChange); left < wait {
-				wait = max(left, 0)
-			}
-			debounce = time.After(wait)
+			debounce = time.After(r.debounceWait(debounce == nil, &firstChange))
 			continue
 		case <-debounce:
 			fullRun = false
@@ -308,20 +300,40 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		if !fullRun {
-			// The interval timer keeps running for the next full reconcile.
-			if res.Changes() > 0 || res.Pushed {
-				r.log.Debug("kong changes applied", "mode", res.Mode, "created", res.Created, "updated", res.Updated,
-					"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration.String())
-			}
-			continue
+		r.logApplied(res, fullRun)
+		if fullRun {
+			// After a change-triggered apply the interval timer keeps
+			// running for the next full reconcile.
+			full.Reset(r.o.Interval)
 		}
-		if res.Changes() > 0 || res.Pushed {
-			r.log.Info("kong reconciled", "mode", res.Mode, "created", res.Created, "updated", res.Updated,
-				"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration.String())
-		}
-		full.Reset(r.o.Interval)
 	}
+}
+
+// debounceWait is how long to wait after a change before applying: Debounce
+// after the last change, but no later than MaxDelay after the first of the
+// burst (first says this change starts a burst).
+func (r *Reconciler) debounceWait(first bool, firstChange *time.Time) time.Duration {
+	now := r.o.Now()
+	if first {
+		*firstChange = now
+	}
+	wait := r.o.Debounce
+	if left := r.o.MaxDelay - now.Sub(*firstChange); left < wait {
+		wait = max(left, 0)
+	}
+	return wait
+}
+
+func (r *Reconciler) logApplied(res Result, full bool) {
+	if res.Changes() == 0 && !res.Pushed {
+		return
+	}
+	msg, level := "kong changes applied", slog.LevelDebug
+	if full {
+		msg, level = "kong reconciled", slog.LevelInfo
+	}
+	r.log.Log(context.Background(), level, msg, "mode", res.Mode, "created", res.Created, "updated", res.Updated,
+		"deleted", res.Deleted, "pushed", res.Pushed, "calls", res.Calls, "took", res.Duration.String())
 }
 
 func (r *Reconciler) holdLease(ctx context.Context) bool {

@@ -86,51 +86,93 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 	if err != nil {
 		return Service{}, Upstream{}, err
 	}
-	be, err := url.Parse(r.Backend)
-	if err != nil || be.Host == "" {
-		return Service{}, Upstream{}, fmt.Errorf("backend: invalid url %q", r.Backend)
+	be, err := parseBackend(r.Backend)
+	if err != nil {
+		return Service{}, Upstream{}, err
 	}
-	protocol := "http"
-	defaultPort := 80
-	switch be.Scheme {
+	tags := Tags(r.Host, r.Path)
+	upName := upstreamName(name)
+	svc := service(name, upName, be, o, tags)
+	svc.Routes = []Route{{
+		ID:   ID("route", name),
+		Name: name,
+		// Kong OSS 3.x routes accept no ws/wss protocol: websocket is a
+		// documented no-op because Kong proxies Upgrade requests anyway.
+		Protocols:    []string{"http", "https"},
+		Hosts:        []string{r.Host},
+		Paths:        []string{r.Path},
+		StripPath:    false,
+		PreserveHost: true,
+		Tags:         tags,
+	}}
+	svc.Plugins = plugins(name, o, opts, tags)
+	up := Upstream{
+		ID:         ID("upstream", upName),
+		Name:       upName,
+		Algorithm:  "round-robin",
+		HostHeader: be.host,
+		Tags:       tags,
+		Targets:    targets(name, net.JoinHostPort(be.host, strconv.Itoa(be.port)), ri.Instances, tags),
+	}
+	if o.HealthCheckPath != "" || o.HealthCheckInterval > 0 {
+		up.Healthchecks = healthchecks(be.protocol, o)
+	}
+	return svc, up, nil
+}
+
+// backend is a route's backend URL as Kong takes it.
+type backend struct {
+	protocol, host, path string
+	port                 int
+}
+
+func parseBackend(raw string) (backend, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return backend{}, fmt.Errorf("backend: invalid url %q", raw)
+	}
+	be := backend{protocol: "http", port: 80, host: u.Hostname()}
+	switch u.Scheme {
 	case "http", "ws":
 	case "https", "wss":
 		// Kong OSS has no ws/wss service protocol: websockets are proxied
 		// as an HTTP upgrade over http/https.
-		protocol, defaultPort = "https", 443
+		be.protocol, be.port = "https", 443
 	default:
-		return Service{}, Upstream{}, fmt.Errorf("backend: unsupported scheme %q", be.Scheme)
+		return backend{}, fmt.Errorf("backend: unsupported scheme %q", u.Scheme)
 	}
-	beHost := be.Hostname()
 	// Kong refuses the upstream (host_header) and target of a host it
 	// cannot read; the route must fail here, visibly, not in every reconcile.
-	if err := registry.ValidateHost(beHost); err != nil {
-		return Service{}, Upstream{}, fmt.Errorf("backend: %w", err)
+	if err := registry.ValidateHost(be.host); err != nil {
+		return backend{}, fmt.Errorf("backend: %w", err)
 	}
-	bePort := defaultPort
-	if p := be.Port(); p != "" {
-		if bePort, err = strconv.Atoi(p); err != nil || bePort < 1 || bePort > 65535 {
-			return Service{}, Upstream{}, fmt.Errorf("backend: invalid port %q", p)
+	if p := u.Port(); p != "" {
+		if be.port, err = strconv.Atoi(p); err != nil || be.port < 1 || be.port > 65535 {
+			return backend{}, fmt.Errorf("backend: invalid port %q", p)
 		}
 	}
-	tags := Tags(r.Host, r.Path)
-	upName := upstreamName(name)
+	if p := u.EscapedPath(); p != "" && p != "/" {
+		be.path = p
+	}
+	return be, nil
+}
 
+// service is the Kong service of a route: its upstream as host, the
+// route's timeout and retry options.
+func service(name, upName string, be backend, o routeopts.Options, tags []string) Service {
 	svc := Service{
 		ID:             ID("service", name),
 		Name:           name,
-		Protocol:       protocol,
+		Protocol:       be.protocol,
 		Host:           upName,
-		Port:           bePort,
+		Port:           be.port,
+		Path:           be.path,
 		ConnectTimeout: kongDefaultTimeoutMS,
 		ReadTimeout:    kongDefaultTimeoutMS,
 		WriteTimeout:   kongDefaultTimeoutMS,
 		Retries:        kongDefaultRetries,
 		Tags:           tags,
 		Plugins:        []Plugin{},
-	}
-	if p := be.EscapedPath(); p != "" && p != "/" {
-		svc.Path = p
 	}
 	if o.Timeout > 0 {
 		ms := int(o.Timeout / time.Millisecond)
@@ -146,34 +188,26 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 			svc.Retries = min(attempts-1, 32767)
 		}
 	}
+	return svc
+}
 
-	svc.Routes = []Route{{
-		ID:   ID("route", name),
-		Name: name,
-		// Kong OSS 3.x routes accept no ws/wss protocol: websocket is a
-		// documented no-op because Kong proxies Upgrade requests anyway.
-		Protocols:    []string{"http", "https"},
-		Hosts:        []string{r.Host},
-		Paths:        []string{r.Path},
-		StripPath:    false,
-		PreserveHost: true,
-		Tags:         tags,
-	}}
-
-	svc.Plugins = append(svc.Plugins, Plugin{
+// plugins are the service's plugin instances: always the registry plugin,
+// and a response-transformer when the route adds headers.
+func plugins(name string, o routeopts.Options, opts Options, tags []string) []Plugin {
+	out := []Plugin{{
 		ID:      ID("plugin", name+"/"+PluginRegistry),
 		Name:    PluginRegistry,
 		Enabled: true,
 		Config:  registryConfig(name, svc.Routes[0].PreserveHost, o, opts),
 		Tags:    tags,
-	})
+	}}
 	if len(o.Headers) > 0 {
 		add := make([]string, 0, len(o.Headers))
 		for k, v := range o.Headers {
 			add = append(add, k+":"+v)
 		}
 		sort.Strings(add)
-		svc.Plugins = append(svc.Plugins, Plugin{
+		out = append(out, Plugin{
 			ID:      ID("plugin", name+"/"+PluginResponseTransformer),
 			Name:    PluginResponseTransformer,
 			Enabled: true,
@@ -181,19 +215,7 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 			Tags:    tags,
 		})
 	}
-
-	up := Upstream{
-		ID:         ID("upstream", upName),
-		Name:       upName,
-		Algorithm:  "round-robin",
-		HostHeader: beHost,
-		Tags:       tags,
-		Targets:    targets(name, net.JoinHostPort(beHost, strconv.Itoa(bePort)), ri.Instances, tags),
-	}
-	if o.HealthCheckPath != "" || o.HealthCheckInterval > 0 {
-		up.Healthchecks = healthchecks(protocol, o)
-	}
-	return svc, up, nil
+	return out
 }
 
 // registryConfig is the plugin's config. preserve_host repeats the route's:
