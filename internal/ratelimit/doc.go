@@ -80,7 +80,7 @@
 //	case ratelimit.ByHeader:   value, _ = kong.Request.GetHeader(rl.HeaderName)
 //	}
 //	if value == "" { by, value = ratelimit.ByIP, ip } // Kong's fallback
-//	key := ratelimit.Key(pluginID, by, value, nil)
+//	key := ratelimit.Key(pluginID, by, value)
 //	res, err := lim.Allow(ctx, key, limits)
 //	if err != nil { // ErrUnavailable with FailClosed, or a bad config
 //		kong.Response.Exit(500, []byte(`{"message":"An unexpected error occurred"}`), jsonHeaders)

@@ -22,8 +22,8 @@ func FuzzKey(f *testing.F) {
 	names := []LimitBy{ByService, ByRoute, ByIP, ByConsumer, ByHeader}
 	f.Fuzz(func(t *testing.T, s1 string, b1 uint8, v1, s2 string, b2 uint8, v2 string) {
 		by1, by2 := names[int(b1)%len(names)], names[int(b2)%len(names)]
-		k1 := Key(s1, by1, v1, nil)
-		k2 := Key(s2, by2, v2, nil)
+		k1 := Key(s1, by1, v1)
+		k2 := Key(s2, by2, v2)
 		for _, k := range []string{k1, k2} {
 			rk := redisKey("sr", k, PerSecond(1, 0))
 			if strings.Count(rk, "{") != 1 || strings.Count(rk, "}") != 1 {
@@ -45,10 +45,10 @@ func TestKeyHashFormCollision(t *testing.T) {
 	long := strings.Repeat("x", 200)
 	sum := sha256.Sum256([]byte(long))
 	forged := "#" + hex.EncodeToString(sum[:16])
-	if k := Key("s", ByHeader, long, nil); k == Key("s", ByHeader, forged, nil) {
+	if k := Key("s", ByHeader, long); k == Key("s", ByHeader, forged) {
 		t.Fatalf("a value spelled like the hash of a long value shares its counter %q", k)
 	}
-	if got, want := Key("s", ByHeader, forged, nil), "s:header:%23"+forged[1:]; got != want {
+	if got, want := Key("s", ByHeader, forged), "s:header:%23"+forged[1:]; got != want {
 		t.Fatalf("Key = %q, want %q", got, want)
 	}
 }

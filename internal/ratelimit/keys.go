@@ -41,13 +41,9 @@ func ParseLimitBy(s string) (LimitBy, error) {
 //	consumer: kong.client.get_consumer().id (credential id when no consumer)
 //	header:   kong.request.get_header(header_name)
 //
-// Like Kong's rate-limiting plugin, an empty value falls back to the client
-// IP; ip is called only then, so the PDK call is spent only when needed.
-// ip may be nil when by is ByIP and value already holds the address.
-func Key(scope string, by LimitBy, value string, ip func() string) string {
-	if value == "" && ip != nil {
-		by, value = ByIP, ip()
-	}
+// Like Kong's rate-limiting plugin, a caller whose value is empty counts the
+// request by the client IP instead (ByIP and the address).
+func Key(scope string, by LimitBy, value string) string {
 	return escape(scope) + ":" + string(by) + ":" + escape(value)
 }
 

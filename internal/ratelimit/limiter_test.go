@@ -187,22 +187,21 @@ func TestNoScriptLoadsOnce(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	ip := func() string { return "10.0.0.1" }
 	cases := []struct {
 		by    LimitBy
 		value string
 		want  string
 	}{
 		{ByService, "orders", "p1:service:orders"},
-		{ByConsumer, "", "p1:ip:10.0.0.1"}, // Kong's fallback to the client IP
+		{ByIP, "10.0.0.1", "p1:ip:10.0.0.1"},
 		{ByHeader, "a:b{c}%", "p1:header:a%3Ab%7Bc%7D%25"},
 	}
 	for _, c := range cases {
-		if got := Key("p1", c.by, c.value, ip); got != c.want {
+		if got := Key("p1", c.by, c.value); got != c.want {
 			t.Errorf("Key(%s,%q) = %q, want %q", c.by, c.value, got, c.want)
 		}
 	}
-	long := Key("p1", ByHeader, string(make([]byte, 1000)), nil)
+	long := Key("p1", ByHeader, string(make([]byte, 1000)))
 	if len(long) > 64 {
 		t.Errorf("long value not hashed: %d bytes", len(long))
 	}
@@ -226,7 +225,7 @@ func TestCluster(t *testing.T) {
 	limits := []Limit{PerSecond(5, 0), PerMinute(3, 2)}
 	masters := map[string]bool{}
 	for i := 0; i < 20; i++ {
-		key := Key("svc", ByIP, fmt.Sprintf("10.0.0.%d", i), nil)
+		key := Key("svc", ByIP, fmt.Sprintf("10.0.0.%d", i))
 		var admitted int
 		for j := 0; j < 5; j++ {
 			r, err := l.Allow(ctx, key, limits)

@@ -51,7 +51,9 @@ type Config struct {
 
 	// Timeout bounds each dial, read and write.
 	Timeout time.Duration
-	// MaxRetries as go-redis: 0 its default (3), -1 none.
+	// MaxRetries as go-redis: 0 its default (3), -1 none. None also means
+	// one dial attempt per connection (go-redis otherwise dials 5 times,
+	// 100 ms apart: a refused Redis cost a request ~0.5 s, not a timeout).
 	MaxRetries int
 	// ContextTimeout lets a caller's deadline bound a call on its own
 	// goroutine (go-redis ContextTimeoutEnabled).
@@ -113,25 +115,29 @@ func New(c Config) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	t := c.TLSConfig()
+	dials := 0 // go-redis' default (5)
+	if c.MaxRetries < 0 {
+		dials = 1
+	}
 	switch c.Mode() {
 	case Cluster:
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password, TLSConfig: t,
 			DialTimeout: c.Timeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, MaxRetries: c.MaxRetries,
-			ContextTimeoutEnabled: c.ContextTimeout, ClusterStateReloadInterval: clusterReload,
+			DialerRetries: dials, ContextTimeoutEnabled: c.ContextTimeout, ClusterStateReloadInterval: clusterReload,
 		}), nil
 	case Sentinel:
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.MasterName, SentinelAddrs: c.SentinelAddrs, Username: c.Username, Password: c.Password,
 			DB: c.DB, TLSConfig: t,
 			DialTimeout: c.Timeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, MaxRetries: c.MaxRetries,
-			ContextTimeoutEnabled: c.ContextTimeout,
+			DialerRetries: dials, ContextTimeoutEnabled: c.ContextTimeout,
 		}), nil
 	}
 	return redis.NewClient(&redis.Options{
 		Addr: c.Addr, Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: t,
 		DialTimeout: c.Timeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, MaxRetries: c.MaxRetries,
-		ContextTimeoutEnabled: c.ContextTimeout,
+		DialerRetries: dials, ContextTimeoutEnabled: c.ContextTimeout,
 	}), nil
 }
 

@@ -104,3 +104,24 @@ func TestNewTalksToRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoRetriesDialsOnce: with MaxRetries -1 a refused Redis costs one dial
+// (about a millisecond), not go-redis' 5 dials 100 ms apart.
+func TestNoRetriesDialsOnce(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	srv.Kill()
+	rdb, err := New(Config{Addr: srv.Addr, Timeout: time.Second, MaxRetries: -1, ContextTimeout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	t0 := time.Now()
+	err = rdb.Ping(context.Background()).Err()
+	took := time.Since(t0)
+	if err == nil {
+		t.Fatal("ping succeeded against a killed redis")
+	}
+	if took > 200*time.Millisecond {
+		t.Fatalf("a refused dial took %s, want one attempt (go-redis' retries take 400 ms)", took)
+	}
+}

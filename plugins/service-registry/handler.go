@@ -137,11 +137,12 @@ func (cp *compiled) pick(k kongAPI, snap *discovery.Snapshot, name string) (disc
 
 func noInstance(name string) []byte { return messageJSON("no healthy instance for service " + name) }
 
-// firstLoad waits for the very first snapshot of a service, bounded by a
-// few Redis timeouts.
+// firstLoad waits for the very first snapshot of a service, at most
+// timeout_ms: no request waits longer on Redis. A load that takes longer
+// goes on in the background (the next request finds its snapshot), and
+// while Redis is known down the cache answers at once (discovery.Cache.Get).
 func firstLoad(b *backend, name string, ttl time.Duration) (*discovery.Snapshot, error) {
-	wait := max(5*b.timeout, 100*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
 	return b.cache.Get(ctx, name, ttl)
 }

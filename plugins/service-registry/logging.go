@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -31,4 +32,13 @@ type redisLogger struct{}
 
 func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 	logThrottled("go-redis:"+format, "service-registry: redis client: "+fmt.Sprintf(format, v...))
+}
+
+// pdkLog is go-pdk's standard-logger output: its connection messages, at
+// most one line per 10 s, the Listening line first of all.
+type pdkLog struct{}
+
+func (pdkLog) Write(p []byte) (int, error) {
+	logThrottled("go-pdk", "service-registry: plugin server: "+strings.TrimSpace(string(p)))
+	return len(p), nil
 }

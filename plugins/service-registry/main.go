@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	stdlog "log"
 	"os"
 
 	"github.com/Kong/go-pdk/server"
@@ -30,6 +31,13 @@ func main() {
 	// go-redis logs every failed dial; with Redis down that is a line per
 	// background check. Route it through the throttled logger instead.
 	redis.SetLogger(redisLogger{})
+	// go-pdk's server logs every connection Kong ends with the standard
+	// logger: "EOF" when Kong drops an idle connection from its pool, and a
+	// write error for every request a plugin ended with kong.response.exit
+	// (Kong never resumes the handler's coroutine and closes the socket), so
+	// at c=16 a 429 storm wrote thousands of lines. One throttled line.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(pdkLog{})
 	if err := server.StartServer(New, v, priority); err != nil {
 		fmt.Fprintln(os.Stderr, "service-registry:", err)
 		os.Exit(1)

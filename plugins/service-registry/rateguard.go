@@ -93,7 +93,7 @@ func (g *rateGuard) identity(k kongAPI) (ratelimit.LimitBy, string) {
 // check runs the rate limit; false when it answered the client itself.
 func (g *rateGuard) check(k kongAPI) bool {
 	by, value := g.identity(k)
-	res, err := g.lim.Allow(context.Background(), ratelimit.Key(g.scope, by, value, nil), g.limits)
+	res, err := g.lim.Allow(context.Background(), ratelimit.Key(g.scope, by, value), g.limits)
 	if err != nil {
 		if !errors.Is(err, ratelimit.ErrUnavailable) {
 			logThrottled("rate-limit-error", "service-registry: rate limit failed", "error", err)
