@@ -253,11 +253,13 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		responseHeaders: respHeaders,
 		source:          map[string]string{"service": "service", "exit": "exit", "error": "error"}[source],
 	}
+	// Counted before the response is flushed: a client that has its answer
+	// and then asks WaitIdle must see this log phase as pending.
+	k.logWG.Add(1)
+	k.pendingLogs.Add(1)
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	k.logWG.Add(1)
-	k.pendingLogs.Add(1)
 	go func() {
 		defer k.logWG.Done()
 		defer k.pendingLogs.Add(-1)
