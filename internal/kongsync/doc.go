@@ -1,13 +1,26 @@
 // Package kongsync makes Kong equal to the registry. It is the only package
-// that talks to Kong (through go-kong): in DB mode it lists the entities
-// tagged managed-by:service-registry, diffs them against the translator's
-// desired state and applies creates, updates and deletes in dependency order
-// with bounded concurrency; in DB-less mode it pushes the whole declarative
-// config (the operator's base kong.yml plus the registry's entities) to
-// POST /config. The Reconciler runs this on every registry change and on an
-// interval, under a Redis lease so only one adminsvc replica writes Kong.
+// that talks to Kong (through go-kong).
+//
+// DB mode is a list → plan → execute pipeline over typed entities (one file
+// per kind: service.go, route.go, upstream.go, target.go, plugin.go): list
+// what Kong holds tagged managed-by:service-registry (dbmode.go), compare it
+// with the translator's desired state into a plan (plan.go; a value the
+// tests read), and execute the plan in the one dependency order of
+// entity.go (deletes downwards, creates and updates upwards) with bounded
+// concurrency (execute.go). A change-triggered apply plans against what
+// this replica last applied instead of listing Kong. An entity Kong refuses
+// (400) is reported (Result.Refused, Syncer.Status) while the others are
+// applied.
+//
+// DB-less mode pushes the whole declarative config to POST /config: a base
+// (the operator's kong.yml, or without one what Kong serves on GET /config)
+// minus the entities tagged as ours, plus ours (declarative.go, dbless.go).
+//
+// The Reconciler runs this on every registry change and on an interval,
+// under a Redis lease so only one adminsvc replica writes Kong.
 //
 // It must never touch an entity without the managed-by tag, never retry a
-// 4xx (only 5xx and transport errors), and never block registrations: Kong
-// being down only grows the pending count.
+// 4xx (only 5xx and transport errors, in client.retry, the one retry loop),
+// and never block registrations: Kong being down only grows the pending
+// count.
 package kongsync

@@ -105,7 +105,7 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 		PreserveHost: true,
 		Tags:         tags,
 	}}
-	svc.Plugins = plugins(name, o, opts, tags)
+	svc.Plugins = plugins(name, svc.Routes[0].PreserveHost, o, opts, tags)
 	up := Upstream{
 		ID:         ID("upstream", upName),
 		Name:       upName,
@@ -191,14 +191,15 @@ func service(name, upName string, be backend, o routeopts.Options, tags []string
 	return svc
 }
 
-// plugins are the service's plugin instances: always the registry plugin,
-// and a response-transformer when the route adds headers.
-func plugins(name string, o routeopts.Options, opts Options, tags []string) []Plugin {
+// plugins are the service's plugin instances: always the registry plugin
+// (carrying the route's preserve_host), and a response-transformer when
+// the route adds headers.
+func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, tags []string) []Plugin {
 	out := []Plugin{{
 		ID:      ID("plugin", name+"/"+PluginRegistry),
 		Name:    PluginRegistry,
 		Enabled: true,
-		Config:  registryConfig(name, svc.Routes[0].PreserveHost, o, opts),
+		Config:  registryConfig(name, preserveHost, o, opts),
 		Tags:    tags,
 	}}
 	if len(o.Headers) > 0 {
