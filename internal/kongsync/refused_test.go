@@ -63,6 +63,13 @@ func TestDBLessRefusedRouteDoesNotBlockOthers(t *testing.T) {
 	if _, err := rec.ReconcileOnce(ctx); err != nil || fake.ConfigPushes() != pushes {
 		t.Fatalf("pushed again: %v %d→%d", err, pushes, fake.ConfigPushes())
 	}
+	// Still refused while the config stays the same: /health keeps naming it.
+	if _, err := rec.ApplyChangesOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); len(st.Refused) != 1 || st.Refused[0].Name != bad || st.RefusedSince.IsZero() || st.Healthy() {
+		t.Fatalf("status: %+v", st)
+	}
 }
 
 // In DB mode an entity Kong refuses (400) is reported, in the result and in
