@@ -100,6 +100,10 @@ func NormalizePath(p string) string {
 // CheckPath returns Kong's complaint about a non-normalised route path, or
 // "" when Kong accepts its form.
 func CheckPath(p string) string {
+	// typedefs.lua router_path: match_none "//" before the custom validator.
+	if strings.Contains(p, "//") {
+		return "must not have empty segments"
+	}
 	if strings.HasPrefix(p, "~") {
 		return ""
 	}
