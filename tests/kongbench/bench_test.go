@@ -57,7 +57,7 @@ func routes(redisPort int) []route {
 		{name: "a", what: "(a) route without plugins"},
 		{name: "b", what: "(b) empty go-pdk plugin (access + log)", plugin: empty,
 			yml: "    plugins:\n    - name: " + empty + "\n"},
-		{name: "b-lean", what: "(b') empty plugin on internal/pdkserve's loop", plugin: emptyLean,
+		{name: "b-lean", what: "(b') empty plugin on tests/kongbench/pdkserve's loop", plugin: emptyLean,
 			yml: "    plugins:\n    - name: " + emptyLean + "\n"},
 		{name: "b-access", what: "(b) without the log handler (access only)", plugin: "access-only",
 			yml: "    plugins:\n    - name: access-only\n"},

@@ -1,5 +1,5 @@
 // Command emptylean is the benchmark's empty plugin (access and log
-// handlers that do nothing) served by internal/pdkserve instead of go-pdk's
+// handlers that do nothing) served by tests/kongbench/pdkserve instead of go-pdk's
 // server loop, so the two loops are measured against each other in one
 // run. The kongbench suite builds it as "empty-lean".
 package main
@@ -11,7 +11,7 @@ import (
 	"github.com/Kong/go-pdk"
 	"github.com/Kong/go-pdk/server"
 
-	"github.com/kong-service-registry/service-registry/internal/pdkserve"
+	"github.com/kong-service-registry/service-registry/tests/kongbench/pdkserve"
 )
 
 // Config has no fields.
