@@ -41,7 +41,7 @@ type lease struct {
 
 // leaseEntry is one key's leases and rate on this node: the lease being
 // spent, and the next one, fetched in the background when the current one
-// runs low, so a busy key never waits for Redis.
+// is half spent, so a busy key never waits for Redis.
 type leaseEntry struct {
 	mu       sync.Mutex
 	cur, nxt lease
@@ -88,7 +88,7 @@ func (e *leaseEntry) spend(limits []Limit, now int64) (Result, bool, int) {
 		}
 	}
 	pre := 0
-	if left := e.cur.units - e.cur.next; e.nxt.units == 0 && !e.fetching && left*4 <= e.cur.units {
+	if left := e.cur.units - e.cur.next; e.nxt.units == 0 && !e.fetching && left*2 <= e.cur.units {
 		if pre = e.size(limits); pre > 1 {
 			e.fetching = true
 		}
