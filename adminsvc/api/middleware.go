@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v4"
+
+	"github.com/kong-service-registry/service-registry/adminsvc/ui"
 )
 
 // IPExtractor returns echo's direct (peer address) extractor, or, with
@@ -128,8 +130,9 @@ func (srv *Server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (srv *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		// /health stays open for load balancers and probes.
-		if len(srv.keys) == 0 || c.Request().URL.Path == "/health" {
+		// /health stays open for load balancers and probes, the console's
+		// assets for the browser that has not typed a key yet.
+		if len(srv.keys) == 0 || c.Request().URL.Path == "/health" || isConsole(c.Request().URL.Path) {
 			return next(c)
 		}
 		if ok, _ := c.Get("authenticated").(bool); !ok {
@@ -145,7 +148,7 @@ func (srv *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		p := c.Request().URL.Path
 		// Opening an event stream counts as one request; the streams
 		// themselves are capped separately.
-		if srv.limiter == nil || p == "/health" || p == "/metrics" {
+		if srv.limiter == nil || p == "/health" || p == "/metrics" || isConsole(p) {
 			return next(c)
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 500*time.Millisecond)
@@ -163,4 +166,9 @@ func (srv *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// isConsole is true for the web console's static assets (adminsvc/ui).
+func isConsole(p string) bool {
+	return p == "/ui" || strings.HasPrefix(p, ui.Prefix)
 }

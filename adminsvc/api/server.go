@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kong-service-registry/service-registry/adminsvc/ui"
 	"github.com/kong-service-registry/service-registry/internal/kongsync"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 )
@@ -140,6 +141,11 @@ func (srv *Server) routes(e *echo.Echo) {
 	e.GET("/routes", srv.listRoutes)
 	e.GET("/health", srv.health)
 	e.GET("/metrics", srv.metrics)
+	// The web console: static assets, served without a key (they hold no
+	// data); the page's own API calls carry the key the operator types.
+	console := echo.WrapHandler(ui.Handler())
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/ui", console)
+	e.Match([]string{http.MethodGet, http.MethodHead}, ui.Prefix+"*", console)
 
 	v1 := e.Group("/v1", checkName)
 	v1.GET("/openapi.json", srv.openapi)
