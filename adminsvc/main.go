@@ -241,6 +241,17 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	log.Info("adminsvc listening", "addr", ln.Addr().String(), "version", version, "kong_admin_url", redactURL(s.KongAdminURL),
 		"kong_mode", s.KongMode, "redis", redactURL(s.RedisURL), "api_keys", len(keys), "rate_limit_per_min", s.RateLimit)
 
+	if s.MetricsListen != "" {
+		mln, err := net.Listen("tcp", s.MetricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listening on %s (metrics): %w", s.MetricsListen, err)
+		}
+		msrv := m.Server()
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	bg.Add(2)
 	go func() {
 		defer bg.Done()

@@ -21,6 +21,7 @@ import (
 // Settings are every knob of adminsvc.
 type Settings struct {
 	Listen          string
+	MetricsListen   string // a separate /metrics listener without API key; "" = none
 	RedisURL        string
 	RedisSentinel   string // master name; enables Sentinel
 	RedisSentinels  string // comma-separated host:port
@@ -119,6 +120,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		fs.BoolVar(p, name, def, help+" (env "+env+")")
 	}
 	str(&s.Listen, "listen", "SR_LISTEN", ":81", "address of the registry API")
+	str(&s.MetricsListen, "metrics-listen", "SR_METRICS_LISTEN", "", "address of a separate Prometheus /metrics listener that needs no API key, e.g. :9102 (empty: /metrics on --listen only, behind the key)")
 	secret(&s.RedisURL, "redis-url", "SR_REDIS_URL", "redis://127.0.0.1:6379/0", "registry Redis (redis:// or rediss:// for TLS)")
 	str(&s.RedisSentinel, "redis-sentinel-master", "SR_REDIS_SENTINEL_MASTER", "", "Sentinel master name (enables Sentinel; password and db from --redis-url)")
 	str(&s.RedisSentinels, "redis-sentinel-addrs", "SR_REDIS_SENTINEL_ADDRS", "", "Sentinel addresses, comma-separated host:port")

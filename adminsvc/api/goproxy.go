@@ -179,9 +179,8 @@ func (srv *Server) health(c echo.Context) error {
 	return c.JSON(http.StatusOK, body)
 }
 
-func (srv *Server) metrics(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-	defer cancel()
+// gauges reads what /metrics reports at scrape time.
+func (srv *Server) gauges(ctx context.Context) gauges {
 	var g gauges
 	if n, err := srv.store.CountRoutes(ctx); err == nil {
 		g.routes, g.up = int64(n), true
@@ -190,8 +189,6 @@ func (srv *Server) metrics(c echo.Context) error {
 		g.pending = p
 	}
 	g.leader = srv.sync.Stats().Leader
-	c.Response().Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	c.Response().WriteHeader(http.StatusOK)
-	srv.m.write(c.Response(), g)
-	return nil
+	g.streams = srv.hub.streams()
+	return g
 }

@@ -140,7 +140,8 @@ func (srv *Server) routes(e *echo.Echo) {
 	e.POST("/deregister", srv.deregister)
 	e.GET("/routes", srv.listRoutes)
 	e.GET("/health", srv.health)
-	e.GET("/metrics", srv.metrics)
+	srv.m.watchState(srv.gauges)
+	e.GET("/metrics", echo.WrapHandler(srv.m.Handler()))
 	// The web console: static assets, served without a key (they hold no
 	// data); the page's own API calls carry the key the operator types.
 	console := echo.WrapHandler(ui.Handler())

@@ -130,7 +130,7 @@ func TestV1Extensions(t *testing.T) {
 		}
 	}
 	m := s.do("GET", "/metrics", "")
-	for _, want := range []string{"sr_registrations_total 1", "sr_registered_routes 1", "sr_pending_changes ", "sr_reconcile_runs_total ", "sr_reconcile_errors_total ", "sr_reconcile_drift_fixed_total ", "sr_kong_request_duration_seconds_count ", `sr_http_requests_total{method="POST",code="200"}`} {
+	for _, want := range []string{"sr_registrations_total 1", "sr_registered_routes 1", "sr_pending_changes ", "sr_reconcile_runs_total ", "sr_reconcile_errors_total ", "sr_reconcile_drift_fixed_total ", "sr_kong_request_duration_seconds_count ", `sr_http_requests_total{code="200",method="POST"}`} {
 		if !strings.Contains(m.Raw, want) {
 			t.Errorf("metrics lack %q", want)
 		}

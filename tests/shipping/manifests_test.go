@@ -179,7 +179,11 @@ func listenPorts(prog program, env map[string]string) []int {
 		}
 		return ports
 	case progAdminsvc:
-		return []int{portOf(orDefault(env["SR_LISTEN"], ":81"))}
+		ports := []int{portOf(orDefault(env["SR_LISTEN"], ":81"))}
+		if env["SR_METRICS_LISTEN"] != "" {
+			ports = append(ports, portOf(env["SR_METRICS_LISTEN"]))
+		}
+		return ports
 	case progEcho:
 		return []int{portOf(orDefault(env["ECHO_LISTEN"], ":8080"))}
 	case progRedis:

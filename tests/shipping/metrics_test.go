@@ -81,6 +81,11 @@ func TestComposePrometheusScrapesThePrograms(t *testing.T) {
 func metricsPorts(prog program, env map[string]string) []int {
 	switch prog {
 	case progAdminsvc:
+		// The metrics-only listener when set, else /metrics on the API port
+		// (behind the API key when keys are set).
+		if env["SR_METRICS_LISTEN"] != "" {
+			return []int{portOf(env["SR_METRICS_LISTEN"])}
+		}
 		return listenPorts(prog, env)
 	}
 	return nil
@@ -103,4 +108,59 @@ func mountedDir(t *testing.T, svc any, target string) string {
 	}
 	t.Fatalf("compose: nothing mounted at %s", target)
 	return ""
+}
+
+// TestKubernetesPodsAreScraped: the workloads whose programs export metrics
+// carry the prometheus.io annotations, on a container port where that
+// program serves /metrics.
+func TestKubernetesPodsAreScraped(t *testing.T) {
+	want := map[program]bool{}
+	for _, p := range scraped {
+		want[p] = true
+	}
+	found := map[program]bool{}
+	for _, f := range k8sFiles(t) {
+		for _, d := range yamlDocs(t, "deploy", "k8s", filepath.Base(f)) {
+			if k := s(d["kind"]); k != "Deployment" && k != "StatefulSet" {
+				continue
+			}
+			name := s(dig(d, "metadata", "name"))
+			ann := m(dig(d, "spec", "template", "metadata", "annotations"))
+			for _, c := range l(dig(d, "spec", "template", "spec", "containers")) {
+				prog := programFor(s(dig(c, "image")), strList(dig(c, "command")))
+				if !want[prog] {
+					continue
+				}
+				found[prog] = true
+				if s(ann["prometheus.io/scrape"]) != "true" {
+					t.Errorf("deploy/k8s %s: %s exports metrics but the pod has no prometheus.io/scrape: \"true\"", name, prog)
+					continue
+				}
+				env := map[string]string{}
+				for _, e := range l(dig(c, "env")) {
+					env[s(dig(e, "name"))] = s(dig(e, "value"))
+				}
+				port, _ := strconv.Atoi(s(ann["prometheus.io/port"]))
+				if !intsContain(metricsPorts(prog, env), port) {
+					t.Errorf("deploy/k8s %s: prometheus.io/port %q, but %s serves metrics on %v", name, s(ann["prometheus.io/port"]), prog, metricsPorts(prog, env))
+				}
+				var cports []int
+				for _, p := range l(dig(c, "ports")) {
+					n, _ := strconv.Atoi(s(dig(p, "containerPort")))
+					cports = append(cports, n)
+				}
+				if !intsContain(cports, port) {
+					t.Errorf("deploy/k8s %s: prometheus.io/port %d is not a container port %v", name, port, cports)
+				}
+				if p := s(ann["prometheus.io/path"]); p != "" && p != "/metrics" {
+					t.Errorf("deploy/k8s %s: prometheus.io/path %s", name, p)
+				}
+			}
+		}
+	}
+	for p := range want {
+		if !found[p] {
+			t.Errorf("deploy/k8s: no workload runs %s", p)
+		}
+	}
 }
