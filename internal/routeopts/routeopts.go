@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/ratelimit"
 )
 
 // Known option names, in the order the contract lists them.
@@ -325,7 +327,7 @@ func rateLimit(field string, v any) (*RateLimit, error) {
 		}
 	}
 	if x, ok := m["requests_per_min"]; ok && x != nil {
-		if rl.RequestsPerMin, err = nonNegInt(field+".requests_per_min", x, math.MaxInt32); err != nil {
+		if rl.RequestsPerMin, err = nonNegInt(field+".requests_per_min", x, ratelimit.MaxPerMinute); err != nil {
 			return nil, err
 		}
 	}

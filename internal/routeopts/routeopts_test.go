@@ -71,6 +71,7 @@ func TestParseErrors(t *testing.T) {
 		`{"headers":{"Bad Name":"v"}}`:                 `options.headers: invalid header name "Bad Name"`,
 		`{"headers":{"X-A":"a\r\nSet-Cookie: x"}}`:     `options.headers.X-A: header value must not contain CR, LF or NUL`,
 		`{"rate_limit":{"requests_per_min":-1}}`:       `options.rate_limit.requests_per_min: must not be negative`,
+		`{"rate_limit":{"requests_per_min":60000001}}`: `options.rate_limit.requests_per_min: must be at most 60000000`,
 		`{"rate_limit":{"requests_per_min":1.5}}`:      `options.rate_limit.requests_per_min: expected an integer`,
 		`{"rate_limit":{"enabled":1}}`:                 `options.rate_limit.enabled: expected a boolean`,
 		`{"circuit_breaker":{"failure_threshold":-5}}`: `options.circuit_breaker.failure_threshold: must not be negative`,

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/kong-service-registry/service-registry/internal/ratelimit"
 	"github.com/kong-service-registry/service-registry/internal/routeopts"
 	"github.com/kong-service-registry/service-registry/tests/kongschema"
 )
@@ -52,7 +54,8 @@ func TestEveryAcceptedOptionIsAcceptedByThePlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cases []string
-	for _, rl := range []string{``, `"enabled":false`, `"enabled":true,"requests_per_min":1`, `"enabled":true,"requests_per_min":2147483647,"per_ip":true`,
+	for _, rl := range []string{``, `"enabled":false`, `"enabled":true,"requests_per_min":1`, `"enabled":true,"requests_per_min":` + strconv.Itoa(ratelimit.MaxPerMinute) + `,"per_ip":true`,
+		`"enabled":true,"requests_per_min":` + strconv.Itoa(ratelimit.MaxBurst+2),
 		`"enabled":false,"requests_per_min":0`, `"per_ip":true`, `"enabled":true,"requests_per_min":0`, `"enabled":true`} {
 		cases = append(cases, `{"rate_limit":{`+rl+`}}`)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kong-service-registry/service-registry/internal/ratelimit"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/routeopts"
 )
@@ -245,7 +246,9 @@ func registryConfig(service string, preserveHost bool, o routeopts.Options, opts
 			// burst 0, so allow N-1 on top of the pace: N at once, never more
 			// than 2N-1 in any rolling minute (Kong's fixed windows: 2N).
 			if rl.RequestsPerMin > 1 {
-				m["burst"] = rl.RequestsPerMin - 1
+				// Capped at the limiter's bound, which the plugin's
+				// schema enforces (Kong would refuse the config).
+				m["burst"] = min(rl.RequestsPerMin-1, ratelimit.MaxBurst)
 			}
 		}
 		if rl.PerIP {

@@ -72,12 +72,12 @@ type ClusterNode struct {
 // RateLimitConfig configures the limiter (internal/ratelimit).
 type RateLimitConfig struct {
 	Enabled           bool   `json:"enabled" sr:"default=false" desc:"Enable rate limiting."`
-	RequestsPerMin    int    `json:"requests_per_min" sr:"gt=0" desc:"Requests allowed per minute."`
-	RequestsPerSecond int    `json:"requests_per_second" sr:"gt=0" desc:"Requests allowed per second."`
+	RequestsPerMin    int    `json:"requests_per_min" sr:"between=1,60000000" desc:"Requests allowed per minute (at most one per microsecond: the limiter's bound)."`
+	RequestsPerSecond int    `json:"requests_per_second" sr:"between=1,1000000" desc:"Requests allowed per second (at most one per microsecond: the limiter's bound)."`
 	PerIP             bool   `json:"per_ip" sr:"default=false" desc:"Limit each client IP separately (same as limit_by ip)."`
 	LimitBy           string `json:"limit_by" sr:"default=service;one_of=service,route,ip,consumer,header" desc:"What one counter is kept for."`
 	HeaderName        string `json:"header_name" desc:"Request header to limit by when limit_by is header."`
-	Burst             int    `json:"burst" sr:"default=0;between=0,2147483647" desc:"Requests allowed at once ahead of the steady pace."`
+	Burst             int    `json:"burst" sr:"default=0;between=0,1000000" desc:"Requests allowed at once ahead of the steady pace."`
 	FaultTolerant     bool   `json:"fault_tolerant" sr:"default=true" desc:"Let requests through when Redis is unreachable."`
 	HideClientHeaders bool   `json:"hide_client_headers" sr:"default=false" desc:"Do not send the RateLimit-* and X-RateLimit-* headers."`
 	ErrorCode         int    `json:"error_code" sr:"default=429;between=100,599" desc:"Status of a rate-limited response."`

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,7 +15,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// Keep test output readable: the handlers log every refusal.
-	logOnce.Do(func() { log = slog.New(slog.NewTextHandler(io.Discard, nil)) })
+	logOnce.Do(func() { log = slog.New(slog.NewTextHandler(logSink, nil)) })
 	code := m.Run()
 	backends.closeAll()
 	os.Exit(code)
@@ -109,9 +108,11 @@ func TestInvalidConfigs(t *testing.T) {
 		{`{"redis":{"sentinel_master":"m"}}`, "redis.sentinel_nodes: required with sentinel_master"},
 		{`{"cache_ttl_ms":0}`, "cache_ttl_ms: value should be between 1 and 86400000"},
 		{`{"cache_ttl_ms":1.5}`, "cache_ttl_ms: expected an integer"},
-		{`{"rate_limit":{"requests_per_min":-1}}`, "rate_limit.requests_per_min: value must be greater than 0"},
-		{`{"rate_limit":{"requests_per_second":0}}`, "rate_limit.requests_per_second: value must be greater than 0"},
-		{`{"rate_limit":{"burst":-2}}`, "rate_limit.burst: value should be between 0 and 2147483647"},
+		{`{"rate_limit":{"requests_per_min":-1}}`, "rate_limit.requests_per_min: value should be between 1 and 60000000"},
+		// issue 12: accepted before, then every request got 500 ("finer than a microsecond").
+		{`{"rate_limit":{"requests_per_min":100000000}}`, "rate_limit.requests_per_min: value should be between 1 and 60000000"},
+		{`{"rate_limit":{"requests_per_second":0}}`, "rate_limit.requests_per_second: value should be between 1 and 1000000"},
+		{`{"rate_limit":{"burst":-2}}`, "rate_limit.burst: value should be between 0 and 1000000"},
 		{`{"rate_limit":{"enabled":true}}`, "rate_limit: requests_per_min or requests_per_second is required when enabled"},
 		{`{"rate_limit":{"limit_by":"planet"}}`, "rate_limit.limit_by: expected one of: service, route, ip, consumer, header"},
 		{`{"rate_limit":{"limit_by":"header"}}`, "rate_limit.header_name: required when limit_by is header"},
