@@ -85,10 +85,17 @@ func (r *rpcClient) nextSequence() int64 {
 }
 
 func (r *rpcClient) get() (net.Conn, error) {
-	select {
-	case c := <-r.pool:
-		return c, nil
-	default:
+	for {
+		select {
+		case c := <-r.pool:
+			if peerClosed(c) {
+				_ = c.Close()
+				continue
+			}
+			return c, nil
+		default:
+		}
+		break
 	}
 	c, err := net.DialTimeout("unix", r.socket, r.timeout)
 	if err != nil {
@@ -96,6 +103,32 @@ func (r *rpcClient) get() (net.Conn, error) {
 	}
 	r.opened.Add(1)
 	return c, nil
+}
+
+// peerClosed is what nginx's keepalive pool does with an idle connection
+// the peer closed (or wrote to): it drops it at once, on the read event,
+// so a later connect finds no dead pooled connection. Seen in a real Kong
+// 3.9.3 with its plugin server killed: requests failed with "connection
+// refused" (kong.response.error(500)), not "closed" (KONG-NOTES.md).
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	buf := make([]byte, 1)
+	err = raw.Read(func(fd uintptr) bool {
+		// EAGAIN: idle and open. Anything else (EOF, unexpected data, an
+		// error) closes it, as nginx does.
+		_, _, rerr := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		closed = !errors.Is(rerr, syscall.EAGAIN)
+		return true
+	})
+	return closed || err != nil
 }
 
 // keepalive is setkeepalive(): back to the pool, or closed when the pool is full.

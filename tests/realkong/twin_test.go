@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,4 +171,66 @@ func normalised(t *testing.T, c *http.Client, base string, probe []string) strin
 	}
 	sort.Strings(hs)
 	return fmt.Sprintf("%d %q | %s", status, requestID.ReplaceAllString(body, "<id>"), strings.Join(hs, "; "))
+}
+
+// Plugin server killed: the harness (FailOpen for 3.4, Kong 3.9's 500
+// otherwise) answers what the real Kong answers while its plugin server is
+// down: 3.4 proxies through the service's own upstream, 3.9 answers 500.
+func TestHarnessAgreesPluginDown(t *testing.T) {
+	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
+		rs := redistest.Start(t, redistest.Options{})
+		store := registry.NewStore(rs.Client(), registry.Options{})
+		a, static := newBackend(t, "a"), newBackend(t, "static")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := store.PutInstance(ctx, "down", registry.Instance{ID: a.id, Address: a.addr(), Weight: 1}); err != nil {
+			t.Fatal(err)
+		}
+		tw := twinService{name: "down", upstream: static.addr(), plugin: map[string]any{"registry": "redis", "service": "down",
+			"redis": map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 500}}}
+		svc, up := tw.declarative()
+		if err := k.push(t, []map[string]any{svc}, []map[string]any{up}); err != nil {
+			t.Fatal(err)
+		}
+		hk := harness.Start(t, harness.Options{Binary: pluginBin, Version: k.version, FailOpen: k.failOpen(), RespawnDelay: time.Hour})
+		tw.addTo(t, hk)
+		c := &http.Client{Timeout: 20 * time.Second}
+		probe := []string{"/down/x"}
+		// down is the plugin-down answer: 3.4 the upstream's backend, 3.9 a 500.
+		down := func(base string) string {
+			var got string
+			waitFor(t, 10*time.Second, "the plugin-down answer from "+base, func() bool {
+				got = normalised(t, c, base, probe)
+				return strings.HasPrefix(got, "500 ") || strings.Contains(got, "X-Instance: static")
+			})
+			return got
+		}
+		for _, base := range []string{k.proxy, hk.URL()} {
+			if got := normalised(t, c, base, probe); !strings.Contains(got, "X-Instance: a") {
+				t.Fatalf("plugin up, %s: %s", base, got)
+			}
+		}
+		if err := syscall.Kill(k.pluginPID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		real := down(k.proxy)
+		if err := hk.Process().Kill(); err != nil {
+			t.Fatal(err)
+		}
+		fake := down(hk.URL())
+		if real != fake {
+			t.Errorf("plugin server down:\nkong %s: %s\nharness:     %s", k.version, real, fake)
+		}
+		want := "500 "
+		if k.failOpen() {
+			want = "200 "
+		}
+		if !strings.HasPrefix(real, want) {
+			t.Errorf("kong %s with its plugin server down: %s, want %s", k.version, real, want)
+		}
+		// The real Kong's supervisor restarts it (1 s): the plugin picks again.
+		waitFor(t, 10*time.Second, "the real plugin server back", func() bool {
+			return strings.Contains(normalised(t, c, k.proxy, probe), "X-Instance: a")
+		})
+	})
 }
