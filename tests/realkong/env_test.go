@@ -84,7 +84,7 @@ func discoveryConfig(r *redistest.Server) map[string]any {
 
 func newEnv(t *testing.T, k *kong, o envOptions) *env {
 	t.Helper()
-	if k.mode != modeDBLess {
+	if k.mode == modeDB {
 		t.Fatalf("plugin scenarios push declarative config: DB-less Kong only")
 	}
 	e := &env{t: t, kong: k, bes: map[string]*backendSrv{}, http: &http.Client{Timeout: 20 * time.Second}}
@@ -107,12 +107,20 @@ func newEnv(t *testing.T, k *kong, o envOptions) *env {
 // push sends the scenario's whole declarative config.
 func (e *env) push() error {
 	e.t.Helper()
+	return e.pushTo(e.kong)
+}
+
+// pushTo sends the scenario's config to one Kong node: another DB-less node
+// gets the same entities, the plugin with the same id, as nodes of one
+// cluster share their database.
+func (e *env) pushTo(k *kong) error {
+	e.t.Helper()
 	services := []map[string]any{{
 		"name": "orders", "host": "127.0.0.1", "port": 9, "retries": 0,
 		"routes":  []map[string]any{{"name": "orders", "paths": []string{"/orders"}}},
 		"plugins": []map[string]any{{"id": pluginID, "name": "service-registry", "config": e.cfg}},
 	}}
-	return e.kong.push(e.t, append(services, e.extraServices...), e.extraUpstreams)
+	return k.push(e.t, append(services, e.extraServices...), e.extraUpstreams)
 }
 
 // updatePlugin replaces the plugin's config.

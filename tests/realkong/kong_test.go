@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,8 @@ import (
 const (
 	modeDBLess = "dbless"
 	modeDB     = "db"
+	// modeNode2 is a second DB-less Kong, for the two-node scenarios.
+	modeNode2 = "dbless-node2"
 	// envDirs names the Kong builds to run against, space-separated, each
 	// a DEST of ../shared/realkong/build.sh (holding bin/kong-start.sh).
 	envDirs = "SR_REALKONG_DIRS"
@@ -53,13 +56,67 @@ func eachKong(t *testing.T, mode string, fn func(t *testing.T, k *kong)) {
 			k.reset(t)
 			t0 := time.Now()
 			defer func() {
-				t.Logf("kong %s %s: %s", k.version, k.mode, time.Since(t0).Round(time.Millisecond))
+				took := time.Since(t0)
+				record(k, took, t.Failed())
+				t.Logf("kong %s %s: %s", k.version, k.mode, took.Round(time.Millisecond))
 				if t.Failed() {
 					t.Logf("kong %s %s logs:\n%s", k.version, k.mode, k.logs())
 				}
 			}()
 			fn(t, k)
 		})
+	}
+}
+
+// tally is the time spent in scenarios per Kong version and mode, and how
+// many ran and failed, printed after the tests (go test -v shows it).
+type tally struct {
+	took         time.Duration
+	runs, failed int
+}
+
+var (
+	talliesMu sync.Mutex
+	tallies   = map[string]*tally{}
+)
+
+func record(k *kong, took time.Duration, failed bool) {
+	talliesMu.Lock()
+	defer talliesMu.Unlock()
+	key := "kong " + k.version + " " + k.mode
+	if tallies[key] == nil {
+		tallies[key] = &tally{}
+	}
+	tl := tallies[key]
+	tl.took += took
+	tl.runs++
+	if failed {
+		tl.failed++
+	}
+}
+
+func printTallies() {
+	talliesMu.Lock()
+	defer talliesMu.Unlock()
+	keys := make([]string, 0, len(tallies))
+	for key := range tallies {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		tl := tallies[key]
+		fmt.Printf("realkong: %-20s %2d scenarios, %d failed, %s in scenarios\n", key, tl.runs, tl.failed, tl.took.Round(time.Millisecond))
+	}
+	slotsMu.Lock()
+	all := make([]*slot, 0, len(slots))
+	for _, s := range slots {
+		all = append(all, s)
+	}
+	slotsMu.Unlock()
+	for _, s := range all {
+		if k, err := s.get(); err == nil { // waits for a start still under way
+			fmt.Printf("realkong: kong %s %s started in %s\n", k.version, k.mode, k.startTook.Round(time.Millisecond))
+		}
 	}
 }
 
@@ -124,7 +181,7 @@ func (s *slot) get() (*kong, error) {
 // (mostly Kong's CLI and migrations) overlap the tests.
 func startAll(dirs []string) {
 	go func() {
-		for _, mode := range []string{modeDBLess, modeDB} {
+		for _, mode := range []string{modeDBLess, modeDB, modeNode2} {
 			for _, dir := range dirs {
 				_, _ = slotFor(dir, mode).get()
 			}
@@ -394,7 +451,7 @@ func (k *kong) find(t testing.TB, kind, nameOrID string) (map[string]any, bool) 
 // entity deleted (DB mode; plugins and routes before what they reference).
 func (k *kong) reset(t testing.TB) {
 	t.Helper()
-	if k.mode == modeDBLess {
+	if k.mode != modeDB {
 		if err := k.adminJSON("POST", "/config", map[string]any{"_format_version": "3.0"}, nil); err != nil {
 			t.Fatalf("emptying kong: %v", err)
 		}

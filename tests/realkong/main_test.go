@@ -53,7 +53,9 @@ func run(m *testing.M) (int, error) {
 	}
 	defer stopAll()
 	startAll(dirs)
-	return m.Run(), nil
+	code := m.Run()
+	printTallies()
+	return code, nil
 }
 
 func stopAll() {

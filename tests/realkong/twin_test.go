@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -210,13 +211,20 @@ func TestHarnessAgreesPluginDown(t *testing.T) {
 				t.Fatalf("plugin up, %s: %s", base, got)
 			}
 		}
-		if err := syscall.Kill(k.pluginPID(), syscall.SIGKILL); err != nil {
+		// Probe once the process is gone (its sockets closed): a request
+		// racing the kill finds a live pooled connection that then fails
+		// ("closed"), and both Kong and the harness answer otherwise.
+		pid := k.pluginPID()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		waitDead(t, pid)
 		real := down(k.proxy)
+		pid = hk.Process().PID()
 		if err := hk.Process().Kill(); err != nil {
 			t.Fatal(err)
 		}
+		waitDead(t, pid)
 		fake := down(hk.URL())
 		if real != fake {
 			t.Errorf("plugin server down:\nkong %s: %s\nharness:     %s", k.version, real, fake)
@@ -232,5 +240,19 @@ func TestHarnessAgreesPluginDown(t *testing.T) {
 		waitFor(t, 10*time.Second, "the real plugin server back", func() bool {
 			return strings.Contains(normalised(t, c, k.proxy, probe), "X-Instance: a")
 		})
+	})
+}
+
+// waitDead waits until pid has exited (gone, or a zombie not yet reaped).
+func waitDead(t *testing.T, pid int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("pid %d to exit", pid), func() bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		// state is the field after the ")" that ends the command name
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		return len(f) == 0 || f[0] == "Z" || f[0] == "X"
 	})
 }
