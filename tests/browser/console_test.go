@@ -22,6 +22,7 @@ func TestConsole(t *testing.T) {
 	t.Run("console errors are detected", func(t *testing.T) { testErrorsDetected(t, browser, e) })
 	t.Run("sign in with the keyboard", func(t *testing.T) { testSignIn(t, browser, e) })
 	t.Run("overview", func(t *testing.T) { testOverview(t, browser, e) })
+	t.Run("overview shows Kong trouble live", func(t *testing.T) { testKongTrouble(t, browser, e) })
 	t.Run("route registered elsewhere appears live", func(t *testing.T) { testLiveRoute(t, browser, e) })
 	t.Run("register and deregister from the page", func(t *testing.T) { testRegisterDeregister(t, browser, e) })
 	t.Run("weight change moves the traffic", func(t *testing.T) { testWeight(t, browser, e) })
@@ -93,6 +94,23 @@ func testOverview(t *testing.T, browser context.Context, e *env) {
 	tb.waitJS("the store status", `document.querySelector(".card .badge")?.textContent === "healthy"`, 10*time.Second)
 	tb.waitJS("Kong's last apply", `[...document.querySelectorAll(".kv dt")].some(d => d.textContent === "Last applied" && d.nextElementSibling.querySelector("time"))`, 15*time.Second)
 	tb.waitJS("the timeline", `document.querySelectorAll(".timeline li.tl-instance").length === 2`, 10*time.Second)
+}
+
+// Kong's Admin API going away shows on the overview (last error, pending
+// changes) without a reload, and clears when Kong is back.
+func testKongTrouble(t *testing.T, browser context.Context, e *env) {
+	tb := open(t, browser, e, "overview")
+	tb.waitJS("Kong healthy", `document.querySelectorAll(".card .badge")[1]?.textContent === "ok"`, 15*time.Second)
+	e.fake.Stop()
+	// A change makes adminsvc try Kong at once; the page follows the change.
+	e.api("PUT", "/v1/services/trouble/instances/t1", `{"address":"10.0.9.1:80"}`, 200)
+	lastErr := `[...document.querySelectorAll(".kv dt")].find(d => d.textContent === "Last error")?.nextElementSibling`
+	tb.waitJS("the Kong error on the overview", `document.querySelectorAll(".card .badge")[1]?.textContent === "error" && `+lastErr+`.querySelector(".error-text")`, 20*time.Second)
+	if err := e.fake.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	e.api("DELETE", "/v1/services/trouble/instances/t1", "", 200)
+	tb.waitJS("the error to clear", `document.querySelectorAll(".card .badge")[1]?.textContent === "ok" && !`+lastErr+`.querySelector(".error-text")`, 20*time.Second)
 }
 
 func testLiveRoute(t *testing.T, browser context.Context, e *env) {

@@ -29,8 +29,9 @@ const apiKey = "console-test-key-0123456789"
 type env struct {
 	t     *testing.T
 	redis *redistest.Server
-	kong  *harness.Kong // the harness node running the real plugin
-	admin string        // adminsvc base URL
+	fake  *kongfake.Fake // the Kong Admin API adminsvc syncs to
+	kong  *harness.Kong  // the harness node running the real plugin
+	admin string         // adminsvc base URL
 	logs  *testbin.Buffer
 	bes   map[string]*backend
 	http  *http.Client
@@ -58,8 +59,8 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, bes: map[string]*backend{}, http: &http.Client{Timeout: 20 * time.Second}}
 	e.redis = redistest.Start(t, redistest.Options{})
-	fake := kongfake.Start(t, kongfake.Options{Plugins: map[string]kongfake.PluginSchema{"service-registry": nil}})
-	e.startAdminsvc(fake.URL())
+	e.fake = kongfake.Start(t, kongfake.Options{Plugins: map[string]kongfake.PluginSchema{"service-registry": nil}})
+	e.startAdminsvc(e.fake.URL())
 	// The harness node: service "orders" resolved by the plugin from the
 	// same Redis the console writes through adminsvc.
 	e.kong = harness.Start(t, harness.Options{Binary: pluginBin, Workers: 2})

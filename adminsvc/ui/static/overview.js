@@ -31,7 +31,10 @@ export function mount(view, _params, ctx) {
     fill(timeline, timelineItems(routes || [], svcs || [], ctx.events));
   }
   refresh();
-  return {refresh, unmount() { alive = false; }};
+  // Kong's state (errors, pending changes, refusals) changes without a
+  // registry event: poll /health's view of it while the page is open.
+  const poll = setInterval(() => { if (!document.hidden) refresh(); }, 3000);
+  return {refresh, unmount() { alive = false; clearInterval(poll); }};
 }
 
 function row(label, ...value) {
@@ -71,12 +74,14 @@ function statusCards(hl) {
   const kcard = h('section', {class: 'card', 'aria-label': 'Kong'},
     h('h3', {}, 'Kong ', badge(kstate)),
     h('dl', {class: 'kv'},
-      row('Mode', value(kong.mode)),
+      // Rows for fields this adminsvc does not report are left out rather
+      // than shown empty; last_error is omitted by the API when there is none.
+      'mode' in kong ? row('Mode', value(kong.mode)) : null,
       row('Sync leader (this replica)', value(kong.leader)),
       row('Pending changes', value(hl.pending_changes)),
       row('Last applied', kong.last_apply ? when(kong.last_apply) : value(null)),
-      row('Last error', kong.last_error ? h('span', {class: 'error-text'}, kong.last_error) : value(null)),
-      row('Entities Kong refused', value(refused)),
+      row('Last error', kong.last_error ? h('span', {class: 'error-text'}, kong.last_error) : h('span', {class: 'muted'}, 'none')),
+      refused !== undefined ? row('Entities Kong refused', value(refused)) : null,
       Object.entries(kong).filter(([k]) => !kongKnown.has(k)).map(([k, v]) => row(k.replaceAll('_', ' '), value(v)))));
   return [store, kcard];
 }
