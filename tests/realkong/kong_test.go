@@ -180,14 +180,24 @@ func (s *slot) get() (*kong, error) {
 // the background (DB-less first: the first tests use them), so the starts
 // (mostly Kong's CLI and migrations) overlap the tests.
 func startAll(dirs []string) {
+	starter.Add(1)
 	go func() {
+		defer starter.Done()
 		for _, mode := range []string{modeDBLess, modeDB, modeNode2} {
 			for _, dir := range dirs {
+				if stopping.Load() {
+					return
+				}
 				_, _ = slotFor(dir, mode).get()
 			}
 		}
 	}()
 }
+
+var (
+	starter  sync.WaitGroup
+	stopping atomic.Bool // no more background starts: the tests are over
+)
 
 // sharedKong returns the build's Kong of that mode, started on first use.
 func sharedKong(t *testing.T, dir, mode string) *kong {
@@ -224,7 +234,7 @@ func startKong(dir, mode string) (*kong, error) {
 	if err := os.WriteFile(empty, []byte("_format_version: \"3.0\"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	env := append(os.Environ(), "KONG_PREFIX_DIR="+k.prefix)
+	env := append(buildEnv(dir), "KONG_PREFIX_DIR="+k.prefix, "KONG_DATABASE=off")
 	env = append(env, kongSettings...)
 	decl := empty
 	if mode == modeDB {
@@ -264,10 +274,27 @@ func startKong(dir, mode string) (*kong, error) {
 	return k, nil
 }
 
+// buildEnv is this process's environment for a build's scripts: REALKONG
+// set to the build (the scripts prefer an inherited one over their own
+// location), and no inherited Kong setting but the log level (a
+// KONG_DATABASE or KONG_PG_DATABASE exported for another tool must not
+// reach these Kongs).
+func buildEnv(dir string) []string {
+	env := []string{"REALKONG=" + dir}
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "REALKONG" || strings.HasPrefix(name, "KONG_") && name != "KONG_LOG_LEVEL" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
 // stop stops Kong and drops its database.
 func (k *kong) stop() {
 	cmd := exec.Command(filepath.Join(k.dir, "bin", "kong-stop.sh"))
-	cmd.Env = append(os.Environ(), "KONG_PREFIX_DIR="+k.prefix)
+	cmd.Env = append(buildEnv(k.dir), "KONG_PREFIX_DIR="+k.prefix)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "realkong: kong-stop.sh %s: %v\n%s", k.prefix, err, out)
 	}
@@ -280,6 +307,8 @@ func (k *kong) stop() {
 
 // stopKongs stops every Kong started (waiting for starts under way).
 func stopKongs() {
+	stopping.Store(true)
+	starter.Wait()
 	slotsMu.Lock()
 	all := make([]*slot, 0, len(slots))
 	for _, s := range slots {
@@ -323,7 +352,9 @@ func createDatabase(dir string) (string, error) {
 		_ = c.Close()
 	} else {
 		svc := filepath.Join(dir, "bin", "services.sh")
-		if out, err := exec.Command(svc, "start", "postgres").CombinedOutput(); err != nil {
+		cmd := exec.Command(svc, "start", "postgres")
+		cmd.Env = buildEnv(dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("%s start postgres: %w\n%s", svc, err, out)
 		}
 		if pgStartedBy == "" {

@@ -54,6 +54,8 @@ func run(m *testing.M) (int, error) {
 	defer stopAll()
 	startAll(dirs)
 	code := m.Run()
+	stopping.Store(true) // Kongs no test asked for are not started any more
+	starter.Wait()
 	printTallies()
 	return code, nil
 }
@@ -61,7 +63,9 @@ func run(m *testing.M) (int, error) {
 func stopAll() {
 	stopKongs()
 	if pgStartedBy != "" {
-		if out, err := exec.Command(pgStartedBy, "stop", "postgres").CombinedOutput(); err != nil {
+		cmd := exec.Command(pgStartedBy, "stop", "postgres")
+		cmd.Env = buildEnv(filepath.Dir(filepath.Dir(pgStartedBy)))
+		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "realkong: %s stop postgres: %v\n%s", pgStartedBy, err, out)
 		}
 	}

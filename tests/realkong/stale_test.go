@@ -46,7 +46,7 @@ func reapStale(stop string) {
 				continue
 			}
 			cmd := exec.Command(stop)
-			cmd.Env = append(os.Environ(), "KONG_PREFIX_DIR="+p)
+			cmd.Env = append(buildEnv(filepath.Dir(filepath.Dir(stop))), "KONG_PREFIX_DIR="+p)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "realkong: stopping a stale kong in %s: %v\n%s", p, err, out)
 			}
