@@ -122,7 +122,9 @@ func New(cfg Config) (*Server, error) {
 	// 0 because /v1/events is a response stream that lasts as long as the
 	// client listens; ReadTimeout does not affect it (the request of an
 	// event stream has no body and its headers are read before it starts).
-	e.Server.ReadHeaderTimeout = 10 * time.Second
+	// Headers get at most 10 s, and never more than the whole request may
+	// take: a ReadTimeout below 10 s must cut slow headers too.
+	e.Server.ReadHeaderTimeout = min(10*time.Second, cfg.ReadTimeout)
 	e.Server.ReadTimeout = cfg.ReadTimeout
 	e.Server.WriteTimeout = 0
 	e.Server.IdleTimeout = 2 * time.Minute
