@@ -40,12 +40,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, version)
 		return 0
 	}
-	s, pos, err := parseSettings("adminsvc", args, getenv, stderr)
+	s, pos, err := parseSettings("adminsvc", args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "adminsvc:", err)
+		fmt.Fprintf(stderr, "adminsvc: %v\n(adminsvc --help lists every flag)\n", err)
 		return 2
 	}
 	// Command words may come before or after the flags; anything left over
@@ -80,6 +80,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	log := newLogger(s, stderr)
+	// go-redis logs through its own global logger (pool dial failures):
+	// route it through ours so a JSON log stays JSON.
+	redis.SetLogger(redisLog{log})
 	switch cmd {
 	case "migrate":
 		return runMigrate(ctx, s, sub, stdout, log)
@@ -91,6 +94,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	return 0
+}
+
+// redisLog is go-redis's logger over slog.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.WarnContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
 }
 
 func newLogger(s *Settings, w io.Writer) *slog.Logger {
@@ -117,6 +127,12 @@ func runMigrate(ctx context.Context, s *Settings, sub string, stdout io.Writer, 
 	switch sub {
 	case "status":
 		st, err := migrations.GetStatus(ctx, rdb, s.RedisPrefix)
+		if err != nil && !errors.Is(err, migrations.ErrNewerKeyspace) {
+			// Redis unreachable: what this binary knows is still known.
+			fmt.Fprintf(stdout, "keyspace version: unknown (redis unreachable)\nlatest known: %d\n", migrations.Latest())
+			log.Error("migrate status", "error", err)
+			return 1
+		}
 		fmt.Fprintf(stdout, "keyspace version: %d\nlatest known: %d\n", st.Current, st.Latest)
 		for _, m := range st.Pending {
 			fmt.Fprintf(stdout, "pending: %d %s\n", m.Version, m.Name)
@@ -220,14 +236,19 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	}
 
 	m := api.NewMetrics()
-	rec, err := newReconciler(s, store, rdb, ropt, m, log)
+	rec, syncer, err := newReconciler(s, store, rdb, ropt, m, log)
+	if err != nil {
+		return err
+	}
+	deny, err := api.ParseDenyList(s.DenyBackends, s.KongAdminURL)
 	if err != nil {
 		return err
 	}
 	srv, err := api.New(api.Config{
-		Store: store, Redis: rdb, Sync: rec, Metrics: m, Logger: log, Prefix: s.RedisPrefix,
+		Store: store, Redis: rdb, Sync: kongSync{rec, syncer}, Metrics: m, Logger: log, Prefix: s.RedisPrefix,
 		APIKeys: keys, RateLimit: s.RateLimit, BodyLimit: s.BodyLimit, MaxEventStreams: s.MaxEventStreams,
-		TrustedProxies: s.TrustedProxies, ReadTimeout: s.ReadTimeout,
+		TrustedProxies: s.TrustedProxies, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, MaxListings: s.MaxListings,
+		Deny: deny, KongGrace: s.KongHealthGrace,
 	})
 	if err != nil {
 		return err
@@ -280,15 +301,24 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	return nil
 }
 
+// kongSync is what the API reads of the Kong sync: the reconciler's
+// nudge and counters, and its syncer's apply status.
+type kongSync struct {
+	*kongsync.Reconciler
+	syncer *kongsync.Syncer
+}
+
+func (k kongSync) Status() kongsync.Status { return k.syncer.Status() }
+
 // newReconciler wires the Kong sync: its Kong client, the registry it
 // reads and the metrics it feeds.
 func newReconciler(s *Settings, store *registry.Store, rdb redis.UniversalClient, ropt *redis.Options,
-	m *api.Metrics, log *slog.Logger) (*kongsync.Reconciler, error) {
+	m *api.Metrics, log *slog.Logger) (*kongsync.Reconciler, *kongsync.Syncer, error) {
 	var base []byte
 	if s.KongBaseConfig != "" {
 		var err error
 		if base, err = os.ReadFile(s.KongBaseConfig); err != nil {
-			return nil, fmt.Errorf("kong base config: %w", err)
+			return nil, nil, fmt.Errorf("kong base config: %w", err)
 		}
 	}
 	var headers http.Header
@@ -300,14 +330,15 @@ func newReconciler(s *Settings, store *registry.Store, rdb redis.UniversalClient
 		Concurrency: s.KongConcurrency, BaseConfig: base, Logger: log, ObserveLatency: m.ObserveKong,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return kongsync.NewReconciler(kongsync.ReconcilerOptions{
+	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{
 		Source: store, Syncer: syncer, Redis: rdb, Prefix: s.RedisPrefix, Interval: s.Reconcile,
 		Debounce: s.SyncDebounce, MaxDelay: s.SyncMaxDelay, LeaseTTL: s.LeaseTTL,
 		Translate: translator.Options{Redis: pluginRedis(s, ropt)}, ReplicaID: s.ReplicaID, Logger: log,
 		OnApply: m.ObserveApply,
 	})
+	return rec, syncer, err
 }
 
 // migrateAtStart applies pending migrations. A newer keyspace is fatal; an

@@ -46,6 +46,10 @@ type Settings struct {
 	MaxEventStreams int
 	TrustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	ReadTimeout     time.Duration // whole request (headers and body)
+	WriteTimeout    time.Duration // whole response, event streams aside
+	MaxListings     int
+	DenyBackends    string // CIDRs, IPs and host:port refused as backends
+	KongHealthGrace time.Duration
 	LogLevel        string
 	LogFormat       string
 	ReplicaID       string
@@ -139,6 +143,7 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	dur(&s.Reconcile, "reconcile-interval", "SR_RECONCILE_INTERVAL", 30*time.Second, "full reconcile with Kong (reads Kong, heals drift) at least this often")
 	dur(&s.SyncDebounce, "kong-sync-debounce", "SR_KONG_SYNC_DEBOUNCE", 200*time.Millisecond, "apply registry changes to Kong this long after the last one of a burst")
 	dur(&s.SyncMaxDelay, "kong-sync-max-delay", "SR_KONG_SYNC_MAX_DELAY", 2*time.Second, "but never later than this after the first change")
+	dur(&s.KongHealthGrace, "kong-health-grace", "SR_KONG_HEALTH_GRACE", time.Minute, "how long Kong may be unreachable or refuse writes before /health says degraded")
 	dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
 	secret(&s.APIKeys, "api-keys", "SR_API_KEYS", "", "comma-separated API keys; none = open API (a warning is logged)")
 	str(&s.APIKeysFile, "api-keys-file", "SR_API_KEYS_FILE", "", "file with one API key per line (# comments)")
@@ -150,6 +155,9 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 	integer(&s.MaxEventStreams, "max-event-streams", "SR_MAX_EVENT_STREAMS", 100, "most concurrent /v1/events streams (503 past it); all share one Redis subscription")
 	str(&s.TrustedProxies, "trusted-proxies", "SR_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies in front of adminsvc whose X-Forwarded-For is trusted for the client IP (rate limit, audit); default: none, the peer address is the client")
 	dur(&s.ReadTimeout, "read-timeout", "SR_READ_TIMEOUT", 30*time.Second, "time allowed to receive a whole request, body included")
+	dur(&s.WriteTimeout, "write-timeout", "SR_WRITE_TIMEOUT", 30*time.Second, "time allowed to send a whole response (not /v1/events); a client that stops reading is cut then")
+	str(&s.DenyBackends, "deny-backends", "SR_DENY_BACKENDS", api.DefaultDenyBackends, "backends and instance addresses refused: comma-separated CIDRs, IPs and host:port; the Kong Admin address is always refused; loopback is allowed unless listed")
+	integer(&s.MaxListings, "max-listings", "SR_MAX_LISTINGS", 16, "full listings (GET /routes, /v1/services without ?limit=) written at once; past it a request waits 2 s, then 503")
 	str(&s.LogLevel, "log-level", "SR_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&s.LogFormat, "log-format", "SR_LOG_FORMAT", "json", "json or text")
 	str(&s.ReplicaID, "replica-id", "SR_REPLICA_ID", "", "name of this replica in the Kong sync lease (default hostname-pid)")
@@ -188,8 +196,14 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		if s.MaxEventStreams <= 0 {
 			errs = append(errs, errors.New("max-event-streams must be positive"))
 		}
-		if s.ReadTimeout <= 0 {
-			errs = append(errs, errors.New("read-timeout must be positive"))
+		if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 {
+			errs = append(errs, errors.New("read-timeout and write-timeout must be positive"))
+		}
+		if s.KongHealthGrace <= 0 {
+			errs = append(errs, errors.New("kong-health-grace must be positive"))
+		}
+		if s.MaxListings <= 0 {
+			errs = append(errs, errors.New("max-listings must be positive"))
 		}
 		if _, err := api.IPExtractor(s.TrustedProxies); err != nil {
 			errs = append(errs, err)
@@ -202,6 +216,8 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 		}
 		if _, err := url.Parse(s.KongAdminURL); err != nil {
 			errs = append(errs, fmt.Errorf("kong-admin-url: %w", err))
+		} else if _, err := api.ParseDenyList(s.DenyBackends, s.KongAdminURL); err != nil {
+			errs = append(errs, err)
 		}
 		return errors.Join(errs...)
 	}
@@ -213,15 +229,20 @@ func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (a
 func parseSettings(name string, args []string, getenv func(string) string, out io.Writer) (*Settings, []string, error) {
 	s := &Settings{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
+	// flag's own messages are dropped: a parse error is returned (run
+	// prints it to stderr) and asked-for help goes to out (stdout), so
+	// `adminsvc --help | less` works.
+	fs.SetOutput(io.Discard)
 	apply := settingsFlags(fs, s, getenv)
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage:\n  %s [flags]                 serve the registry API\n  %s migrate up|status [flags]\n  %s import [flags] routes.json\n\nFlags (every flag also reads the SR_* variable shown; flags win):\n", name, name, name)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {}
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(out, "Usage:\n  %s [flags]                 serve the registry API\n  %s migrate up|status [flags]\n  %s import [flags] routes.json\n\nFlags (every flag also reads the SR_* variable shown; flags win):\n", name, name, name)
+				fs.SetOutput(out)
+				fs.PrintDefaults()
+			}
 			return nil, nil, err
 		}
 		if fs.NArg() == 0 {

@@ -32,11 +32,13 @@ type fakeSync struct {
 	triggers atomic.Int64
 	pending  int64
 	stats    kongsync.Stats
+	status   kongsync.Status
 }
 
 func (f *fakeSync) Trigger()                               { f.triggers.Add(1) }
 func (f *fakeSync) Pending(context.Context) (int64, error) { return f.pending, nil }
 func (f *fakeSync) Stats() kongsync.Stats                  { return f.stats }
+func (f *fakeSync) Status() kongsync.Status                { return f.status }
 
 type testAPI struct {
 	srv   *Server

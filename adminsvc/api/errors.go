@@ -82,7 +82,7 @@ func (srv *Server) handleError(err error, c echo.Context) {
 	switch {
 	case he.Code == http.StatusServiceUnavailable && he.Internal != nil:
 		srv.log.Error("registry store unavailable", "error", he.Internal, "path", c.Path())
-	case he.Code >= 500:
+	case he.Code >= 500 && (he.Code == http.StatusInternalServerError || he.Internal != nil):
 		srv.log.Error("request failed", "error", errOf(he), "method", c.Request().Method, "path", c.Request().URL.Path)
 	}
 	if c.Request().Method == http.MethodHead {

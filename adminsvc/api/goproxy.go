@@ -61,6 +61,9 @@ func (srv *Server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.denyBackend(req.Backend); err != nil {
+		return err
+	}
 	for _, name := range opts.Unknown {
 		if _, seen := srv.unknown.LoadOrStore(name, true); !seen {
 			srv.log.Warn("unknown route option kept as is", "option", name)
@@ -135,60 +138,37 @@ type routeJSON struct {
 	RegisteredAt string          `json:"registered_at"`
 }
 
-func (srv *Server) listRoutes(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
-	defer cancel()
-	rs, err := srv.store.ListRoutes(ctx)
-	if err != nil {
-		return err
-	}
+func toRouteJSON(rs []registry.Route) []routeJSON {
 	out := make([]routeJSON, len(rs))
 	for i, r := range rs {
 		out[i] = routeJSON{Host: r.Host, Path: r.Path, Backend: r.Backend, Options: r.Options,
 			RegisteredAt: r.RegisteredAt.UTC().Format(time.RFC3339)}
 	}
-	return c.JSON(http.StatusOK, struct {
-		Routes []routeJSON `json:"routes"`
-		Total  int         `json:"total"`
-	}{out, len(out)})
+	return out
 }
 
-func (srv *Server) health(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-	defer cancel()
-	n, err := srv.store.CountRoutes(ctx)
+// listRoutes is GET /routes: every route, streamed (the go-proxy default),
+// or with ?limit= one page and the cursor of the next.
+func (srv *Server) listRoutes(c echo.Context) error {
+	p, err := pageParams(c)
 	if err != nil {
-		srv.log.Warn("health: registry store unavailable", "error", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]any{
-			"status": "unhealthy", "error": "registry store unavailable",
+		return err
+	}
+	if p.limit == 0 {
+		return streamList(srv, c, "routes", func(ctx context.Context, after string) ([]routeJSON, string, error) {
+			rs, next, err := srv.store.ListRoutesPage(ctx, after, streamPage)
+			return toRouteJSON(rs), next, err
 		})
 	}
-	body := map[string]any{"status": "healthy", "registered_routes": n}
-	if pending, err := srv.sync.Pending(ctx); err == nil {
-		body["pending_changes"] = pending
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	rs, next, err := srv.store.ListRoutesPage(ctx, p.after, p.limit)
+	if err != nil {
+		return err
 	}
-	st := srv.sync.Stats()
-	kong := map[string]any{"leader": st.Leader}
-	if st.LastError != "" {
-		kong["last_error"] = st.LastError
-	}
-	if !st.LastApply.IsZero() {
-		kong["last_apply"] = st.LastApply.UTC().Format(time.RFC3339)
-	}
-	body["kong"] = kong
-	return c.JSON(http.StatusOK, body)
-}
-
-// gauges reads what /metrics reports at scrape time.
-func (srv *Server) gauges(ctx context.Context) gauges {
-	var g gauges
-	if n, err := srv.store.CountRoutes(ctx); err == nil {
-		g.routes, g.up = int64(n), true
-	}
-	if p, err := srv.sync.Pending(ctx); err == nil {
-		g.pending = p
-	}
-	g.leader = srv.sync.Stats().Leader
-	g.streams = srv.hub.streams()
-	return g
+	return c.JSON(http.StatusOK, struct {
+		Routes     []routeJSON `json:"routes"`
+		Total      int         `json:"total"`
+		NextCursor string      `json:"next_cursor,omitempty"`
+	}{toRouteJSON(rs), len(rs), encodeCursor(next)})
 }

@@ -33,6 +33,7 @@ type Metrics struct {
 	reconcileWrites prometheus.Counter
 	configPushes    prometheus.Counter
 	kongRefused     prometheus.Counter
+	listingsRefused prometheus.Counter
 
 	requests *prometheus.CounterVec   // method, code
 	kongLat  prometheus.Histogram     // one Admin API call
@@ -63,6 +64,7 @@ func NewMetrics() *Metrics {
 		reconcileWrites: f("sr_reconcile_drift_fixed_total", "Kong entities created, updated or deleted by reconciles (DB mode)."),
 		configPushes:    f("sr_kong_config_pushes_total", "DB-less POST /config pushes."),
 		kongRefused:     f("sr_kong_refused_services_total", "Entities Kong refused in applies (the rest was applied without them)."),
+		listingsRefused: f("sr_listings_refused_total", "Full listings (GET /routes, /v1/services) refused with 503: too many at once."),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sr_http_requests_total", Help: "Registry API requests by method and status.",
 		}, []string{"method", "code"}),
@@ -137,7 +139,7 @@ type state struct {
 func newState() *state {
 	return &state{
 		read:    func(context.Context) gauges { return gauges{} },
-		routes:  prometheus.NewDesc("sr_registered_routes", "Routes in the registry.", nil, nil),
+		routes:  prometheus.NewDesc("sr_registered_routes", "Routes in the registry (the last count read while the store is down).", nil, nil),
 		pending: prometheus.NewDesc("sr_pending_changes", "Registry changes not yet applied to Kong (the sync queue depth).", nil, nil),
 		leader:  prometheus.NewDesc("sr_kong_sync_leader", "1 when this replica holds the Kong sync lease.", nil, nil),
 		up:      prometheus.NewDesc("sr_store_up", "1 when the registry store answered.", nil, nil),
@@ -174,7 +176,9 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	ch <- prometheus.MustNewConstMetric(s.routes, prometheus.GaugeValue, float64(g.routes))
+	if g.routes >= 0 { // -1: the store is down and no count was ever read
+		ch <- prometheus.MustNewConstMetric(s.routes, prometheus.GaugeValue, float64(g.routes))
+	}
 	ch <- prometheus.MustNewConstMetric(s.pending, prometheus.GaugeValue, float64(g.pending))
 	ch <- prometheus.MustNewConstMetric(s.leader, prometheus.GaugeValue, b(g.leader))
 	ch <- prometheus.MustNewConstMetric(s.up, prometheus.GaugeValue, b(g.up))

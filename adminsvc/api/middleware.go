@@ -64,6 +64,9 @@ func (srv *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r) // net/http cuts the connection without logging
+				}
 				err = &echo.HTTPError{Code: http.StatusInternalServerError, Message: message("internal error"),
 					Internal: fmt.Errorf("handler panic: %v", r)}
 			}
@@ -77,6 +80,12 @@ func (srv *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		// Every body is capped; reading past the cap yields *http.MaxBytesError.
 		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, srv.cfg.BodyLimit)
+		// A response must be written within WriteTimeout, or the
+		// connection is cut and what the handler held is released; only
+		// the event stream lives as long as its client listens.
+		if c.Request().URL.Path != "/v1/events" {
+			_ = http.NewResponseController(c.Response().Writer).SetWriteDeadline(start.Add(srv.cfg.WriteTimeout))
+		}
 		err := next(c)
 		if err != nil {
 			srv.handleError(err, c)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -25,6 +26,8 @@ type Sync interface {
 	Trigger()
 	Pending(ctx context.Context) (int64, error)
 	Stats() kongsync.Stats
+	// Status is how this replica's last applies to Kong went.
+	Status() kongsync.Status
 }
 
 // Config is everything the API needs. Zero values mean the defaults noted.
@@ -42,6 +45,18 @@ type Config struct {
 	MaxEventStreams int           // default 100
 	TrustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	ReadTimeout     time.Duration // whole request, headers and body; default 30s
+	// WriteTimeout bounds writing a response (every endpoint but the
+	// /v1/events stream): a client that stops reading is cut then, and
+	// what its response held is released. Default 30s.
+	WriteTimeout time.Duration
+	// Deny refuses backends and instance addresses; nil: none refused.
+	// The wiring passes ParseDenyList(SR_DENY_BACKENDS, Kong Admin URL).
+	Deny *DenyList
+	// KongGrace is how long Kong may fail or refuse writes before /health
+	// says "degraded" (a restart of Kong is not an incident). Default 1m.
+	KongGrace   time.Duration
+	Now         func() time.Time // default time.Now
+	MaxListings int              // full listings (GET /routes, /v1/services) written at once; default 16
 }
 
 func (c *Config) defaults() error {
@@ -66,6 +81,18 @@ func (c *Config) defaults() error {
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = 30 * time.Second
 	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxListings <= 0 {
+		c.MaxListings = 16
+	}
+	if c.KongGrace <= 0 {
+		c.KongGrace = time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return nil
 }
 
@@ -81,10 +108,15 @@ type Server struct {
 	m       *Metrics
 	e       *echo.Echo
 	hub     *hub
-	unknown sync.Map // option names already logged as unknown
-	done    chan struct{}
-	once    sync.Once
-	stop    context.CancelFunc // ends the event hub's feed
+	// listings holds one token per full listing being written.
+	listings chan struct{}
+	// lastRoutes is the route count last read (-1: never), reported by
+	// /metrics while the store is down instead of a false 0.
+	lastRoutes atomic.Int64
+	unknown    sync.Map // option names already logged as unknown
+	done       chan struct{}
+	once       sync.Once
+	stop       context.CancelFunc // ends the event hub's feed
 }
 
 // New builds the API; it serves nothing until Serve.
@@ -93,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	srv := &Server{cfg: cfg, log: cfg.Logger, store: cfg.Store, rdb: cfg.Redis, sync: cfg.Sync, m: cfg.Metrics,
-		done: make(chan struct{})}
+		done: make(chan struct{}), listings: make(chan struct{}, cfg.MaxListings)}
 	for _, k := range cfg.APIKeys {
 		srv.keys = append(srv.keys, sha256.Sum256([]byte(k)))
 	}
@@ -103,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 	base, stop := context.WithCancel(context.Background())
 	srv.stop = stop
 	srv.hub = newHub(base, cfg.Store, cfg.MaxEventStreams)
+	srv.lastRoutes.Store(-1)
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -118,10 +151,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	e.IPExtractor = ipx
 	// A slow client must not hold a connection forever: the whole request
-	// (headers and body) must arrive within ReadTimeout. WriteTimeout stays
-	// 0 because /v1/events is a response stream that lasts as long as the
-	// client listens; ReadTimeout does not affect it (the request of an
-	// event stream has no body and its headers are read before it starts).
+	// (headers and body) must arrive within ReadTimeout. The server's
+	// WriteTimeout stays 0 because /v1/events is a response stream that
+	// lasts as long as the client listens; every other response gets its
+	// own write deadline (observe). ReadTimeout does not affect an event
+	// stream (its request has no body and its headers are read first).
 	// Headers get at most 10 s, and never more than the whole request may
 	// take: a ReadTimeout below 10 s must cut slow headers too.
 	e.Server.ReadHeaderTimeout = min(10*time.Second, cfg.ReadTimeout)
@@ -142,6 +176,7 @@ func (srv *Server) routes(e *echo.Echo) {
 	e.POST("/deregister", srv.deregister)
 	e.GET("/routes", srv.listRoutes)
 	e.GET("/health", srv.health)
+	e.HEAD("/health", srv.health) // load balancers probe with HEAD
 	srv.m.watchState(srv.gauges)
 	e.GET("/metrics", echo.WrapHandler(srv.m.Handler()))
 	// The web console: static assets, served without a key (they hold no

@@ -62,6 +62,8 @@ func checkName(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// listServices is GET /v1/services: every service carrying all of ?tags=,
+// streamed, or with ?limit= one page and the cursor of the next.
 func (srv *Server) listServices(c echo.Context) error {
 	var tags []string
 	for _, t := range strings.Split(c.QueryParam("tags"), ",") {
@@ -69,16 +71,29 @@ func (srv *Server) listServices(c echo.Context) error {
 			tags = append(tags, t)
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
+	p, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	if p.limit == 0 {
+		return streamList(srv, c, "services", func(ctx context.Context, after string) ([]registry.Service, string, error) {
+			return srv.store.ListServicesPage(ctx, tags, after, streamPage)
+		})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
-	svcs, err := srv.store.ListServices(ctx, tags)
+	svcs, next, err := srv.store.ListServicesPage(ctx, tags, p.after, p.limit)
 	if err != nil {
 		return storeErr(err)
 	}
 	if svcs == nil {
 		svcs = []registry.Service{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"services": svcs, "total": len(svcs)})
+	return c.JSON(http.StatusOK, struct {
+		Services   []registry.Service `json:"services"`
+		Total      int                `json:"total"`
+		NextCursor string             `json:"next_cursor,omitempty"`
+	}{svcs, len(svcs), encodeCursor(next)})
 }
 
 func (srv *Server) getService(c echo.Context) error {
@@ -122,6 +137,9 @@ func (srv *Server) putInstance(c echo.Context) error {
 		return err
 	}
 	if err := validAddress(req.Address); err != nil {
+		return err
+	}
+	if err := srv.denyAddress(req.Address); err != nil {
 		return err
 	}
 	weight := 100

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -166,35 +165,9 @@ func (s *Store) ListRoutes(ctx context.Context) ([]Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	members := read.Val()
-	cmds := make([]*redis.SliceCmd, len(members))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, m := range members {
-			host, path, _ := strings.Cut(m, "\x00")
-			cmds[i] = p.HMGet(ctx, s.keys.svc(ServiceName(host, path), "route"), "spec", "registered_at")
-		}
-		return nil
-	})
+	routes, err := s.readRoutes(ctx, "list routes", read.Val())
 	if err != nil {
-		return nil, unavailable("list routes", err)
-	}
-	routes := make([]Route, 0, len(members))
-	for i, c := range cmds {
-		vals := c.Val()
-		spec, _ := vals[0].(string)
-		at, _ := vals[1].(string)
-		host, path, _ := strings.Cut(members[i], "\x00")
-		if spec == "" {
-			if _, err := s.reindex(ctx, ServiceName(host, path), members[i], ""); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		r, err := decodeRoute(spec, at)
-		if err != nil {
-			return nil, err
-		}
-		routes = append(routes, r)
+		return nil, err
 	}
 	// The index is ordered by "host\x00path" bytes, which is host then path;
 	// sort anyway so the contract never depends on the index encoding.

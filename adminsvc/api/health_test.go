@@ -1,0 +1,73 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/kongsync"
+)
+
+// TestHealthDegradedWhileKongFails is issue 13's defect 8: Kong failing or
+// refusing writes for longer than the grace makes /health "degraded" with
+// the reason, still 200; shorter is "healthy"; only the store makes 503.
+func TestHealthDegradedWhileKongFails(t *testing.T) {
+	now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	a := newTestAPI(t, func(c *Config) {
+		c.KongGrace = time.Minute
+		c.Now = func() time.Time { return now }
+	})
+	status := func() (int, map[string]any) {
+		rec := a.do(http.MethodGet, "/health", "")
+		return rec.Code, decode(t, rec)
+	}
+	a.sync.status = kongsync.Status{LastError: "dial tcp 127.0.0.1:8001: connection refused", FailingSince: now.Add(-30 * time.Second)}
+	if code, body := status(); code != 200 || body["status"] != "healthy" || body["reason"] != nil {
+		t.Fatalf("kong failing for 30 s (grace 1 min): %d %v", code, body)
+	}
+	a.sync.status.FailingSince = now.Add(-5 * time.Minute)
+	code, body := status()
+	reason, _ := body["reason"].(string)
+	if code != 200 || body["status"] != "degraded" || !strings.Contains(reason, "connection refused") ||
+		!strings.Contains(reason, "since 2026-12-07T03:55:00Z") {
+		t.Fatalf("kong failing for 5 min: %d %v", code, body)
+	}
+	a.sync.status = kongsync.Status{LastSuccess: now, RefusedSince: now.Add(-2 * time.Minute),
+		Refused: []kongsync.Refusal{{Kind: "targets", Name: "999.1.1.1:80", Message: "Invalid target"}}}
+	code, body = status()
+	reason, _ = body["reason"].(string)
+	if code != 200 || body["status"] != "degraded" || !strings.Contains(reason, "kong refuses 1 entities") || !strings.Contains(reason, "Invalid target") {
+		t.Fatalf("kong refusing: %d %v", code, body)
+	}
+	if refused, _ := body["kong"].(map[string]any)["refused"].([]any); len(refused) != 1 {
+		t.Fatalf("the refused entity is not named: %v", body["kong"])
+	}
+	a.sync.status = kongsync.Status{LastSuccess: now}
+	if code, body := status(); code != 200 || body["status"] != "healthy" {
+		t.Fatalf("kong back: %d %v", code, body)
+	}
+	// HEAD /health: load balancers probe with HEAD (was 405).
+	if rec := a.do(http.MethodHead, "/health", ""); rec.Code != 200 || rec.Body.Len() != 0 {
+		t.Fatalf("HEAD /health: %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// TestMetricsKeepRouteCountWhileStoreDown: sr_registered_routes is the
+// last count read while Redis is down, never a false 0 (defect 8).
+func TestMetricsKeepRouteCountWhileStoreDown(t *testing.T) {
+	a := newTestAPI(t, nil)
+	for _, b := range []string{`{"host":"a.example","path":"/","backend":"http://b:1"}`, `{"host":"b.example","path":"/","backend":"http://b:1"}`} {
+		if rec := a.do(http.MethodPost, "/register", b); rec.Code != 200 {
+			t.Fatal(rec.Body.String())
+		}
+	}
+	if body := a.do(http.MethodGet, "/metrics", "").Body.String(); !strings.Contains(body, "\nsr_registered_routes 2\n") {
+		t.Fatalf("metrics with the store up:\n%s", body)
+	}
+	a.redis.Stop()
+	body := a.do(http.MethodGet, "/metrics", "").Body.String()
+	if !strings.Contains(body, "\nsr_registered_routes 2\n") || !strings.Contains(body, "\nsr_store_up 0\n") {
+		t.Fatalf("metrics with the store down:\n%s", body)
+	}
+}
