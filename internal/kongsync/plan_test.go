@@ -2,6 +2,7 @@ package kongsync
 
 import (
 	"encoding/json"
+	"sort"
 	"strings"
 	"testing"
 
@@ -54,20 +55,10 @@ func describe(p plan) string {
 				parts = append(parts, s)
 			}
 		}
-		lines = append(lines, strings.Join(sorted(parts), ", "))
+		sort.Strings(parts)
+		lines = append(lines, strings.Join(parts, ", "))
 	}
 	return strings.Join(lines, "\n")
-}
-
-func sorted(s []string) []string {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s
 }
 
 func TestPlanCreatesInDependencyOrder(t *testing.T) {
