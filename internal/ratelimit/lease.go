@@ -77,16 +77,8 @@ func (e *leaseEntry) spend(limits []Limit, now int64) (Result, bool, int) {
 	}
 	e.cur.next = j + 1
 	e.tally(now)
-	r := Result{Allowed: true, Source: SourceLease, n: len(limits)}
-	for i, l := range limits {
-		iv := l.interval()
-		tat := e.cur.first[i] + int64(j+1)*iv // the TAT were these units the only ones
-		r.periods[i] = PeriodResult{
-			Limit:      l,
-			Remaining:  int(max(0, (l.capacity()-(tat-rnow))/iv)),
-			ResetAfter: time.Duration(max(0, tat-rnow)) * time.Microsecond,
-		}
-	}
+	r := unitResult(&e.cur.first, limits, j, rnow)
+	r.Source = SourceLease
 	pre := 0
 	if left := e.cur.units - e.cur.next; e.nxt.units == 0 && !e.fetching && left*2 <= e.cur.units {
 		if pre = e.size(limits); pre > 1 {
@@ -94,6 +86,25 @@ func (e *leaseEntry) spend(limits []Limit, now int64) (Result, bool, int) {
 		}
 	}
 	return r, true, pre
+}
+
+// unitResult is the decision for unit j of the current lease as the
+// headers show it: this node's view, the key's TAT taken as the slot after
+// unit j (so a node spending its lease counts down one by one). Units other
+// nodes were granted after this lease are not in it: with several busy
+// nodes Remaining may read higher than Redis would say, never the limit.
+func unitResult(first *[MaxLimits]int64, limits []Limit, j int, rnow int64) Result {
+	r := Result{Allowed: true, Source: SourceRedis, n: len(limits)}
+	for i, l := range limits {
+		iv := l.interval()
+		tat := first[i] + int64(j+1)*iv
+		r.periods[i] = PeriodResult{
+			Limit:      l,
+			Remaining:  int(max(0, (l.capacity()-(tat-rnow))/iv)),
+			ResetAfter: time.Duration(max(0, tat-rnow)) * time.Microsecond,
+		}
+	}
+	return r
 }
 
 // valid is the first unit at or after next that may still be spent at
@@ -152,17 +163,22 @@ func (e *leaseEntry) tally(now int64) {
 }
 
 // size is the key's rate on this node times the smallest slack (what the
-// node can spend before the units expire), 1 for a cold key, at most most.
+// node can spend before the units expire), 1 for a cold key, and at most
+// Rate/SlackDivisor of every limit.
 func (e *leaseEntry) size(limits []Limit) int {
 	rate := e.rate
 	if el := e.lastUse - e.since; el > int64(minSample) {
 		rate = max(rate, float64(e.count)/(float64(el)/1e9))
 	}
 	slack := limits[0].slack()
-	for _, l := range limits[1:] {
+	most := maxLeaseUnits
+	for _, l := range limits {
 		slack = min(slack, l.slack())
+		// never more than the limit itself admits in one slack (Rate/50):
+		// a lease must not hold a key's capacity away from the other nodes
+		most = min(most, max(1, l.Rate/SlackDivisor))
 	}
-	return min(int(rate*float64(slack)/1e6+0.999), maxLeaseUnits)
+	return min(int(rate*float64(slack)/1e6+0.999), most)
 }
 
 func (e *leaseEntry) done() {

@@ -14,11 +14,19 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
 
-// countingClient counts script calls per rate-limit key (KEYS[1]).
+// countingClient counts script calls per rate-limit key (KEYS[1]). With
+// now set it also serializes the calls and stamps each with the fake clock
+// as it is sent: Redis' TIME only moves forward in the order scripts run,
+// and concurrent callers (background lease fetches) stamping their own
+// "now" before queueing would break that order, which no real Redis does.
+// The mutex is shared by the nodes' clients: it stands for Redis' own
+// one-script-at-a-time order.
 type countingClient struct {
 	Client
-	mu sync.Mutex
-	n  map[string]int
+	mu   sync.Mutex
+	n    map[string]int
+	now  func() int64
+	call *sync.Mutex // shared by every node's client: one Redis, one order
 }
 
 func (c *countingClient) count(keys []string) {
@@ -31,13 +39,24 @@ func (c *countingClient) count(keys []string) {
 	c.mu.Unlock()
 }
 
+func (c *countingClient) stamp(args []any) func() {
+	if c.now == nil {
+		return func() {}
+	}
+	c.call.Lock()
+	args[1] = c.now()
+	return c.call.Unlock
+}
+
 func (c *countingClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
 	c.count(keys)
+	defer c.stamp(args)()
 	return c.Client.EvalSha(ctx, sha, keys, args...)
 }
 
 func (c *countingClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
 	c.count(keys)
+	defer c.stamp(args)()
 	return c.Client.Eval(ctx, script, keys, args...)
 }
 
@@ -82,8 +101,15 @@ func TestLeasesThreeNodesBound(t *testing.T) {
 	coldLimits := []Limit{PerSecond(2, 1)}
 	var nodes []*Limiter
 	var clients []*countingClient
+	var order sync.Mutex
 	for i := 0; i < 3; i++ {
-		cc := &countingClient{Client: newClient(t, s.Addr), n: map[string]int{}}
+		// No go-redis retries, as the plugin's clients: a retried script
+		// would go out again with the "now" stamped for the first try, which
+		// the injected clock cannot tell from Redis' clock running backwards
+		// (with Redis TIME a retry reads a fresh time and is safe).
+		rdb := redis.NewClient(&redis.Options{Addr: s.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+		t.Cleanup(func() { _ = rdb.Close() })
+		cc := &countingClient{Client: rdb, n: map[string]int{}, now: redisNow, call: &order}
 		clients = append(clients, cc)
 		nodes = append(nodes, New(cc, Options{Logger: quiet(), Timeout: 5 * time.Second, Policy: FailClosed,
 			Now: clock.Now, RedisNow: redisNow}))

@@ -205,6 +205,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 		l.deny.put(key, g.r, l.o.Now())
 	} else if g.units > 1 {
 		e.store(limits, &g, ns)
+		g.r = unitResult(&g.first, limits, 0, g.redisNow)
 	}
 	return g.r, nil
 }
