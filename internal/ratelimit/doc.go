@@ -43,9 +43,11 @@
 //     key gets 96.2 % of Rate (measured 96.3/s of 100/s in
 //     TestLeasesThreeNodesBound);
 //   - units a node leased and did not spend before slot + s are lost: at
-//     most one lease per key and node, and a lease is sized to what the
-//     node's recent rate spends within s, so the loss is what the rate
-//     drops by during one slack;
+//     most two leases per key and node (the one being spent and the next,
+//     fetched when it is half spent), each sized to what the node's recent
+//     rate spends within s and never more than Rate/SlackDivisor units
+//     (what the limit itself admits in one slack: 2 % of Rate), so a node
+//     never holds more than 4 % of a key's capacity away from the others;
 //   - rounding the interval up to whole µs (visible only above ~50 000/s).
 //
 // And what it allows beyond plain GCRA: up to Burst + 1 + ⌊s/interval⌋
@@ -54,9 +56,11 @@
 // never more than Rate+Burst in any rolling Period.
 //
 // Redis round trips per admitted request: 1 for a cold key; at a busy key
-// 1/n for leases of n = rate × s (a node at 1 000 req/s on a per-second
-// limit leases 20 units: 0.05; at 100 req/s on a per-minute limit, 120:
-// 0.008). Leases need Redis to reply within s; nodes' clocks only need to
+// 1/n for leases of n = min(rate × s, Rate/50) (a node at 1 000 req/s on a
+// per-second limit of at least 1 000/s leases 20 units: 0.05; at 100 req/s
+// on a per-minute limit of 6 000/min or more, 120: 0.008). Headers of a
+// leased request are the node's view: Remaining counts down from the
+// lease's grant and does not see units other nodes were granted since. Leases need Redis to reply within s; nodes' clocks only need to
 // run at the right speed over one slack, their offsets never matter.
 //
 // Wiring in the plugin (one Limiter per Redis client, process-wide):
