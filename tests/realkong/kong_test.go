@@ -144,6 +144,8 @@ type kong struct {
 	prefix, db         string
 	proxy, admin       string // base URLs
 	startTook          time.Duration
+	startEnv           []string // kong-start.sh's environment and arguments, for restart
+	startArgs          []string
 	pushes             atomic.Int64
 }
 
@@ -254,6 +256,7 @@ func startKong(dir, mode string) (*kong, error) {
 		k.admin = fmt.Sprintf("http://127.0.0.1:%d", admin)
 		cmd := exec.Command(script, pluginBin, decl)
 		cmd.Env = append(env, fmt.Sprintf("KONG_PROXY_PORT=%d", proxy), fmt.Sprintf("KONG_ADMIN_PORT=%d", admin))
+		k.startEnv, k.startArgs = cmd.Env, cmd.Args[1:]
 		t0 := time.Now()
 		out, err := cmd.CombinedOutput()
 		k.startTook = time.Since(t0)
@@ -289,6 +292,30 @@ func buildEnv(dir string) []string {
 		env = append(env, kv)
 	}
 	return env
+}
+
+// down stops Kong (kong-stop.sh) and keeps its prefix, ports and database.
+func (k *kong) down(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(k.dir, "bin", "kong-stop.sh"))
+	cmd.Env = append(buildEnv(k.dir), "KONG_PREFIX_DIR="+k.prefix)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kong-stop.sh: %v\n%s", err, out)
+	}
+}
+
+// up starts a Kong stopped with down again, on the same ports: DB-less, it
+// comes back with the empty config it was started with (DB mode: the
+// database is reset).
+func (k *kong) up(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(k.dir, "bin", "kong-start.sh"), k.startArgs...)
+	cmd.Env = k.startEnv
+	t0 := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kong-start.sh again: %v\n%s", err, out)
+	}
+	t.Logf("kong %s %s restarted in %s", k.version, k.mode, time.Since(t0).Round(time.Millisecond))
 }
 
 // stop stops Kong and drops its database.

@@ -1,11 +1,16 @@
 package realkong
 
 import (
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
 )
 
 // The two-node guard scenarios of tests/e2e (guards_test.go) on two real
@@ -173,5 +178,58 @@ func TestGuardsBreakerTwoNodes(t *testing.T) {
 				return seen["a"] && seen["b"]
 			})
 		}
+	})
+}
+
+// Kong (DB-less) down for a while: registrations and deregistrations still
+// succeed, /health shows them pending, and the Kong that comes back empty
+// gets everything in the next push, the operator's base config included
+// (tests/adminsvc TestKongDBLessEndToEnd's outage). Run on the second node,
+// which no later test uses.
+func TestAdminsvcKongDownAndBackEmpty(t *testing.T) {
+	eachKongPair(t, func(t *testing.T, _, k *kong) {
+		rs := redistest.Start(t, redistest.Options{})
+		op := newBackend(t, "operator")
+		base := filepath.Join(t.TempDir(), "kong.yml")
+		if err := os.WriteFile(base, []byte("_format_version: \"3.0\"\nservices:\n- name: operator-svc\n  url: http://"+op.addr()+
+			"\n  routes:\n  - name: operator-route\n    paths: [/op]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := startSvc(t, k, rs.URL(), map[string]string{"SR_KONG_BASE_CONFIG": base})
+		bes := map[int]*backendSrv{}
+		register := func(i int) {
+			bes[i] = newBackend(t, fmt.Sprintf("d%d", i))
+			if r := s.do("POST", "/register", fmt.Sprintf(`{"host":"d%d.example.com","path":"/","backend":"http://%s"}`, i, bes[i].addr())); r.Status != 200 {
+				t.Fatalf("register d%d: %d %s", i, r.Status, r.Raw)
+			}
+		}
+		register(0)
+		routed(t, k, "d0.example.com", "/", bes[0], time.Now(), 20*time.Second)
+
+		k.down(t)
+		for i := 1; i <= 3; i++ {
+			register(i)
+		}
+		if r := s.do("POST", "/deregister", `{"host":"d1.example.com","path":"/"}`); r.Status != 200 {
+			t.Fatalf("deregister with kong down: %d %s", r.Status, r.Raw)
+		}
+		if h := s.do("GET", "/health", ""); h.Status != 200 || h.Body["pending_changes"] == 0.0 {
+			t.Fatalf("health while kong down: %s", h.Raw)
+		}
+		failed := s.metric("sr_reconcile_errors_total")
+		waitFor(t, 20*time.Second, "a failed reconcile", func() bool { return s.metric("sr_reconcile_errors_total") > failed })
+
+		k.up(t)
+		t0 := time.Now()
+		waitAgree(t, s, k, 30*time.Second)
+		for _, i := range []int{0, 2, 3} {
+			routed(t, k, fmt.Sprintf("d%d.example.com", i), "/", bes[i], t0, 20*time.Second)
+		}
+		unrouted(t, k, "d1.example.com", "/", 20*time.Second)
+		routed(t, k, "", "/op", op, t0, 20*time.Second)
+		t.Logf("kong back empty → everything routed again in %s", time.Since(t0).Round(time.Millisecond))
+		waitFor(t, 20*time.Second, "pending back to 0", func() bool {
+			return s.do("GET", "/health", "").Body["pending_changes"] == 0.0
+		})
 	})
 }
