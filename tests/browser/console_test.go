@@ -105,7 +105,7 @@ func testKongTrouble(t *testing.T, browser context.Context, e *env) {
 	// A change makes adminsvc try Kong at once; the page follows the change.
 	e.api("PUT", "/v1/services/trouble/instances/t1", `{"address":"10.0.9.1:80"}`, 200)
 	lastErr := `[...document.querySelectorAll(".kv dt")].find(d => d.textContent === "Last error")?.nextElementSibling`
-	tb.waitJS("the Kong error on the overview", `document.querySelectorAll(".card .badge")[1]?.textContent === "error" && `+lastErr+`.querySelector(".error-text")`, 20*time.Second)
+	tb.waitJS("the Kong error on the overview", `["error", "degraded"].includes(document.querySelectorAll(".card .badge")[1]?.textContent) && `+lastErr+`.querySelector(".error-text")`, 20*time.Second)
 	if err := e.fake.Restart(); err != nil {
 		t.Fatal(err)
 	}

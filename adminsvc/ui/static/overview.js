@@ -5,8 +5,8 @@ import {badge, fill, h, pretty, when} from './dom.js';
 
 // Fields of /health shown in their own places; any other field the API
 // adds is listed as it comes, so new status never needs a console change.
-const known = new Set(['status', 'registered_routes', 'pending_changes', 'kong', 'error']);
-const kongKnown = new Set(['mode', 'leader', 'status', 'last_apply', 'last_error', 'refused']);
+const known = new Set(['status', 'registered_routes', 'pending_changes', 'kong', 'error', 'reason']);
+const kongKnown = new Set(['mode', 'leader', 'status', 'last_apply', 'last_error', 'refused', 'refused_since', 'failing_since']);
 
 export function mount(view, _params, ctx) {
   const status = h('div', {class: 'cards'});
@@ -55,33 +55,44 @@ function value(v) {
 // describe renders one refused entity (or any object) on one line: its
 // name-like fields first, then the rest.
 function describe(o) {
+  if (o.kind && o.name) {
+    return [h('strong', {}, o.kind.replace(/s$/, '') + ' ' + o.name), o.route ? ' (' + o.route + ')' : '',
+      o.message ? ': ' + o.message : ''];
+  }
   const head = o.name || o.service || o.entity || o.id || '';
   const rest = Object.entries(o).filter(([k]) => !['name', 'service', 'entity', 'id'].includes(k) || o[k] !== head)
     .map(([k, v]) => k + ': ' + (typeof v === 'object' ? JSON.stringify(v) : v));
   return [head ? h('strong', {}, head) : null, head && rest.length ? ' — ' : '', rest.join(', ')];
 }
 
+// statusCards: /health's "status" is the registry's as a whole: unhealthy
+// (the store is down), degraded (Kong has been failing or refusing for a
+// while, with the reason) or healthy.
 function statusCards(hl) {
   const kong = hl.kong || {};
+  const storeDown = hl.status === 'unhealthy';
   const store = h('section', {class: 'card', 'aria-label': 'Registry store'},
-    h('h3', {}, 'Registry store (Redis) ', badge(hl.status || 'unknown')),
+    h('h3', {}, 'Registry store (Redis) ', badge(storeDown ? 'unhealthy' : 'healthy')),
     h('dl', {class: 'kv'},
       row('Registered routes', value(hl.registered_routes)),
       hl.error ? row('Error', h('span', {class: 'error-text'}, hl.error)) : null,
       Object.entries(hl).filter(([k]) => !known.has(k)).map(([k, v]) => row(k.replaceAll('_', ' '), value(v)))));
-  const kstate = kong.status || (kong.last_error ? 'error' : 'ok');
+  const kstate = hl.status === 'degraded' ? 'degraded' : kong.status || (kong.last_error ? 'error' : (storeDown ? 'unknown' : 'ok'));
   const refused = kong.refused ?? hl.refused;
   const kcard = h('section', {class: 'card', 'aria-label': 'Kong'},
     h('h3', {}, 'Kong ', badge(kstate)),
     h('dl', {class: 'kv'},
       // Rows for fields this adminsvc does not report are left out rather
       // than shown empty; last_error is omitted by the API when there is none.
+      hl.reason ? row('Degraded', h('span', {class: 'error-text'}, hl.reason)) : null,
       'mode' in kong ? row('Mode', value(kong.mode)) : null,
       row('Sync leader (this replica)', value(kong.leader)),
       row('Pending changes', value(hl.pending_changes)),
       row('Last applied', kong.last_apply ? when(kong.last_apply) : value(null)),
       row('Last error', kong.last_error ? h('span', {class: 'error-text'}, kong.last_error) : h('span', {class: 'muted'}, 'none')),
+      kong.failing_since ? row('Failing since', when(kong.failing_since)) : null,
       refused !== undefined ? row('Entities Kong refused', value(refused)) : null,
+      kong.refused_since ? row('Refusing since', when(kong.refused_since)) : null,
       Object.entries(kong).filter(([k]) => !kongKnown.has(k)).map(([k, v]) => row(k.replaceAll('_', ' '), value(v)))));
   return [store, kcard];
 }
