@@ -12,8 +12,8 @@ export function mount(view) {
   const form = registerForm(() => refresh());
   view.append(h('h1', {}, 'Routes'), err,
     h('div', {class: 'toolbar'},
-      h('label', {for: 'rt-search'}, 'Search'), search,
-      h('label', {for: 'rt-host'}, 'Host'), host),
+      h('span', {class: 'grp grow'}, h('label', {for: 'rt-search'}, 'Search'), search),
+      h('span', {class: 'grp'}, h('label', {for: 'rt-host'}, 'Host'), host)),
     shown, list, form);
   let routes = [];
   let alive = true;
