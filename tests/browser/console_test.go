@@ -28,6 +28,7 @@ func TestConsole(t *testing.T) {
 	t.Run("weight change moves the traffic", func(t *testing.T) { testWeight(t, browser, e) })
 	t.Run("drain and enable", func(t *testing.T) { testDrain(t, browser, e) })
 	t.Run("maintenance", func(t *testing.T) { testMaintenance(t, browser, e) })
+	t.Run("lease countdown and services list", func(t *testing.T) { testLease(t, browser, e) })
 	t.Run("keyboard navigation", func(t *testing.T) { testKeyboard(t, browser, e) })
 	t.Run("screenshots at laptop and phone width", func(t *testing.T) { testScreenshots(t, browser, e) })
 }
@@ -240,6 +241,33 @@ func testMaintenance(t *testing.T, browser context.Context, e *env) {
 	tb.do(chromedp.Click(chromedp.CSS("#mt-toggle")))
 	tb.waitJS("maintenance ended in the page", `document.querySelector("#sv-status .badge")?.textContent !== "maintenance" && document.getElementById("mt-toggle").textContent === "Start maintenance"`, 10*time.Second)
 	eventually(t, 15*time.Second, "the plugin to serve again", func() bool { st, _, _ := e.get("/orders"); return st == 200 })
+}
+
+// A leased instance counts down in the page without asking the API again;
+// the services list shows every service with its health.
+func testLease(t *testing.T, browser context.Context, e *env) {
+	e.api("PUT", "/v1/services/leased/instances/l1", `{"address":"10.0.7.1:80","ttl_s":120}`, 200)
+	tb := open(t, browser, e, "services")
+	tb.waitJS("the services list", `["orders", "leased"].every(n => document.querySelector('#sv-list tr[data-service="' + n + '"] .badge'))`, 10*time.Second)
+	tb.do(chromedp.Click(chromedp.CSS(`#sv-list tr[data-service="leased"] a`)))
+	lease := `document.querySelector('tr[data-instance="l1"] [data-expires]')`
+	tb.waitJS("the lease", lease+`?.textContent.startsWith("expires in ")`, 10*time.Second)
+	first := eval[string](tb, lease+`.textContent`)
+	secs := func(s string) int {
+		var m, sec int
+		if _, err := fmt.Sscanf(s, "expires in %dm %ds", &m, &sec); err == nil {
+			return m*60 + sec
+		}
+		fmt.Sscanf(s, "expires in %ds", &sec)
+		return sec
+	}
+	if n := secs(first); n < 100 || n > 120 {
+		t.Fatalf("lease shows %q for a 120 s lease just put", first)
+	}
+	tb.waitJS("the countdown to tick", lease+`.textContent !== `+fmt.Sprintf("%q", first), 10*time.Second)
+	if later := eval[string](tb, lease+`.textContent`); secs(later) >= secs(first) {
+		t.Fatalf("lease went from %q to %q", first, later)
+	}
 }
 
 func testKeyboard(t *testing.T, browser context.Context, e *env) {
