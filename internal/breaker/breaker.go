@@ -91,6 +91,7 @@ type Breakers struct {
 	syncOK    atomic.Bool // the last sync reached Redis
 	syncs     atomic.Int64
 	syncFails atomic.Int64
+	changes   [3]atomic.Int64 // state changes into Closed, Open, HalfOpen
 }
 
 // New returns a Breakers set. Cluster sync runs only inside Run.
@@ -285,7 +286,7 @@ func (b *Breakers) trip(in *instance, now int64, why string) {
 	in.probesOut.Store(0)
 	in.consec.Store(0)
 	in.win.reset()
-	in.state.Store(int32(Open))
+	b.setState(in, Open)
 	in.tripped.Store(true)
 	in.mu.Unlock()
 	b.o.Logger.Info("breaker opened", "addr", in.addr, "reason", why, "trips", trips)
@@ -306,7 +307,7 @@ func (b *Breakers) close(in *instance, now int64) {
 	in.tokens.Store(0)
 	in.probesOut.Store(0)
 	in.closedAt.Store(now)
-	in.state.Store(int32(Closed))
+	b.setState(in, Closed)
 	in.probeOK.Store(true)
 	in.mu.Unlock()
 	b.o.Logger.Info("breaker closed", "addr", in.addr)
@@ -332,7 +333,7 @@ func (b *Breakers) toHalfOpen(in *instance) {
 	in.tokens.Store(tokens)
 	in.probesOut.Store(0)
 	in.halfSince.Store(b.o.Now().UnixNano())
-	in.state.Store(int32(HalfOpen))
+	b.setState(in, HalfOpen)
 }
 
 // State reports addr's state (Closed for an unknown addr). An open state
@@ -404,17 +405,42 @@ func (b *Breakers) AllOpen(addrs []string) (retryAfter time.Duration, all bool) 
 	return retryAfter, true
 }
 
-// Stats are cumulative sync counters, for metrics and tests.
+// Stats are cumulative sync counters and the instances' states now, for
+// metrics and tests.
 type Stats struct {
 	Syncs, SyncFailures int64
 	Instances           int
+	// Changes counts state changes on this node, by the state entered
+	// (indexed by State: Closed, Open, HalfOpen), local or from the cluster.
+	Changes [3]int64
+	// Open and HalfOpen count the instances in those states now.
+	Open, HalfOpen int
 }
 
 // Stats returns the counters so far.
 func (b *Breakers) Stats() Stats {
-	n := 0
-	b.insts.Range(func(_, _ any) bool { n++; return true })
-	return Stats{Syncs: b.syncs.Load(), SyncFailures: b.syncFails.Load(), Instances: n}
+	st := Stats{Syncs: b.syncs.Load(), SyncFailures: b.syncFails.Load()}
+	b.insts.Range(func(_, v any) bool {
+		st.Instances++
+		switch State(v.(*instance).state.Load()) {
+		case Open:
+			st.Open++
+		case HalfOpen:
+			st.HalfOpen++
+		}
+		return true
+	})
+	for i := range st.Changes {
+		st.Changes[i] = b.changes[i].Load()
+	}
+	return st
+}
+
+// setState stores in's state, counting a change (Stats.Changes).
+func (b *Breakers) setState(in *instance, s State) {
+	if State(in.state.Swap(int32(s))) != s {
+		b.changes[s].Add(1)
+	}
 }
 
 // Run syncs with the cluster every SyncInterval (and at once after a local

@@ -316,7 +316,7 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 		in.gen.Store(gen)
 		in.trips.Store(trips)
 		in.openUntil.Store(now + int64(remaining))
-		in.state.Store(int32(Open))
+		b.setState(in, Open)
 	case HalfOpen:
 		switch {
 		case local == Closed && in.probeOK.Load():
@@ -328,7 +328,7 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 				in.tokens.Store(0)
 				in.probesOut.Store(0)
 				in.halfSince.Store(now)
-				in.state.Store(int32(HalfOpen))
+				b.setState(in, HalfOpen)
 			}
 			in.gen.Store(gen)
 			in.trips.Store(trips)
@@ -352,7 +352,7 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 			in.tokens.Store(0)
 			in.probesOut.Store(0)
 			in.closedAt.Store(now)
-			in.state.Store(int32(Closed))
+			b.setState(in, Closed)
 		}
 		in.gen.Store(max(gen, in.gen.Load()))
 	}

@@ -391,6 +391,19 @@ func (c *Cache) feed() {
 	}
 }
 
+// Ages calls fn with each cached service and the age of its snapshot:
+// the time since it was last loaded or confirmed current by Redis (for
+// metrics; while the change feed works a snapshot is current however old
+// this is, since changes are pushed).
+func (c *Cache) Ages(fn func(service string, age time.Duration)) {
+	now := c.now().UnixNano()
+	for name, e := range *c.entries.Load() {
+		if e.snap.Load() != nil {
+			fn(name, time.Duration(now-e.checkedAt.Load()))
+		}
+	}
+}
+
 // Stats returns the counters.
 func (c *Cache) Stats() Stats {
 	return Stats{

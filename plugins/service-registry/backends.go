@@ -27,12 +27,13 @@ type backend struct {
 	// loadRdb serves the discovery cache's background loads and change
 	// feed; a snapshot of many instances may need more than timeout_ms, and
 	// no request waits for it (see loadTimeout).
-	loadRdb redis.UniversalClient
-	store   *registry.Store
-	cache   *discovery.Cache
-	timeout time.Duration
-	addr    string // for logs; never the password
-	prefix  string // redis.key_prefix
+	loadRdb  redis.UniversalClient
+	store    *registry.Store
+	cache    *discovery.Cache
+	timeout  time.Duration
+	addr     string // for logs; never the password
+	endpoint string // for metric labels: redisEndpoint, never the password
+	prefix   string // redis.key_prefix
 
 	// Guards over rdb (rateguard.go, breakers.go): one limiter per failure policy, one
 	// breaker set per (scope, settings). They live as long as the client.
@@ -119,16 +120,22 @@ func (r *backendRegistry) getRef(rc RedisConfig) (*backend, string) {
 		return b, key
 	}
 	timeout := time.Duration(rc.TimeoutMs) * time.Millisecond
+	endpoint := redisEndpoint(rc)
 	loadRdb := newRedisClient(rc, loadTimeout(rc))
+	loadRdb.AddHook(newRedisHook(endpoint, "background"))
+	rdb := newRedisClient(rc, timeout)
+	rdb.AddHook(newRedisHook(endpoint, "request"))
 	store := registry.NewStore(loadRdb, registry.Options{Prefix: rc.KeyPrefix})
 	b := &backend{
-		rdb:     newRedisClient(rc, timeout),
+		rdb:     rdb,
 		loadRdb: loadRdb,
 		store:   store,
 		cache:   discovery.New(store, discovery.Options{Logger: logger(), Timeout: 2 * loadTimeout(rc)}),
 		timeout: timeout,
 		addr:    redisMode(rc) + " " + redisEndpoint(rc),
 		prefix:  rc.KeyPrefix,
+
+		endpoint: endpoint,
 	}
 	r.m[key] = b
 	logger().Info("service-registry: new redis backend", "mode", redisMode(rc), "addr", redisEndpoint(rc), "prefix", rc.KeyPrefix)

@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
@@ -32,7 +35,37 @@ func (c *countingKong) Serialize() (string, error)                   { c.seriali
 // BenchmarkAccess is the plugin's own work per request in the access phase
 // (PDK transport excluded), against real Redis, with the PDK calls and
 // Redis commands it makes per request.
-func BenchmarkAccess(b *testing.B) {
+func BenchmarkAccess(b *testing.B) { benchAccess(b, false) }
+
+// BenchmarkAccessScraped is BenchmarkAccess while a Prometheus registry
+// with the plugin's collector is gathered every 10 ms (a scrape every 15 s
+// is usual): the request path only adds to atomics, so this must match
+// BenchmarkAccess within noise.
+func BenchmarkAccessScraped(b *testing.B) { benchAccess(b, true) }
+
+func benchAccess(b *testing.B, scraped bool) {
+	if scraped {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collector{version: "bench"}, redisSeconds, redisErrors)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					if _, err := reg.Gather(); err != nil {
+						b.Error(err)
+					}
+				}
+			}
+		}()
+		b.Cleanup(func() { close(stop); <-done })
+	}
 	srv := redistest.Start(b, redistest.Options{})
 	rdb := srv.Client()
 	b.Cleanup(func() { _ = rdb.Close() })

@@ -16,6 +16,7 @@ import (
 // Config with the same scope and settings, and are reference-counted.
 type breakerSet struct {
 	b      *breaker.Breakers
+	scope  string // for metrics
 	cancel context.CancelFunc
 	refs   int
 }
@@ -51,7 +52,7 @@ func (c *Config) acquireBreakers(b *backend) (*breaker.Breakers, error) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		go br.Run(ctx)
-		set = &breakerSet{b: br, cancel: cancel}
+		set = &breakerSet{b: br, scope: scope, cancel: cancel}
 		if b.breakers == nil {
 			b.breakers = map[string]*breakerSet{}
 		}

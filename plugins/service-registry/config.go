@@ -36,7 +36,8 @@ type Config struct {
 
 	once     sync.Once
 	compiled *compiled
-	resolved atomic.Pointer[string] // Kong service name, once resolved
+	resolved atomic.Pointer[string]       // Kong service name, once resolved
+	stats    atomic.Pointer[serviceStats] // the last service label counted (metrics.go)
 }
 
 // RedisConfig mirrors Kong's own Redis settings, plus Sentinel, Cluster and

@@ -14,7 +14,9 @@
 // (breaker admission and the all-open answer), outcome.go (outcomes from
 // kong.log.serialize), dnscache.go, jsonscan.go, backends.go (Redis
 // clients and caches per settings), globals.go (every process-wide
-// variable, each with its reason), logging.go, kongapi.go (the PDK calls).
+// variable, each with its reason), logging.go, kongapi.go (the PDK calls),
+// metrics.go (request-path counters: atomics) and metricsexport.go (the
+// optional Prometheus listener, -metrics-listen / SR_PLUGIN_METRICS_LISTEN).
 //
 // The guards: the rate limit is internal/ratelimit (GCRA, one
 // Redis script per admitted request; requests_per_min N with burst B admits

@@ -39,6 +39,10 @@ var (
 	// config change would let a broken Redis flood the log again.
 	logged sync.Map // key -> time.Time
 
+	// metrics are the plugin's counters (metrics.go): Prometheus scrapes
+	// one process, and a counter must not restart with a config version.
+	metrics = &pluginMetrics{}
+
 	// refusedConfigs remembers the (plugin id, __seq__) pairs whose
 	// refusal was logged: every Kong worker starts its own instance of a
 	// config version, one line per version is enough.

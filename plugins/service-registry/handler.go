@@ -23,47 +23,55 @@ func (c *Config) Log(kong *pdk.PDK) { c.log(pdkAPI{kong}) }
 
 func (c *Config) access(k kongAPI) {
 	defer recoverHandler(k, "access")
+	name, o := c.serve(k)
+	c.countRequest(name, o)
+}
+
+// serve runs the access steps in order and says how the request ended and
+// for which registry service ("" when it ended before step 3).
+func (c *Config) serve(k kongAPI) (string, outcome) {
 	// 1. The config: an invalid one answers 500 on every request.
 	cp := c.compile()
 	if cp.err != nil {
 		k.Exit(500, cp.message)
-		return
+		return "", outError
 	}
 	if cp.shareRouter {
 		k = &requestRouter{kongAPI: k}
 	}
 	// 2. Rate limit: it answers the client itself when over the limit.
 	if cp.rate != nil && !cp.rate.check(k) {
-		return
+		return "", outRateLimited
 	}
 	// registry = kong: Kong's upstream picks, no PDK call from here on (the
 	// breaker can then only record outcomes, see guards.go).
 	if c.Registry != "redis" || cp.backend == nil {
-		return
+		return "", outPassed
 	}
 	// 3. The registry service (servicename.go).
 	name, ok := c.serviceName(k)
 	if !ok {
-		return
+		return "", outError
 	}
 	// 4. Its snapshot; maintenance answers 503.
-	snap, ok := c.snapshot(cp, k, name)
-	if !ok {
-		return
+	snap, o := c.snapshot(cp, k, name)
+	if snap == nil {
+		return name, o
 	}
 	// 5. Pick an instance the breaker admits.
-	t, ok := cp.pick(k, snap, name)
-	if !ok {
-		return
+	t, o := cp.pick(k, snap, name)
+	if o != outRouted {
+		return name, o
 	}
 	// 6. Target, and the Host the route asks for.
 	if err := k.SetTarget(t.Host, t.Port); err != nil {
 		logger().Error("service-registry: set_target failed", "service", name, "target", t.Addr, "error", err)
-		return
+		return name, outError
 	}
 	if c.PreserveHost {
 		preserveHost(k)
 	}
+	return name, outRouted
 }
 
 // preserveHost gives the upstream request the client's Host back.
@@ -85,8 +93,8 @@ func preserveHost(k kongAPI) {
 }
 
 // snapshot is the service's cached snapshot (the first one is waited for);
-// false when it answered the client: no snapshot or maintenance (503).
-func (c *Config) snapshot(cp *compiled, k kongAPI, name string) (*discovery.Snapshot, bool) {
+// nil when it answered the client: no snapshot or maintenance (503).
+func (c *Config) snapshot(cp *compiled, k kongAPI, name string) (*discovery.Snapshot, outcome) {
 	ttl := time.Duration(c.CacheTTLMs) * time.Millisecond
 	snap, ok := cp.backend.cache.Peek(name, ttl)
 	if !ok {
@@ -94,7 +102,7 @@ func (c *Config) snapshot(cp *compiled, k kongAPI, name string) (*discovery.Snap
 		if snap, err = firstLoad(cp.backend, name, ttl); err != nil {
 			logThrottled("first-load:"+name, "service-registry: no snapshot for service (answering 503)", "service", name, "error", err)
 			k.Exit(503, noInstance(name))
-			return nil, false
+			return nil, outNoInstance
 		}
 	}
 	if snap.Maintenance.Enabled {
@@ -103,15 +111,15 @@ func (c *Config) snapshot(cp *compiled, k kongAPI, name string) (*discovery.Snap
 			msg = "service " + name + " is under maintenance"
 		}
 		k.Exit(503, messageJSON(msg))
-		return nil, false
+		return nil, outMaintenance
 	}
-	return snap, true
+	return snap, outRouted
 }
 
 // pick chooses the next instance in weighted order, passing over expired
-// leases and instances the breaker keeps out; false when it answered the
-// client: 503, with Retry-After when every instance is open.
-func (cp *compiled) pick(k kongAPI, snap *discovery.Snapshot, name string) (discovery.Target, bool) {
+// leases and instances the breaker keeps out; unless outRouted, it
+// answered the client: 503, with Retry-After when every instance is open.
+func (cp *compiled) pick(k kongAPI, snap *discovery.Snapshot, name string) (discovery.Target, outcome) {
 	var now time.Time // zero: no lease to check, no clock read
 	if snap.HasLeases() {
 		now = cp.backend.cache.Now()
@@ -120,19 +128,20 @@ func (cp *compiled) pick(k kongAPI, snap *discovery.Snapshot, name string) (disc
 		t, ok := snap.Pick(now, nil)
 		if !ok {
 			k.Exit(503, noInstance(name))
+			return t, outNoInstance
 		}
-		return t, ok
+		return t, outRouted
 	}
 	t, ok := snap.Pick(now, cp.breaker.skip)
 	if ok && cp.breaker.admit(snap, now, cp.breaker.skip, &t) {
-		return t, true
+		return t, outRouted
 	}
 	if status, body, h, all := cp.breaker.allOpen(snap, name); all {
 		k.ExitHeaders(status, body, h)
-		return t, false
+		return t, outBreakerOpen
 	}
 	k.Exit(503, noInstance(name))
-	return t, false
+	return t, outNoInstance
 }
 
 func noInstance(name string) []byte { return messageJSON("no healthy instance for service " + name) }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"log/slog"
 	"runtime"
 	"strconv"
 
@@ -17,7 +16,6 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
-	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 func TestAccessSetsTarget(t *testing.T) {
@@ -241,10 +239,7 @@ func TestGoPDKEnvironment(t *testing.T) {
 // One log line per config version, however many requests and workers
 // (each worker starts its own instance of the same version).
 func TestBadConfigLoggedOncePerVersion(t *testing.T) {
-	var buf testbin.Buffer
-	old := log
-	log = slog.New(slog.NewTextHandler(&buf, nil))
-	defer func() { log = old }()
+	buf := captureLogs(t) // not a swap of the logger: background goroutines log too
 	id := fmt.Sprint("plugin-", time.Now().UnixNano())
 	for worker := 0; worker < 2; worker++ {
 		c := decode(t, `{"registry":"bogus","__plugin_id":"`+id+`","__seq__":1}`)
@@ -274,11 +269,8 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 	if _, err := store.PutInstance(context.Background(), "auth", registry.Instance{ID: "a", Address: "10.0.0.7:80", Weight: 1}); err != nil {
 		t.Fatal(err)
 	}
-	var buf testbin.Buffer
-	old := log
-	log = slog.New(slog.NewTextHandler(&buf, nil))
-	defer func() { log = old }()
-	c := decode(t, fmt.Sprintf(`{"registry":"redis","service":"auth","redis":{"port":%d,"password":%q}}`, srv.Port, secret))
+	buf := captureLogs(t) // not a swap of the logger: background goroutines log too
+	c := decode(t, fmt.Sprintf(`{"registry":"redis","service":"auth","redis":{"port":%d,"password":%q,"timeout_ms":1000}}`, srv.Port, secret))
 	k := &fakeKong{}
 	c.access(k)
 	if k.host != "10.0.0.7" {
@@ -375,10 +367,7 @@ func TestUnusedBackendClosed(t *testing.T) {
 }
 
 func TestRedisLoggerThrottled(t *testing.T) {
-	var buf testbin.Buffer
-	old := log
-	log = slog.New(slog.NewTextHandler(&buf, nil))
-	defer func() { log = old }()
+	buf := captureLogs(t) // not a swap of the logger: background goroutines log too
 	format := "dial %s failed " + strconv.FormatInt(time.Now().UnixNano(), 10)
 	for i := 0; i < 5; i++ {
 		redisLogger{}.Printf(context.Background(), format, "127.0.0.1:1")

@@ -32,32 +32,58 @@ type kongAPI interface {
 	RouterRoute() (id, serviceID string, err error)
 }
 
-// pdkAPI is kongAPI over go-pdk: one PDK call per method.
+// pdkAPI is kongAPI over go-pdk: one PDK call per method, each counted
+// for metrics (one atomic add).
 type pdkAPI struct{ k *pdk.PDK }
 
 var jsonHeaders = map[string][]string{"Content-Type": {"application/json"}}
 
-func (p pdkAPI) SetTarget(host string, port int) error { return p.k.Service.SetTarget(host, port) }
+func count(c pdkCall) { metrics.pdk[c].Add(1) }
+
+func (p pdkAPI) SetTarget(host string, port int) error {
+	count(callSetTarget)
+	return p.k.Service.SetTarget(host, port)
+}
 func (p pdkAPI) SetUpstreamHost(host string) error {
+	count(callSetUpstreamHost)
 	return p.k.ServiceRequest.SetHeader("host", host)
 }
-func (p pdkAPI) Exit(status int, body []byte) { p.k.Response.Exit(status, body, jsonHeaders) }
+func (p pdkAPI) Exit(status int, body []byte) {
+	count(callExit)
+	p.k.Response.Exit(status, body, jsonHeaders)
+}
 func (p pdkAPI) ExitHeaders(status int, body []byte, h map[string][]string) {
+	count(callExit)
 	p.k.Response.Exit(status, body, h)
 }
-func (p pdkAPI) SetHeaders(h map[string][]string) error    { return p.k.Response.SetHeaders(h) }
-func (p pdkAPI) ForwardedIP() (string, error)              { return p.k.Client.GetForwardedIp() }
-func (p pdkAPI) RequestHeader(name string) (string, error) { return p.k.Request.GetHeader(name) }
-func (p pdkAPI) Serialize() (string, error)                { return p.k.Log.Serialize() }
+func (p pdkAPI) SetHeaders(h map[string][]string) error {
+	count(callSetHeaders)
+	return p.k.Response.SetHeaders(h)
+}
+func (p pdkAPI) ForwardedIP() (string, error) {
+	count(callForwardedIP)
+	return p.k.Client.GetForwardedIp()
+}
+func (p pdkAPI) RequestHeader(name string) (string, error) {
+	count(callRequestHeader)
+	return p.k.Request.GetHeader(name)
+}
+func (p pdkAPI) Serialize() (string, error) {
+	count(callSerialize)
+	return p.k.Log.Serialize()
+}
 func (p pdkAPI) ConsumerID() (string, error) {
+	count(callConsumer)
 	c, err := p.k.Client.GetConsumer()
 	return c.Id, err
 }
 func (p pdkAPI) RouterService() (string, string, error) {
+	count(callRouterService)
 	s, err := p.k.Router.GetService()
 	return s.Id, s.Name, err
 }
 func (p pdkAPI) RouterRoute() (string, string, error) {
+	count(callRouterRoute)
 	r, err := p.k.Router.GetRoute()
 	return r.Id, r.Service.Id, err
 }

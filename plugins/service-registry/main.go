@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	stdlog "log"
 	"os"
@@ -14,6 +15,15 @@ import (
 // Kong's own rate-limiting (910) rather than tied with it (a tie leaves the
 // order between the two to chance).
 const priority = 905
+
+// metricsListen is the optional Prometheus listener (off by default): the
+// flag, else SR_PLUGIN_METRICS_LISTEN. go-pdk parses the command line with
+// the standard flag set, so the flag sits beside its -kong-prefix and
+// -dump: pluginserver_service_registry_start_cmd =
+// /usr/local/bin/service-registry -metrics-listen 127.0.0.1:9542
+// (a flag survives nginx, which clears the environment of what it starts
+// unless the variable is listed with an env directive).
+var metricsListen = flag.String("metrics-listen", "", "serve Prometheus metrics on this address (host:port; default: $SR_PLUGIN_METRICS_LISTEN, else off)")
 
 func main() {
 	v, err := checkedVersion()
@@ -38,6 +48,7 @@ func main() {
 	// at c=16 a 429 storm wrote thousands of lines. One throttled line.
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(pdkLog{})
+	startMetrics(v)
 	if err := server.StartServer(New, v, priority); err != nil {
 		fmt.Fprintln(os.Stderr, "service-registry:", err)
 		os.Exit(1)
@@ -51,4 +62,24 @@ func wantsDump(args []string) bool {
 		}
 	}
 	return false
+}
+
+// startMetrics opens the metrics listener when one is configured. A
+// listener that cannot open is logged and skipped: metrics must never keep
+// Kong's plugin server from starting.
+func startMetrics(version string) {
+	flag.Parse()
+	addr := *metricsListen
+	if addr == "" {
+		addr = os.Getenv("SR_PLUGIN_METRICS_LISTEN")
+	}
+	if addr == "" {
+		return
+	}
+	bound, err := serveMetrics(addr, version)
+	if err != nil {
+		logger().Error("service-registry: metrics listener not started", "addr", addr, "error", err)
+		return
+	}
+	logger().Info("service-registry: metrics listening", "addr", bound.String())
 }

@@ -23,6 +23,7 @@ type rateGuard struct {
 	hide   bool
 	code   int
 	body   []byte
+	stats  *rateStats // this plugin entity's decisions (metrics.go)
 }
 
 func (c *Config) newRateGuard(b *backend) (*rateGuard, error) {
@@ -47,6 +48,7 @@ func (c *Config) newRateGuard(b *backend) (*rateGuard, error) {
 		hide:   rl.HideClientHeaders,
 		code:   rl.ErrorCode,
 		body:   ratelimit.Body(rl.ErrorMessage),
+		stats:  metrics.rate(c.pluginID),
 	}
 	switch by {
 	case ratelimit.ByService:
@@ -98,12 +100,14 @@ func (g *rateGuard) check(k kongAPI) bool {
 		if !errors.Is(err, ratelimit.ErrUnavailable) {
 			logThrottled("rate-limit-error", "service-registry: rate limit failed", "error", err)
 		}
+		g.stats.add(rateError, ratelimit.SourceRedis)
 		// fault_tolerant = false: Kong's rate-limiting answers 500.
 		k.ExitHeaders(500, internalError, map[string][]string{"Content-Type": {rateContentType}})
 		return false
 	}
 	h := ratelimit.Headers(&res, g.hide)
 	if !res.Allowed {
+		g.stats.add(rateDenied, res.Source)
 		if h == nil {
 			h = make(map[string][]string, 1)
 		}
@@ -111,6 +115,7 @@ func (g *rateGuard) check(k kongAPI) bool {
 		k.ExitHeaders(g.code, g.body, h)
 		return false
 	}
+	g.stats.add(rateAdmitted, res.Source)
 	if h != nil {
 		if err := k.SetHeaders(h); err != nil {
 			logThrottled("rate-limit-headers", "service-registry: set_headers failed", "error", err)
