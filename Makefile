@@ -29,8 +29,13 @@ bench:
 bench-kong:
 	KONGBENCH=1 $(GO) test -count=1 -v -run '^TestKongBench$$' -timeout 40m ./tests/kongbench/
 
+# gofmt, go vet and staticcheck (pinned; `go run` fetches it by exact version
+# when it is not installed: STATICCHECK=staticcheck uses the one on PATH).
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
-	gofmt -l . | tee /dev/stderr | (! read) && $(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 schema:
 	$(GO) run ./plugins/service-registry -dump | python3 -m json.tool --indent 2 > kong/schemas/service-registry.json

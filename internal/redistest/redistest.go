@@ -56,7 +56,6 @@ type Server struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	log string
 
 	// sentinel runs the process as `redis-server <conf> --sentinel`.
 	sentinel bool
@@ -484,16 +483,16 @@ func (c *Cluster) notOK() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		r := redis.NewClient(&redis.Options{Addr: s.Addr, Password: c.password})
 		info, err := r.ClusterInfo(ctx).Result()
-		var slots []redis.ClusterSlot
+		var shards []redis.ClusterShard
 		if err == nil {
-			slots, err = r.ClusterSlots(ctx).Result()
+			shards, err = r.ClusterShards(ctx).Result()
 		}
 		r.Close()
 		cancel()
 		if err != nil || !strings.Contains(info, "cluster_state:ok") {
 			return fmt.Sprintf("%s: %v %s", s.Addr, err, firstLine(info))
 		}
-		view, why := slotView(slots)
+		view, why := slotView(shards)
 		if why != "" {
 			return s.Addr + ": " + why
 		}
@@ -506,21 +505,45 @@ func (c *Cluster) notOK() string {
 	return ""
 }
 
-// slotView renders CLUSTER SLOTS as "start-end:owner-id,..." in slot order,
+// slotRange is one range of slots and its master.
+type slotRange struct {
+	start, end int64
+	master     redis.Node
+}
+
+// masters lists every slot range of CLUSTER SHARDS with the master serving
+// it (a zero Node when the shard has none), in slot order.
+func masters(shards []redis.ClusterShard) []slotRange {
+	var out []slotRange
+	for _, sh := range shards {
+		var m redis.Node
+		for _, n := range sh.Nodes {
+			if n.Role == "master" {
+				m = n
+			}
+		}
+		for _, r := range sh.Slots {
+			out = append(out, slotRange{start: r.Start, end: r.End, master: m})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
+	return out
+}
+
+// slotView renders CLUSTER SHARDS as "start-end:owner-id,..." in slot order,
 // or says why it does not cover every slot exactly once.
-func slotView(slots []redis.ClusterSlot) (string, string) {
-	sort.Slice(slots, func(i, j int) bool { return slots[i].Start < slots[j].Start })
+func slotView(shards []redis.ClusterShard) (string, string) {
 	var b strings.Builder
-	next := 0
-	for _, sl := range slots {
-		if sl.Start != next {
-			return "", fmt.Sprintf("slots %d-%d not served", next, sl.Start-1)
+	next := int64(0)
+	for _, sl := range masters(shards) {
+		if sl.start != next {
+			return "", fmt.Sprintf("slots %d-%d not served", next, sl.start-1)
 		}
-		if len(sl.Nodes) == 0 || sl.Nodes[0].ID == "" {
-			return "", fmt.Sprintf("slots %d-%d have no owner", sl.Start, sl.End)
+		if sl.master.ID == "" {
+			return "", fmt.Sprintf("slots %d-%d have no owner", sl.start, sl.end)
 		}
-		fmt.Fprintf(&b, "%d-%d:%s,", sl.Start, sl.End, sl.Nodes[0].ID)
-		next = int(sl.End) + 1
+		fmt.Fprintf(&b, "%d-%d:%s,", sl.start, sl.end, sl.master.ID)
+		next = sl.end + 1
 	}
 	if next != 16384 {
 		return "", fmt.Sprintf("slots %d-16383 not served", next)
@@ -566,13 +589,13 @@ func (c *Cluster) MasterFor(t testing.TB, key string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	slots, err := cc.ClusterSlots(context.Background()).Result()
+	shards, err := cc.ClusterShards(context.Background()).Result()
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range slots {
-		if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-			addr = s.Nodes[0].Addr
+	for _, s := range masters(shards) {
+		if s.start <= slot && slot <= s.end && s.master.ID != "" {
+			addr = net.JoinHostPort(s.master.IP, strconv.FormatInt(s.master.Port, 10))
 		}
 	}
 	for _, s := range c.Nodes() {

@@ -44,18 +44,24 @@ func TestCluster(t *testing.T) {
 }
 
 func TestSlotViewNeedsFullCoverage(t *testing.T) {
-	n := func(id string) []redis.ClusterNode { return []redis.ClusterNode{{ID: id, Addr: "x"}} }
-	full := []redis.ClusterSlot{{Start: 5461, End: 16383, Nodes: n("b")}, {Start: 0, End: 5460, Nodes: n("a")}}
+	shard := func(id string, ranges ...int64) redis.ClusterShard {
+		sh := redis.ClusterShard{Nodes: []redis.Node{{ID: id + "-replica", Role: "replica"}, {ID: id, Role: "master"}}}
+		for i := 0; i+1 < len(ranges); i += 2 {
+			sh.Slots = append(sh.Slots, redis.SlotRange{Start: ranges[i], End: ranges[i+1]})
+		}
+		return sh
+	}
+	full := []redis.ClusterShard{shard("b", 5461, 16383), shard("a", 0, 5460)}
 	if v, why := slotView(full); why != "" || v != "0-5460:a,5461-16383:b," {
 		t.Fatalf("full: %q %q", v, why)
 	}
-	for name, slots := range map[string][]redis.ClusterSlot{
-		"gap":      {{Start: 0, End: 100, Nodes: n("a")}, {Start: 200, End: 16383, Nodes: n("b")}},
-		"short":    {{Start: 0, End: 16000, Nodes: n("a")}},
-		"no owner": {{Start: 0, End: 16383}},
+	for name, shards := range map[string][]redis.ClusterShard{
+		"gap":      {shard("a", 0, 100), shard("b", 200, 16383)},
+		"short":    {shard("a", 0, 16000)},
+		"no owner": {{Slots: []redis.SlotRange{{Start: 0, End: 16383}}, Nodes: []redis.Node{{ID: "r", Role: "replica"}}}},
 		"empty":    nil,
 	} {
-		if _, why := slotView(slots); why == "" {
+		if _, why := slotView(shards); why == "" {
 			t.Errorf("%s: accepted", name)
 		}
 	}

@@ -164,20 +164,9 @@ func (s *svc) do(method, path, body string, headers ...string) resp {
 	return r
 }
 
-func jsonBody(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testbin.WaitFor(t, timeout, what, cond)
 }
 
 // metric reads one unlabelled value from /metrics.

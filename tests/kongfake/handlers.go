@@ -638,15 +638,6 @@ func (f *Fake) remove(kind, id string) {
 	delete(f.db[kind], id)
 }
 
-func sameRef(a, b any) bool {
-	am, _ := a.(map[string]any)
-	bm, _ := b.(map[string]any)
-	if am == nil || bm == nil {
-		return am == nil && bm == nil
-	}
-	return am["id"] == bm["id"]
-}
-
 // delete removes an entity: routes referencing a service block its delete
 // (Kong's restrict), plugins and targets cascade.
 func (f *Fake) delete(k *kindDef, id string) (int, any, *apiError) {
