@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // node is one Kong node: its own client, its own Breakers, its sync loop.
@@ -44,14 +45,7 @@ func nodes(t *testing.T, addr string, s Settings) []*Breakers {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testbin.WaitFor(t, d, what, cond)
 }
 
 // afterSyncs waits until every node has completed n more successful syncs

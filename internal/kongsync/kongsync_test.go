@@ -12,6 +12,7 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/kongsync"
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/internal/translator"
 	"github.com/kong-service-registry/service-registry/tests/kongfake"
 )
@@ -288,13 +289,7 @@ func TestRunLoopAppliesChangesAndSurvivesKongOutage(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbin.WaitFor(t, 15*time.Second, what, cond)
 }
 
 // A route that stops translating (here: its stored options no longer

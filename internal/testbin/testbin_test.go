@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestRepoRootHoldsThisModule(t *testing.T) {
@@ -78,5 +79,21 @@ func TestShippedProgramsDoNotImportTestbin(t *testing.T) {
 	}
 	if strings.Contains(string(out), "/internal/testbin\n") {
 		t.Fatal("a shipped program imports internal/testbin")
+	}
+}
+
+func TestPollAndWaitFor(t *testing.T) {
+	n := 0
+	if !Poll(10*time.Second, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Fatalf("Poll stopped at %d", n)
+	}
+	if Poll(20*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Poll of a false condition held")
+	}
+	var mu sync.Mutex
+	done := false
+	go func() { time.Sleep(10 * time.Millisecond); mu.Lock(); done = true; mu.Unlock() }()
+	if d := WaitFor(t, 10*time.Second, "done", func() bool { mu.Lock(); defer mu.Unlock(); return done }); d < 10*time.Millisecond {
+		t.Fatalf("WaitFor returned after %s, before the condition held", d)
 	}
 }

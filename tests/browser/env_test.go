@@ -186,11 +186,5 @@ func (e *env) get(path string) (int, string, string) {
 // eventually polls cond until it holds, failing after d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.WaitFor(t, d, what, cond)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -100,23 +101,10 @@ func TestHTTPFaults(t *testing.T) {
 // waitUntil polls cond every 10 ms until it holds or d passes.
 func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.WaitFor(t, d, what, cond)
 }
 
 // waitFor polls cond every 20 ms for up to d and reports whether it held.
 func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
+	return testbin.Poll(d, cond)
 }

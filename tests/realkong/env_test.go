@@ -15,6 +15,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // backendSrv is one registry instance: a loopback HTTP server counting hits.
@@ -204,13 +205,7 @@ func (e *env) load(n, c int, path string) (map[string]int, map[int]int) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testbin.WaitFor(t, d, what, cond)
 }
 
 func message(body string) string {

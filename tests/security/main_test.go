@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/tests/faults"
 )
 
@@ -62,13 +63,7 @@ func call(t testing.TB, method, url string, body any, hdr ...string) resp {
 
 func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbin.WaitFor(t, d, what, cond)
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

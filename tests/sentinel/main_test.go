@@ -42,16 +42,5 @@ func replicated(t testing.TB, sn *redistest.Sentinel) {
 // waitFor polls cond until it holds or d passes; cond says what it saw.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		ok, seen := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last: %s", d, what, seen)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testbin.WaitForWhy(t, d, what, cond)
 }
