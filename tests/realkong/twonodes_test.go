@@ -57,14 +57,19 @@ func TestGuardsRateLimitTwoNodes(t *testing.T) {
 			switch status {
 			case 200:
 				ok++
+				// A busy key is admitted from each node's lease: Remaining is
+				// that node's view (internal/ratelimit unitResult), within 0..9.
+				rem, err := strconv.Atoi(h.Get("RateLimit-Remaining"))
 				if h.Get("RateLimit-Limit") != "1" || h.Get("X-RateLimit-Limit-Minute") != "1" ||
-					h.Get("RateLimit-Remaining") != strconv.Itoa(10-ok) || h.Get("RateLimit-Reset") == "" {
+					err != nil || rem < 0 || rem > 9 || h.Get("RateLimit-Reset") == "" {
 					t.Fatalf("admitted request %d headers: %v", i+1, h)
 				}
 			case 429:
 				limited++
 				ra, _ := strconv.Atoi(h.Get("Retry-After"))
-				if message(body) != "API rate limit exceeded" || ra < 1 || ra > 60 || h.Get("RateLimit-Remaining") != "0" ||
+				// Retry-After: at most one interval plus the limit's slack
+				// (61.2 s + 1.2 s for 1/min, internal/ratelimit doc.go).
+				if message(body) != "API rate limit exceeded" || ra < 1 || ra > 63 || h.Get("RateLimit-Remaining") != "0" ||
 					h.Get("X-RateLimit-Remaining-Minute") != "0" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
 					t.Fatalf("limited request %d: %s %v", i+1, body, h)
 				}
