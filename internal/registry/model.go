@@ -17,7 +17,7 @@ type Instance struct {
 	// TTLSeconds > 0 makes the instance a lease: it expires at ExpiresAt
 	// unless renewed by a heartbeat.
 	TTLSeconds int       `json:"ttl_s,omitempty"`
-	ExpiresAt  time.Time `json:"expires_at,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,6 +106,13 @@ func Parse(raw json.RawMessage) (opts Options, canonical json.RawMessage, err er
 	}
 	if len(obj) == 0 {
 		return opts, nil, nil
+	}
+	// One spelling per duration ("1m" and "60s" are the same option), so
+	// re-registering with another spelling is the idempotent case.
+	canonDuration(obj, "timeout")
+	canonDuration(obj, "health_check_interval")
+	if cb, ok := obj["circuit_breaker"].(map[string]any); ok {
+		canonDuration(cb, "timeout")
 	}
 	// encoding/json sorts map keys and keeps json.Number text verbatim.
 	canonical, err = json.Marshal(obj)
@@ -222,6 +230,28 @@ func (o *Options) fill(obj map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// canonDuration rewrites a validated duration as whole seconds ("60s"),
+// else whole milliseconds ("500ms"), else Go's form: the spellings go-proxy
+// clients use ("30s", "60s") stay as they are.
+func canonDuration(obj map[string]any, name string) {
+	s, ok := obj[name].(string)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return
+	}
+	switch {
+	case d%time.Second == 0:
+		obj[name] = strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	case d%time.Millisecond == 0:
+		obj[name] = strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+	default:
+		obj[name] = d.String()
+	}
 }
 
 func duration(field string, v any) (time.Duration, error) {
