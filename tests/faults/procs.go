@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/adminsvc/client/clienttest"
 	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // PluginBinary builds ./plugins/service-registry once per test binary; its
@@ -50,7 +50,7 @@ type Adminsvc struct {
 	bin  string
 	env  []string
 	mu   sync.Mutex
-	log  bytes.Buffer
+	log  testbin.Buffer // every process's output, across restarts
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -100,8 +100,7 @@ func (a *Adminsvc) start() {
 	a.t.Helper()
 	cmd := exec.Command(a.bin)
 	cmd.Env = a.env
-	w := &lockedWriter{mu: &a.mu, w: &a.log}
-	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Stdout, cmd.Stderr = &a.log, &a.log
 	if err := cmd.Start(); err != nil {
 		a.t.Fatalf("starting adminsvc: %v", err)
 	}
@@ -131,11 +130,7 @@ func (a *Adminsvc) start() {
 }
 
 // Log is everything the process (and its predecessors, after Restart) printed.
-func (a *Adminsvc) Log() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.log.String()
-}
+func (a *Adminsvc) Log() string { return a.log.String() }
 
 // PID of the running process (0 when stopped).
 func (a *Adminsvc) PID() int {
@@ -175,17 +170,6 @@ func (a *Adminsvc) Restart() {
 	a.t.Helper()
 	a.Stop()
 	a.start()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func tail(s string, n int) string {
