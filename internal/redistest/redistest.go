@@ -22,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,7 +47,7 @@ type Options struct {
 
 // Server is one running (or stopped) redis-server process.
 type Server struct {
-	t    testing.TB
+	t    TB
 	opts Options
 	Addr string
 	Port int
@@ -71,7 +70,7 @@ func Binary() string {
 
 // Require skips nothing: a missing redis-server is a hard failure, because
 // the tests claim real Redis behaviour. .ci/run installs it.
-func Require(t testing.TB) {
+func Require(t TB) {
 	t.Helper()
 	if _, err := exec.LookPath(Binary()); err != nil {
 		t.Fatalf("redis-server not found on PATH (install it: apt-get install redis-server): %v", err)
@@ -79,7 +78,7 @@ func Require(t testing.TB) {
 }
 
 // Start starts a standalone server and registers its cleanup.
-func Start(t testing.TB, opts Options) *Server {
+func Start(t TB, opts Options) *Server {
 	t.Helper()
 	Require(t)
 	if opts.Dir == "" {
@@ -337,7 +336,7 @@ func (s *Server) ResetStats() {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
 // whose +10000 neighbour (the cluster bus) is free too when it fits.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -376,7 +375,7 @@ type ClusterOptions struct {
 
 // StartCluster starts a cluster with all 16384 slots assigned and waits until
 // every node reports cluster_state:ok.
-func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
+func StartCluster(t TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	if o.Masters == 0 {
 		o.Masters = 3
@@ -445,7 +444,7 @@ func deadlineOf(ctx context.Context) time.Time {
 	return d
 }
 
-func nodeID(t testing.TB, s *Server) string {
+func nodeID(t TB, s *Server) string {
 	r := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.opts.Password})
 	defer r.Close()
 	id, err := r.Do(context.Background(), "CLUSTER", "MYID").Text()
@@ -460,7 +459,7 @@ func nodeID(t testing.TB, s *Server) string {
 // every other node's. cluster_state:ok alone is not enough: a node can
 // report ok while its view of who serves a slot is still converging, and a
 // client that fetched that view gets CLUSTERDOWN or MOVED loops.
-func (c *Cluster) WaitOK(t testing.TB, timeout time.Duration) {
+func (c *Cluster) WaitOK(t TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -571,7 +570,7 @@ func (c *Cluster) Addrs() []string {
 }
 
 // Client returns a cluster client, closed at test end.
-func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
+func (c *Cluster) Client(t TB) *redis.ClusterClient {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: c.password})
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc
@@ -581,7 +580,7 @@ func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 var ErrNotFound = errors.New("redistest: not found")
 
 // MasterFor returns the master serving key's slot.
-func (c *Cluster) MasterFor(t testing.TB, key string) (*Server, error) {
+func (c *Cluster) MasterFor(t TB, key string) (*Server, error) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: c.password})
 	defer cc.Close()
 	var addr string

@@ -118,3 +118,16 @@ func TestSentinelSingle(t *testing.T) {
 		t.Fatalf("PrimaryAddr = %q %v, want %s", addr, err, sn.Data[0].Addr)
 	}
 }
+
+func TestMain(m *testing.M) { Main(m) }
+
+// Every caller gets the one cluster of the process, working.
+func TestSharedClusterIsShared(t *testing.T) {
+	a, b := SharedCluster(t), SharedCluster(t)
+	if a != b {
+		t.Fatal("two shared clusters")
+	}
+	if err := a.Client(t).Set(context.Background(), "shared-"+t.Name(), 1, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -13,9 +13,9 @@ import (
 // every entry that exists throughout the listing exactly once, while
 // entries come and go between pages.
 func TestListPages(t *testing.T) {
-	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, p string) {
 		c := ctx(t)
-		s := registry.NewStore(rdb, registry.Options{Prefix: "pages"})
+		s := registry.NewStore(rdb, registry.Options{Prefix: p})
 		const n = 23
 		for i := 0; i < n; i++ {
 			host := fmt.Sprintf("h%02d.example", i%5)
