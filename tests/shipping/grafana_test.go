@@ -3,10 +3,14 @@ package shipping
 import (
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -268,11 +272,20 @@ func TestMetricNamesOfQueries(t *testing.T) {
 	}
 }
 
-// TestGrafanaQueriesNameExposedMetrics runs adminsvc and reads its /metrics:
-// every metric a dashboard query or variable reads must be there.
+// TestGrafanaQueriesNameExposedMetrics: every metric a dashboard query or
+// variable reads is one adminsvc exposes (its running /metrics) or one the
+// plugin registers (its collectors' descriptors in the source: its labelled
+// series exist only after traffic).
 func TestGrafanaQueriesNameExposedMetrics(t *testing.T) {
 	d := loadDashboard(t)
 	exposed := adminsvcMetricNames(t)
+	plugin := pluginMetricNames(t)
+	if len(plugin) == 0 {
+		t.Fatal("plugins/service-registry registers no Prometheus metric")
+	}
+	for n := range plugin {
+		exposed[n] = true
+	}
 	used := map[string][]string{}
 	for _, p := range flattenPanels(d.Panels) {
 		for _, tg := range p.Targets {
@@ -283,7 +296,7 @@ func TestGrafanaQueriesNameExposedMetrics(t *testing.T) {
 	}
 	for _, v := range d.Templating.List {
 		if v.Type == "query" {
-			for _, n := range metricNames(strings.NewReplacer("label_values(", "(", ", job)", ")").Replace(v.Definition)) {
+			for _, n := range metricNames(labelValuesArg.ReplaceAllString(v.Definition, "$1")) {
 				used[n] = append(used[n], "variable "+v.Name)
 			}
 		}
@@ -298,6 +311,80 @@ func TestGrafanaQueriesNameExposedMetrics(t *testing.T) {
 			t.Errorf("%q (in %v) is exposed by neither program", n, used[n])
 		}
 	}
+}
+
+// labelValuesArg is the metric of Grafana's label_values(metric, label).
+var labelValuesArg = regexp.MustCompile(`label_values\(\s*([^,()]+?)\s*,[^()]*\)`)
+
+// pluginMetricNames reads the metric names the plugin's code registers:
+// the first argument of prometheus.NewDesc and the Name (with Namespace
+// and Subsystem) of prometheus.*Opts literals; histograms add their
+// _bucket, _sum and _count series.
+func pluginMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob(rootPath("plugins", "service-registry", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	str := func(e ast.Expr) string {
+		if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			v, _ := strconv.Unquote(lit.Value)
+			return v
+		}
+		return ""
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.CallExpr:
+				if sel, ok := x.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "NewDesc" && len(x.Args) > 0 {
+					if name := str(x.Args[0]); name != "" {
+						out[name] = true
+					}
+				}
+			case *ast.CompositeLit:
+				sel, ok := x.Type.(*ast.SelectorExpr)
+				if !ok || !strings.HasSuffix(sel.Sel.Name, "Opts") {
+					return true
+				}
+				parts := map[string]string{}
+				for _, el := range x.Elts {
+					if kv, ok := el.(*ast.KeyValueExpr); ok {
+						if k, ok := kv.Key.(*ast.Ident); ok {
+							parts[k.Name] = str(kv.Value)
+						}
+					}
+				}
+				if parts["Name"] == "" {
+					return true
+				}
+				var full []string
+				for _, p := range []string{parts["Namespace"], parts["Subsystem"], parts["Name"]} {
+					if p != "" {
+						full = append(full, p)
+					}
+				}
+				name := strings.Join(full, "_")
+				out[name] = true
+				if sel.Sel.Name == "HistogramOpts" || sel.Sel.Name == "SummaryOpts" {
+					for _, suf := range []string{"_bucket", "_sum", "_count"} {
+						out[name+suf] = true
+					}
+				}
+			}
+			return true
+		})
+	}
+	return out
 }
 
 var (

@@ -165,6 +165,9 @@ func listenPorts(prog program, env map[string]string) []int {
 	switch prog {
 	case progKong:
 		var ports []int
+		if a := metricsListenOf(env["KONG_PLUGINSERVER_SERVICE_REGISTRY_START_CMD"]); a != "" {
+			ports = append(ports, portOf(a)) // the plugin server's metrics
+		}
 		listens := map[string]string{"KONG_PROXY_LISTEN": "0.0.0.0:8000", "KONG_ADMIN_LISTEN": "127.0.0.1:8001", "KONG_STATUS_LISTEN": ""}
 		for k, def := range listens {
 			v := env[k]

@@ -1,16 +1,23 @@
 package shipping
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
 // scraped are the programs Prometheus must scrape.
-var scraped = []program{progAdminsvc}
+var scraped = []program{progAdminsvc, progKong}
 
 // TestComposePrometheusScrapesThePrograms: the metrics profile's Prometheus
 // scrapes each program at a port that program listens on, and its Grafana
@@ -80,6 +87,13 @@ func TestComposePrometheusScrapesThePrograms(t *testing.T) {
 // metricsPorts are the ports a program serves /metrics on.
 func metricsPorts(prog program, env map[string]string) []int {
 	switch prog {
+	case progKong:
+		// The plugin server's own listener (-metrics-listen in its start
+		// command; Kong's environment does not reach it).
+		if a := metricsListenOf(env["KONG_PLUGINSERVER_SERVICE_REGISTRY_START_CMD"]); a != "" {
+			return []int{portOf(a)}
+		}
+		return nil
 	case progAdminsvc:
 		// The metrics-only listener when set, else /metrics on the API port
 		// (behind the API key when keys are set).
@@ -161,6 +175,60 @@ func TestKubernetesPodsAreScraped(t *testing.T) {
 	for p := range want {
 		if !found[p] {
 			t.Errorf("deploy/k8s: no workload runs %s", p)
+		}
+	}
+}
+
+// TestDeployedPluginStartCommandServesMetrics starts the plugin with the
+// start command compose and Kubernetes give Kong (prefix and address moved
+// to this machine) and scrapes it where Prometheus would.
+func TestDeployedPluginStartCommandServesMetrics(t *testing.T) {
+	bin := pluginBinary(t)
+	var cmds []string
+	for _, ks := range allKongSettings(t) {
+		if c := ks.conf["pluginserver_service_registry_start_cmd"]; metricsListenOf(c) != "" {
+			cmds = append(cmds, c)
+		}
+	}
+	if len(cmds) < 2 {
+		t.Fatalf("only %d deployments start the plugin with -metrics-listen (want compose and Kubernetes)", len(cmds))
+	}
+	for _, c := range cmds {
+		prefix, err := os.MkdirTemp("", "kp") // short: unix socket paths are limited
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(prefix) })
+		addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
+		args := strings.Fields(c)[1:]
+		for i := range args {
+			switch {
+			case args[i] == kongPrefix:
+				args[i] = prefix
+			case i > 0 && strings.TrimLeft(args[i-1], "-") == "metrics-listen":
+				args[i] = addr
+			}
+		}
+		cmd := exec.Command(bin, args...)
+		out := &testbin.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		var body string
+		ok := testbin.Poll(15*time.Second, func() bool {
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return resp.StatusCode == 200
+		})
+		if !ok || !strings.Contains(body, "service_registry_plugin_info") {
+			t.Fatalf("%q: no plugin metrics at %s\n%s\nplugin output:\n%s", c, addr, body, out.String())
 		}
 	}
 }
