@@ -40,9 +40,9 @@ lint:
 schema:
 	$(GO) run ./plugins/service-registry -dump | python3 -m json.tool --indent 2 > kong/schemas/service-registry.json
 
+# adminsvc on SR_REDIS_URL's Redis; starts one (AOF in bin/) only when none answers, stops it after.
 run: build
-	redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --port 6379 --bind 127.0.0.1 --appendonly yes --dir $(BIN) --daemonize yes
-	$(BIN)/adminsvc
+	BIN=$(BIN) ./adminsvc/run-local.sh
 
 # Every fuzz target for a short, fixed time (CI runs it after the tests). The
 # list comes from `go test -list` in each package with a Fuzz function, so a
