@@ -6,12 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/url"
 	"os"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -71,156 +68,124 @@ type Settings struct {
 // settingsFlags registers every setting on fs with its SR_* variable as
 // the default when set; flags parsed afterwards win.
 func settingsFlags(fs *flag.FlagSet, s *Settings, getenv func(string) string) (apply func() error) {
-	// Env errors are kept per flag: a flag given on the command line wins,
-	// so a bad SR_* value it overrides is not an error.
-	envErrs := map[string]error{}
-	str := func(p *string, name, env, def, help string) {
-		if v := getenv(env); v != "" {
-			def = v
-		}
-		fs.StringVar(p, name, def, help+" (env "+env+")")
-	}
-	// Secrets never become flag defaults: --help would print them.
-	var secrets []func(set map[string]bool)
-	secret := func(p *string, name, env, def, help string) {
-		fs.StringVar(p, name, def, help+" (env "+env+")")
-		secrets = append(secrets, func(set map[string]bool) {
-			if v := getenv(env); v != "" && !set[name] {
-				*p = v
-			}
-		})
-	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
-		if v := getenv(env); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				envErrs[name] = fmt.Errorf("%s: invalid duration %q", env, v)
-			} else {
-				def = d
-			}
-		}
-		fs.DurationVar(p, name, def, help+" (env "+env+")")
-	}
-	integer := func(p *int, name, env string, def int, help string) {
-		if v := getenv(env); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				envErrs[name] = fmt.Errorf("%s: invalid integer %q", env, v)
-			} else {
-				def = n
-			}
-		}
-		fs.IntVar(p, name, def, help+" (env "+env+")")
-	}
-	boolean := func(p *bool, name, env string, def bool, help string) {
-		if v := getenv(env); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				envErrs[name] = fmt.Errorf("%s: invalid boolean %q", env, v)
-			} else {
-				def = b
-			}
-		}
-		fs.BoolVar(p, name, def, help+" (env "+env+")")
-	}
-	str(&s.Listen, "listen", "SR_LISTEN", ":81", "address of the registry API")
-	str(&s.MetricsListen, "metrics-listen", "SR_METRICS_LISTEN", "", "address of a separate Prometheus /metrics listener that needs no API key, e.g. :9102 (empty: /metrics on --listen only, behind the key)")
-	secret(&s.RedisURL, "redis-url", "SR_REDIS_URL", "redis://127.0.0.1:6379/0", "registry Redis (redis:// or rediss:// for TLS)")
-	str(&s.RedisSentinel, "redis-sentinel-master", "SR_REDIS_SENTINEL_MASTER", "", "Sentinel master name (enables Sentinel; password and db from --redis-url)")
-	str(&s.RedisSentinels, "redis-sentinel-addrs", "SR_REDIS_SENTINEL_ADDRS", "", "Sentinel addresses, comma-separated host:port")
-	str(&s.RedisCluster, "redis-cluster-addrs", "SR_REDIS_CLUSTER_ADDRS", "", "Redis Cluster seed addresses, comma-separated host:port (enables Cluster)")
-	str(&s.RedisPrefix, "redis-prefix", "SR_REDIS_PREFIX", "sr", "prefix of every registry key")
-	str(&s.KongAdminURL, "kong-admin-url", "SR_KONG_ADMIN_URL", "http://127.0.0.1:8001", "Kong Admin API")
-	// The URL may carry credentials: --help shows it redacted.
-	if f := fs.Lookup("kong-admin-url"); f != nil {
-		f.DefValue = redactURL(f.DefValue)
-	}
-	secret(&s.KongAdminToken, "kong-admin-token", "SR_KONG_ADMIN_TOKEN", "", "sent as Kong-Admin-Token when set")
-	str(&s.KongMode, "kong-mode", "SR_KONG_MODE", "auto", "auto (ask Kong's /), db or dbless")
-	str(&s.KongBaseConfig, "kong-base-config", "SR_KONG_BASE_CONFIG", "", "operator's kong.yml merged into DB-less pushes")
-	dur(&s.KongTimeout, "kong-timeout", "SR_KONG_TIMEOUT", 10*time.Second, "timeout of each Kong Admin API call")
-	integer(&s.KongConcurrency, "kong-concurrency", "SR_KONG_CONCURRENCY", 8, "parallel Kong writes in DB mode")
-	dur(&s.Reconcile, "reconcile-interval", "SR_RECONCILE_INTERVAL", 30*time.Second, "full reconcile with Kong (reads Kong, heals drift) at least this often")
-	dur(&s.SyncDebounce, "kong-sync-debounce", "SR_KONG_SYNC_DEBOUNCE", 200*time.Millisecond, "apply registry changes to Kong this long after the last one of a burst")
-	dur(&s.SyncMaxDelay, "kong-sync-max-delay", "SR_KONG_SYNC_MAX_DELAY", 2*time.Second, "but never later than this after the first change")
-	dur(&s.KongHealthGrace, "kong-health-grace", "SR_KONG_HEALTH_GRACE", time.Minute, "how long Kong may be unreachable or refuse writes before /health says degraded")
-	dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
-	secret(&s.APIKeys, "api-keys", "SR_API_KEYS", "", "comma-separated API keys; none = open API (a warning is logged)")
-	str(&s.APIKeysFile, "api-keys-file", "SR_API_KEYS_FILE", "", "file with one API key per line (# comments)")
-	integer(&s.RateLimit, "rate-limit", "SR_RATE_LIMIT", 600, "requests per minute per client (API key or IP) on the registry API; 0 = off")
+	f := newEnvFlags(fs, getenv)
 	var bodyLimit int
-	integer(&bodyLimit, "body-limit", "SR_BODY_LIMIT", 1<<20, "largest request body in bytes (413 above)")
-	boolean(&s.NoMigrate, "no-migrate", "SR_NO_MIGRATE", false, "do not run keyspace migrations at start")
-	dur(&s.ShutdownTimeout, "shutdown-timeout", "SR_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
-	integer(&s.MaxEventStreams, "max-event-streams", "SR_MAX_EVENT_STREAMS", 100, "most concurrent /v1/events streams (503 past it); all share one Redis subscription")
-	str(&s.TrustedProxies, "trusted-proxies", "SR_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies in front of adminsvc whose X-Forwarded-For is trusted for the client IP (rate limit, audit); default: none, the peer address is the client")
-	dur(&s.ReadTimeout, "read-timeout", "SR_READ_TIMEOUT", 30*time.Second, "time allowed to receive a whole request, body included")
-	dur(&s.WriteTimeout, "write-timeout", "SR_WRITE_TIMEOUT", 30*time.Second, "time allowed to send a whole response (not /v1/events); a client that stops reading is cut then")
-	str(&s.DenyBackends, "deny-backends", "SR_DENY_BACKENDS", api.DefaultDenyBackends, "backends and instance addresses refused: comma-separated CIDRs, IPs and host:port; the Kong Admin address is always refused; loopback is allowed unless listed")
-	integer(&s.MaxListings, "max-listings", "SR_MAX_LISTINGS", 16, "full listings (GET /routes, /v1/services without ?limit=) written at once; past it a request waits 2 s, then 503")
-	str(&s.LogLevel, "log-level", "SR_LOG_LEVEL", "info", "debug, info, warn or error")
-	str(&s.LogFormat, "log-format", "SR_LOG_FORMAT", "json", "json or text")
-	str(&s.ReplicaID, "replica-id", "SR_REPLICA_ID", "", "name of this replica in the Kong sync lease (default hostname-pid)")
-	str(&s.PluginRedisHost, "plugin-redis-host", "SR_PLUGIN_REDIS_HOST", "", "Redis host the Kong plugin uses (default: host of --redis-url)")
-	integer(&s.PluginRedisPort, "plugin-redis-port", "SR_PLUGIN_REDIS_PORT", 0, "Redis port the Kong plugin uses (default: port of --redis-url)")
-	secret(&s.PluginRedisPassword, "plugin-redis-password", "SR_PLUGIN_REDIS_PASSWORD", "", "Redis password the Kong plugin uses (default: from --redis-url)")
-	integer(&s.PluginRedisDatabase, "plugin-redis-database", "SR_PLUGIN_REDIS_DATABASE", -1, "Redis database the Kong plugin uses (default: from --redis-url)")
-	boolean(&s.PluginRedisSSL, "plugin-redis-ssl", "SR_PLUGIN_REDIS_SSL", false, "the Kong plugin uses TLS to Redis (default: true for rediss://)")
-	boolean(&s.PluginRedisSSLVerify, "plugin-redis-ssl-verify", "SR_PLUGIN_REDIS_SSL_VERIFY", true, "the Kong plugin verifies the Redis server certificate when it uses TLS")
-	str(&s.PluginRedisServerName, "plugin-redis-server-name", "SR_PLUGIN_REDIS_SERVER_NAME", "", "TLS server name for the plugin's Redis")
-	integer(&s.PluginRedisTimeoutMS, "plugin-redis-timeout-ms", "SR_PLUGIN_REDIS_TIMEOUT_MS", 0, "the plugin's Redis timeout (default: plugin's own, 20)")
-	str(&s.PluginRedisSentinel, "plugin-redis-sentinel-master", "SR_PLUGIN_REDIS_SENTINEL_MASTER", "", "Sentinel master for the plugin (default: --redis-sentinel-master)")
-	str(&s.PluginRedisSentinels, "plugin-redis-sentinel-nodes", "SR_PLUGIN_REDIS_SENTINEL_NODES", "", "Sentinel nodes for the plugin (default: --redis-sentinel-addrs)")
-	str(&s.PluginRedisClusterNode, "plugin-redis-cluster-nodes", "SR_PLUGIN_REDIS_CLUSTER_NODES", "", "Cluster nodes for the plugin (default: --redis-cluster-addrs)")
+	apiFlags(f, s, &bodyLimit)
+	redisFlags(f, s)
+	kongFlags(f, s)
+	pluginRedisFlags(f, s)
 	return func() error {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		var errs []error
-		for _, name := range slices.Sorted(maps.Keys(envErrs)) {
-			if !set[name] {
-				errs = append(errs, envErrs[name])
-			}
-		}
-		for _, apply := range secrets {
-			apply(set)
-		}
+		errs := f.apply()
 		s.BodyLimit = int64(bodyLimit)
-		switch s.KongMode {
-		case "auto", "db", "dbless":
-		default:
-			errs = append(errs, fmt.Errorf("kong-mode %q: expected auto, db or dbless", s.KongMode))
-		}
-		if s.Reconcile <= 0 || s.SyncDebounce <= 0 || s.SyncMaxDelay <= 0 || s.LeaseTTL <= 0 {
-			errs = append(errs, errors.New("reconcile-interval, kong-sync-debounce, kong-sync-max-delay and kong-lease-ttl must be positive"))
-		}
-		if s.MaxEventStreams <= 0 {
-			errs = append(errs, errors.New("max-event-streams must be positive"))
-		}
-		if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 {
-			errs = append(errs, errors.New("read-timeout and write-timeout must be positive"))
-		}
-		if s.KongHealthGrace <= 0 {
-			errs = append(errs, errors.New("kong-health-grace must be positive"))
-		}
-		if s.MaxListings <= 0 {
-			errs = append(errs, errors.New("max-listings must be positive"))
-		}
-		if _, err := api.IPExtractor(s.TrustedProxies); err != nil {
-			errs = append(errs, err)
-		}
-		if s.RateLimit < 0 {
-			errs = append(errs, errors.New("rate-limit must not be negative"))
-		}
-		if s.BodyLimit <= 0 {
-			errs = append(errs, errors.New("body-limit must be positive"))
-		}
-		if _, err := url.Parse(s.KongAdminURL); err != nil {
-			errs = append(errs, fmt.Errorf("kong-admin-url: %w", err))
-		} else if _, err := api.ParseDenyList(s.DenyBackends, s.KongAdminURL); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, s.check()...)
 		return errors.Join(errs...)
 	}
+}
+
+// apiFlags are the registry API's own settings.
+func apiFlags(f *envFlags, s *Settings, bodyLimit *int) {
+	f.str(&s.Listen, "listen", "SR_LISTEN", ":81", "address of the registry API")
+	f.str(&s.MetricsListen, "metrics-listen", "SR_METRICS_LISTEN", "", "address of a separate Prometheus /metrics listener that needs no API key, e.g. :9102 (empty: /metrics on --listen only, behind the key)")
+	f.secret(&s.APIKeys, "api-keys", "SR_API_KEYS", "", "comma-separated API keys; none = open API (a warning is logged)")
+	f.str(&s.APIKeysFile, "api-keys-file", "SR_API_KEYS_FILE", "", "file with one API key per line (# comments)")
+	f.integer(&s.RateLimit, "rate-limit", "SR_RATE_LIMIT", 600, "requests per minute per client (API key or IP) on the registry API; 0 = off")
+	f.integer(bodyLimit, "body-limit", "SR_BODY_LIMIT", 1<<20, "largest request body in bytes (413 above)")
+	f.boolean(&s.NoMigrate, "no-migrate", "SR_NO_MIGRATE", false, "do not run keyspace migrations at start")
+	f.dur(&s.ShutdownTimeout, "shutdown-timeout", "SR_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
+	f.integer(&s.MaxEventStreams, "max-event-streams", "SR_MAX_EVENT_STREAMS", 100, "most concurrent /v1/events streams (503 past it); all share one Redis subscription")
+	f.str(&s.TrustedProxies, "trusted-proxies", "SR_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies in front of adminsvc whose X-Forwarded-For is trusted for the client IP (rate limit, audit); default: none, the peer address is the client")
+	f.dur(&s.ReadTimeout, "read-timeout", "SR_READ_TIMEOUT", 30*time.Second, "time allowed to receive a whole request, body included")
+	f.dur(&s.WriteTimeout, "write-timeout", "SR_WRITE_TIMEOUT", 30*time.Second, "time allowed to send a whole response (not /v1/events); a client that stops reading is cut then")
+	f.str(&s.DenyBackends, "deny-backends", "SR_DENY_BACKENDS", api.DefaultDenyBackends, "backends and instance addresses refused: comma-separated CIDRs, IPs and host:port; the Kong Admin address is always refused; loopback is allowed unless listed")
+	f.integer(&s.MaxListings, "max-listings", "SR_MAX_LISTINGS", 16, "full listings (GET /routes, /v1/services without ?limit=) written at once; past it a request waits 2 s, then 503")
+	f.str(&s.LogLevel, "log-level", "SR_LOG_LEVEL", "info", "debug, info, warn or error")
+	f.str(&s.LogFormat, "log-format", "SR_LOG_FORMAT", "json", "json or text")
+	f.str(&s.ReplicaID, "replica-id", "SR_REPLICA_ID", "", "name of this replica in the Kong sync lease (default hostname-pid)")
+}
+
+// redisFlags say where the registry's Redis is.
+func redisFlags(f *envFlags, s *Settings) {
+	f.secret(&s.RedisURL, "redis-url", "SR_REDIS_URL", "redis://127.0.0.1:6379/0", "registry Redis (redis:// or rediss:// for TLS)")
+	f.str(&s.RedisSentinel, "redis-sentinel-master", "SR_REDIS_SENTINEL_MASTER", "", "Sentinel master name (enables Sentinel; password and db from --redis-url)")
+	f.str(&s.RedisSentinels, "redis-sentinel-addrs", "SR_REDIS_SENTINEL_ADDRS", "", "Sentinel addresses, comma-separated host:port")
+	f.str(&s.RedisCluster, "redis-cluster-addrs", "SR_REDIS_CLUSTER_ADDRS", "", "Redis Cluster seed addresses, comma-separated host:port (enables Cluster)")
+	f.str(&s.RedisPrefix, "redis-prefix", "SR_REDIS_PREFIX", "sr", "prefix of every registry key")
+}
+
+// kongFlags say how to reach Kong's Admin API and how often to sync.
+func kongFlags(f *envFlags, s *Settings) {
+	f.str(&s.KongAdminURL, "kong-admin-url", "SR_KONG_ADMIN_URL", "http://127.0.0.1:8001", "Kong Admin API")
+	// The URL may carry credentials: --help shows it redacted.
+	if fl := f.fs.Lookup("kong-admin-url"); fl != nil {
+		fl.DefValue = redactURL(fl.DefValue)
+	}
+	f.secret(&s.KongAdminToken, "kong-admin-token", "SR_KONG_ADMIN_TOKEN", "", "sent as Kong-Admin-Token when set")
+	f.str(&s.KongMode, "kong-mode", "SR_KONG_MODE", "auto", "auto (ask Kong's /), db or dbless")
+	f.str(&s.KongBaseConfig, "kong-base-config", "SR_KONG_BASE_CONFIG", "", "operator's kong.yml merged into DB-less pushes")
+	f.dur(&s.KongTimeout, "kong-timeout", "SR_KONG_TIMEOUT", 10*time.Second, "timeout of each Kong Admin API call")
+	f.integer(&s.KongConcurrency, "kong-concurrency", "SR_KONG_CONCURRENCY", 8, "parallel Kong writes in DB mode")
+	f.dur(&s.Reconcile, "reconcile-interval", "SR_RECONCILE_INTERVAL", 30*time.Second, "full reconcile with Kong (reads Kong, heals drift) at least this often")
+	f.dur(&s.SyncDebounce, "kong-sync-debounce", "SR_KONG_SYNC_DEBOUNCE", 200*time.Millisecond, "apply registry changes to Kong this long after the last one of a burst")
+	f.dur(&s.SyncMaxDelay, "kong-sync-max-delay", "SR_KONG_SYNC_MAX_DELAY", 2*time.Second, "but never later than this after the first change")
+	f.dur(&s.KongHealthGrace, "kong-health-grace", "SR_KONG_HEALTH_GRACE", time.Minute, "how long Kong may be unreachable or refuse writes before /health says degraded")
+	f.dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
+}
+
+// pluginRedisFlags say how the Kong plugin reaches Redis, when not the same
+// way as adminsvc.
+func pluginRedisFlags(f *envFlags, s *Settings) {
+	f.str(&s.PluginRedisHost, "plugin-redis-host", "SR_PLUGIN_REDIS_HOST", "", "Redis host the Kong plugin uses (default: host of --redis-url)")
+	f.integer(&s.PluginRedisPort, "plugin-redis-port", "SR_PLUGIN_REDIS_PORT", 0, "Redis port the Kong plugin uses (default: port of --redis-url)")
+	f.secret(&s.PluginRedisPassword, "plugin-redis-password", "SR_PLUGIN_REDIS_PASSWORD", "", "Redis password the Kong plugin uses (default: from --redis-url)")
+	f.integer(&s.PluginRedisDatabase, "plugin-redis-database", "SR_PLUGIN_REDIS_DATABASE", -1, "Redis database the Kong plugin uses (default: from --redis-url)")
+	f.boolean(&s.PluginRedisSSL, "plugin-redis-ssl", "SR_PLUGIN_REDIS_SSL", false, "the Kong plugin uses TLS to Redis (default: true for rediss://)")
+	f.boolean(&s.PluginRedisSSLVerify, "plugin-redis-ssl-verify", "SR_PLUGIN_REDIS_SSL_VERIFY", true, "the Kong plugin verifies the Redis server certificate when it uses TLS")
+	f.str(&s.PluginRedisServerName, "plugin-redis-server-name", "SR_PLUGIN_REDIS_SERVER_NAME", "", "TLS server name for the plugin's Redis")
+	f.integer(&s.PluginRedisTimeoutMS, "plugin-redis-timeout-ms", "SR_PLUGIN_REDIS_TIMEOUT_MS", 0, "the plugin's Redis timeout (default: plugin's own, 20)")
+	f.str(&s.PluginRedisSentinel, "plugin-redis-sentinel-master", "SR_PLUGIN_REDIS_SENTINEL_MASTER", "", "Sentinel master for the plugin (default: --redis-sentinel-master)")
+	f.str(&s.PluginRedisSentinels, "plugin-redis-sentinel-nodes", "SR_PLUGIN_REDIS_SENTINEL_NODES", "", "Sentinel nodes for the plugin (default: --redis-sentinel-addrs)")
+	f.str(&s.PluginRedisClusterNode, "plugin-redis-cluster-nodes", "SR_PLUGIN_REDIS_CLUSTER_NODES", "", "Cluster nodes for the plugin (default: --redis-cluster-addrs)")
+}
+
+// check refuses settings no flag parser catches: enums, ranges and the
+// addresses the API parses.
+func (s *Settings) check() []error {
+	var errs []error
+	switch s.KongMode {
+	case "auto", "db", "dbless":
+	default:
+		errs = append(errs, fmt.Errorf("kong-mode %q: expected auto, db or dbless", s.KongMode))
+	}
+	if s.Reconcile <= 0 || s.SyncDebounce <= 0 || s.SyncMaxDelay <= 0 || s.LeaseTTL <= 0 {
+		errs = append(errs, errors.New("reconcile-interval, kong-sync-debounce, kong-sync-max-delay and kong-lease-ttl must be positive"))
+	}
+	if s.MaxEventStreams <= 0 {
+		errs = append(errs, errors.New("max-event-streams must be positive"))
+	}
+	if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 {
+		errs = append(errs, errors.New("read-timeout and write-timeout must be positive"))
+	}
+	if s.KongHealthGrace <= 0 {
+		errs = append(errs, errors.New("kong-health-grace must be positive"))
+	}
+	if s.MaxListings <= 0 {
+		errs = append(errs, errors.New("max-listings must be positive"))
+	}
+	if _, err := api.IPExtractor(s.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if s.RateLimit < 0 {
+		errs = append(errs, errors.New("rate-limit must not be negative"))
+	}
+	if s.BodyLimit <= 0 {
+		errs = append(errs, errors.New("body-limit must be positive"))
+	}
+	if _, err := url.Parse(s.KongAdminURL); err != nil {
+		errs = append(errs, fmt.Errorf("kong-admin-url: %w", err))
+	} else if _, err := api.ParseDenyList(s.DenyBackends, s.KongAdminURL); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // parseSettings reads env then flags (flags win). Flags may come before,
