@@ -240,16 +240,7 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	deny, err := api.ParseDenyList(s.DenyBackends, s.KongAdminURL)
-	if err != nil {
-		return err
-	}
-	srv, err := api.New(api.Config{
-		Store: store, Redis: rdb, Sync: kongSync{rec, syncer}, Metrics: m, Logger: log, Prefix: s.RedisPrefix,
-		APIKeys: keys, RateLimit: s.RateLimit, BodyLimit: s.BodyLimit, MaxEventStreams: s.MaxEventStreams,
-		TrustedProxies: s.TrustedProxies, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, MaxListings: s.MaxListings,
-		Deny: deny, KongGrace: s.KongHealthGrace,
-	})
+	srv, err := newAPI(s, store, rdb, kongSync{rec, syncer}, m, keys, log)
 	if err != nil {
 		return err
 	}
@@ -263,15 +254,12 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 		"kong_mode", s.KongMode, "redis", redactURL(s.RedisURL), "api_keys", len(keys), "rate_limit_per_min", s.RateLimit)
 
 	if s.MetricsListen != "" {
-		mln, err := net.Listen("tcp", s.MetricsListen)
+		msrv, err := serveMetrics(s.MetricsListen, m, log)
 		if err != nil {
 			_ = ln.Close()
-			return fmt.Errorf("listening on %s (metrics): %w", s.MetricsListen, err)
+			return err
 		}
-		msrv := m.Server()
-		go func() { _ = msrv.Serve(mln) }()
 		defer msrv.Close()
-		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	bg.Add(2)
 	go func() {
@@ -282,6 +270,39 @@ func serve(ctx context.Context, s *Settings, log *slog.Logger, ready chan<- stri
 		defer bg.Done()
 		store.RunExpiry(ctx, time.Second, func() bool { return rec.Stats().Leader }, log)
 	}()
+	return serveUntilDone(ctx, s, srv, ln, log, ready)
+}
+
+// newAPI builds the registry API from the settings and what serve wired.
+func newAPI(s *Settings, store *registry.Store, rdb redis.UniversalClient, ks kongSync, m *api.Metrics,
+	keys []string, log *slog.Logger) (*api.Server, error) {
+	deny, err := api.ParseDenyList(s.DenyBackends, s.KongAdminURL)
+	if err != nil {
+		return nil, err
+	}
+	return api.New(api.Config{
+		Store: store, Redis: rdb, Sync: ks, Metrics: m, Logger: log, Prefix: s.RedisPrefix,
+		APIKeys: keys, RateLimit: s.RateLimit, BodyLimit: s.BodyLimit, MaxEventStreams: s.MaxEventStreams,
+		TrustedProxies: s.TrustedProxies, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, MaxListings: s.MaxListings,
+		Deny: deny, KongGrace: s.KongHealthGrace,
+	})
+}
+
+// serveMetrics starts the key-less metrics-only listener on addr.
+func serveMetrics(addr string, m *api.Metrics, log *slog.Logger) (*http.Server, error) {
+	mln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s (metrics): %w", addr, err)
+	}
+	msrv := m.Server()
+	go func() { _ = msrv.Serve(mln) }()
+	log.Info("metrics listening", "addr", mln.Addr().String())
+	return msrv, nil
+}
+
+// serveUntilDone serves the API on ln until it fails or ctx ends, then
+// shuts it down gracefully within the shutdown timeout.
+func serveUntilDone(ctx context.Context, s *Settings, srv *api.Server, ln net.Listener, log *slog.Logger, ready chan<- string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if ready != nil {
