@@ -266,3 +266,26 @@ func TestBreakerEvery5xxFastPath(t *testing.T) {
 		t.Fatalf("custom list: %v", st.FailureStatuses)
 	}
 }
+
+// A global plugin (no service in its config, no service_id) learns the
+// registry service per request from the router in access; in the log
+// phase the name comes from the serialize document it reads anyway, so a
+// host-name instance is counted under its registry address there too.
+func TestBreakerHostNameInstanceGlobalPlugin(t *testing.T) {
+	ips := hostIPs.lookup("localhost")
+	if !slices.Contains(ips, "127.0.0.1") {
+		t.Skipf("localhost resolves to %v here", ips)
+	}
+	fx := newFixture(t)
+	fx.put(t, "hng", "named", "localhost:8182", 1)
+	c := fx.config(t, `,"__plugin_id":"p-global-hn","circuit_breaker":{"enabled":true,"failure_threshold":2,"timeout_ms":5000}`)
+	c.access(&fakeKong{svcID: "s-hng", svcName: "hng"}) // load the snapshot
+	doc := strings.Replace(serializedDoc(502, "kong", "127.0.0.1:8182"), `"upstream_uri"`, `"service":{"id":"s-hng","name":"hng"},"upstream_uri"`, 1)
+	for i := 0; i < 2; i++ {
+		c.log(&fakeKong{serialized: doc})
+	}
+	b := c.compile().breaker.set
+	if st := b.State("localhost:8182"); st != breaker.Open {
+		t.Fatalf("named instance: %v (127.0.0.1:8182: %v)", st, b.State("127.0.0.1:8182"))
+	}
+}

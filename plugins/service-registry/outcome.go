@@ -30,7 +30,7 @@ func (c *Config) recordOutcome(cp *compiled, k kongAPI) {
 	// The document is mostly headers: decode only the three top-level
 	// values the breaker reads (a full json.Unmarshal costs ~10 µs).
 	doc := []byte(s)
-	var rawTries, rawResp, rawSource []byte
+	var rawTries, rawResp, rawSource, rawService []byte
 	if !topLevel(doc, func(key, v []byte) {
 		switch string(key) { // no allocation: the compiler compares in place
 		case "tries":
@@ -39,6 +39,8 @@ func (c *Config) recordOutcome(cp *compiled, k kongAPI) {
 			rawResp = v
 		case "source":
 			rawSource = v
+		case "service":
+			rawService = v
 		}
 	}) {
 		logThrottled("serialize-json", "service-registry: kong.log.serialize: bad JSON")
@@ -61,6 +63,7 @@ func (c *Config) recordOutcome(cp *compiled, k kongAPI) {
 	}
 	var source string
 	_ = json.Unmarshal(rawSource, &source)
+	name := c.logServiceName(rawService)
 	b := cp.breaker.set
 	st := b.Settings()
 	for i, t := range tries {
@@ -75,20 +78,37 @@ func (c *Config) recordOutcome(cp *compiled, k kongAPI) {
 			code = status
 			failed = source != "upstream" && code >= 500
 		}
-		b.Record(c.breakerAddr(cp, t.IP, t.Port), st.Classify(code, failed))
+		b.Record(c.breakerAddr(cp, name, t.IP, t.Port), st.Classify(code, failed))
 	}
+}
+
+// logServiceName is the registry service in the log phase, without a PDK
+// call: what the config knows (servicename.go), else, for a global plugin
+// serving many Kong services, the matched service's name from the
+// serialize document already read (what serviceName asked the router for
+// in access).
+func (c *Config) logServiceName(rawService []byte) string {
+	if c.Registry != "redis" {
+		return ""
+	}
+	if name := c.knownServiceName(); name != "" || rawService == nil {
+		return name
+	}
+	var name string
+	topLevel(rawService, func(key, v []byte) {
+		if string(key) == "name" {
+			_ = json.Unmarshal(v, &name)
+		}
+	})
+	return name
 }
 
 // breakerAddr is the address the picker knows for a try Kong made to
 // ip:port: the registry's "host:port" when the instance was registered by
 // host name (Kong resolved it; tries[] has the IP), else ip:port.
-func (c *Config) breakerAddr(cp *compiled, ip string, port int) string {
+func (c *Config) breakerAddr(cp *compiled, name, ip string, port int) string {
 	addr := net.JoinHostPort(ip, strconv.Itoa(port))
-	if c.Registry != "redis" || cp.backend == nil {
-		return addr
-	}
-	name := c.knownServiceName()
-	if name == "" {
+	if c.Registry != "redis" || cp.backend == nil || name == "" {
 		return addr
 	}
 	snap, ok := cp.backend.cache.Peek(name, time.Duration(c.CacheTTLMs)*time.Millisecond)
