@@ -202,131 +202,176 @@ func parseField(def map[string]any, path string) (*Field, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var err error
 	for _, k := range keys {
-		v := def[k]
-		switch k {
-		case "type":
-		case "required":
-			b, ok := v.(bool)
-			if !ok {
-				return nil, fmt.Errorf("%s: required must be a boolean", path)
-			}
-			f.Required, f.requiredWasPresent = b, true
-		case "default":
-			f.HasDefault, f.Default = true, normalize(v)
-		case "fields":
-			if t != "record" {
-				return nil, fmt.Errorf("%s: %s cannot have attribute 'fields'", path, t)
-			}
-			if f.Fields, err = parseFieldList(v, path); err != nil {
-				return nil, err
-			}
-		case "elements", "keys", "values":
-			dm, ok := v.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("%s: %s must be a table", path, k)
-			}
-			sub, err := parseField(dm, path+"."+k)
-			if err != nil {
-				return nil, err
-			}
-			switch k {
-			case "elements":
-				f.Elements = sub
-			case "keys":
-				f.Keys = sub
-			default:
-				f.Values = sub
-			}
-		case "eq":
-			f.HasEq, f.Eq = true, normalize(v)
-		case "ne":
-			f.HasNe, f.Ne = true, normalize(v)
-		case "one_of", "not_one_of":
-			l, ok := v.([]any)
-			if !ok {
-				return nil, fmt.Errorf("%s: %s must be an array", path, k)
-			}
-			for i := range l {
-				l[i] = normalize(l[i])
-			}
-			if k == "one_of" {
-				f.OneOf = l
-			} else {
-				f.NotOneOf = l
-			}
-		case "gt":
-			n, ok := v.(float64)
-			if !ok {
-				return nil, fmt.Errorf("%s: gt must be a number", path)
-			}
-			f.Gt = &n
-		case "between":
-			l, ok := v.([]any)
-			if !ok || len(l) != 2 {
-				return nil, fmt.Errorf("%s: between must be a pair of numbers", path)
-			}
-			lo, ok1 := l[0].(float64)
-			hi, ok2 := l[1].(float64)
-			if !ok1 || !ok2 {
-				return nil, fmt.Errorf("%s: between must be a pair of numbers", path)
-			}
-			f.Between = []float64{lo, hi}
-		case "len_eq", "len_min", "len_max":
-			n, ok := v.(float64)
-			if !ok || n != float64(int(n)) {
-				return nil, fmt.Errorf("%s: %s must be an integer", path, k)
-			}
-			i := int(n)
-			switch k {
-			case "len_eq":
-				f.LenEq = &i
-			case "len_min":
-				f.LenMin = &i
-			default:
-				f.LenMax = &i
-			}
-		case "starts_with":
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("%s: starts_with must be a string", path)
-			}
-			f.StartsWith = &s
-		case "contains":
-			f.HasContains, f.Contains = true, normalize(v)
-		case "uuid":
-			f.UUID, _ = v.(bool)
-		case "timestamp":
-			f.Timestamp, _ = v.(bool)
-		case "err":
-			f.Err, _ = v.(string)
-		default:
-			if unsupportedAttributes[k] {
-				return nil, fmt.Errorf("%s: attribute %q is not supported by kongschema", path, k)
-			}
-			if !inertAttributes[k] {
-				return nil, fmt.Errorf("%s: unknown schema attribute %q", path, k)
-			}
+		if err := f.parseAttr(k, def[k], path); err != nil {
+			return nil, err
 		}
 	}
-	// metaschema.lua required_attributes: array/set need elements, map keys and
-	// values, record fields.
-	switch t {
+	if err := f.checkParts(def, path); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// parseAttr reads one attribute of a field definition into f.
+func (f *Field) parseAttr(k string, v any, path string) error {
+	switch k {
+	case "type":
+		return nil
+	case "required", "default", "fields", "elements", "keys", "values":
+		return f.parseShape(k, v, path)
+	case "eq", "ne", "one_of", "not_one_of", "contains":
+		return f.parseValueRule(k, v, path)
+	case "gt", "between", "len_eq", "len_min", "len_max", "starts_with":
+		return f.parseBoundRule(k, v, path)
+	case "uuid":
+		f.UUID, _ = v.(bool)
+	case "timestamp":
+		f.Timestamp, _ = v.(bool)
+	case "err":
+		f.Err, _ = v.(string)
+	default:
+		if unsupportedAttributes[k] {
+			return fmt.Errorf("%s: attribute %q is not supported by kongschema", path, k)
+		}
+		if !inertAttributes[k] {
+			return fmt.Errorf("%s: unknown schema attribute %q", path, k)
+		}
+	}
+	return nil
+}
+
+// parseShape reads what the field is made of: required, default and the
+// definitions of its parts.
+func (f *Field) parseShape(k string, v any, path string) error {
+	var err error
+	switch k {
+	case "required":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("%s: required must be a boolean", path)
+		}
+		f.Required, f.requiredWasPresent = b, true
+	case "default":
+		f.HasDefault, f.Default = true, normalize(v)
+	case "fields":
+		if f.Type != "record" {
+			return fmt.Errorf("%s: %s cannot have attribute 'fields'", path, f.Type)
+		}
+		if f.Fields, err = parseFieldList(v, path); err != nil {
+			return err
+		}
+	case "elements", "keys", "values":
+		dm, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: %s must be a table", path, k)
+		}
+		sub, err := parseField(dm, path+"."+k)
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "elements":
+			f.Elements = sub
+		case "keys":
+			f.Keys = sub
+		default:
+			f.Values = sub
+		}
+	}
+	return nil
+}
+
+// parseValueRule reads the validators that compare the value with given
+// values.
+func (f *Field) parseValueRule(k string, v any, path string) error {
+	switch k {
+	case "eq":
+		f.HasEq, f.Eq = true, normalize(v)
+	case "ne":
+		f.HasNe, f.Ne = true, normalize(v)
+	case "one_of", "not_one_of":
+		l, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s: %s must be an array", path, k)
+		}
+		for i := range l {
+			l[i] = normalize(l[i])
+		}
+		if k == "one_of" {
+			f.OneOf = l
+		} else {
+			f.NotOneOf = l
+		}
+	case "contains":
+		f.HasContains, f.Contains = true, normalize(v)
+	}
+	return nil
+}
+
+// parseBoundRule reads the validators that bound a number, a length or a
+// prefix.
+func (f *Field) parseBoundRule(k string, v any, path string) error {
+	switch k {
+	case "gt":
+		n, ok := v.(float64)
+		if !ok {
+			return fmt.Errorf("%s: gt must be a number", path)
+		}
+		f.Gt = &n
+	case "between":
+		l, ok := v.([]any)
+		if !ok || len(l) != 2 {
+			return fmt.Errorf("%s: between must be a pair of numbers", path)
+		}
+		lo, ok1 := l[0].(float64)
+		hi, ok2 := l[1].(float64)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("%s: between must be a pair of numbers", path)
+		}
+		f.Between = []float64{lo, hi}
+	case "len_eq", "len_min", "len_max":
+		n, ok := v.(float64)
+		if !ok || n != float64(int(n)) {
+			return fmt.Errorf("%s: %s must be an integer", path, k)
+		}
+		i := int(n)
+		switch k {
+		case "len_eq":
+			f.LenEq = &i
+		case "len_min":
+			f.LenMin = &i
+		default:
+			f.LenMax = &i
+		}
+	case "starts_with":
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s: starts_with must be a string", path)
+		}
+		f.StartsWith = &s
+	}
+	return nil
+}
+
+// checkParts applies metaschema.lua required_attributes: array/set need
+// elements, map keys and values, record fields.
+func (f *Field) checkParts(def map[string]any, path string) error {
+	switch t := f.Type; t {
 	case "array", "set":
 		if f.Elements == nil {
-			return nil, fmt.Errorf("%s: field of type '%s' must declare 'elements'", path, t)
+			return fmt.Errorf("%s: field of type '%s' must declare 'elements'", path, t)
 		}
 	case "map":
 		if f.Keys == nil || f.Values == nil {
-			return nil, fmt.Errorf("%s: field of type 'map' must declare 'keys' and 'values'", path)
+			return fmt.Errorf("%s: field of type 'map' must declare 'keys' and 'values'", path)
 		}
 	case "record":
 		if _, ok := def["fields"]; !ok {
-			return nil, fmt.Errorf("%s: field of type 'record' must declare 'fields'", path)
+			return fmt.Errorf("%s: field of type 'record' must declare 'fields'", path)
 		}
 	}
-	return f, nil
+	return nil
 }
 
 // normalize turns every JSON number into float64, as Lua holds all numbers as
