@@ -231,6 +231,12 @@ func TestHarnessAgreesPluginDown(t *testing.T) {
 		}
 		waitDead(t, pid)
 		fake := down(hk.URL())
+		// Still, a log event in flight at the kill can reset the instance on
+		// either side (seen at load 40 in the harness): both 500s are Kong's.
+		if real != fake && pluginDown500.ReplaceAllString(real, "<500>") == pluginDown500.ReplaceAllString(fake, "<500>") {
+			t.Logf("plugin server down: kong and harness answered Kong's two 500s:\n%s\n%s", real, fake)
+			fake = real
+		}
 		if real != fake {
 			t.Errorf("plugin server down:\nkong %s: %s\nharness:     %s", k.version, real, fake)
 		}
@@ -247,6 +253,11 @@ func TestHarnessAgreesPluginDown(t *testing.T) {
 		})
 	})
 }
+
+// pluginDown500 matches the two 500s Kong 3.9 gives while the plugin
+// server is down: kong.response.error's template (connection refused) and
+// the runloop's answer to the Lua error a failed instance start raises.
+var pluginDown500 = regexp.MustCompile(`^500 "(\{\\n  \\"message\\":\\"An unexpected error occurred\\",\\n  \\"request_id\\":\\"<id>\\"\\n\}|\{\\"message\\":\\"An unexpected error occurred\\"\})" \| Content-Length: \d+;`)
 
 // waitDead waits until pid has exited (gone, or a zombie not yet reaped).
 func waitDead(t *testing.T, pid int) {
