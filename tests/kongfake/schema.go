@@ -308,91 +308,20 @@ var consumerFields = append(common(),
 // or Kong's error for that field (a string or a nested map/array).
 func (f field) check(v any, fill bool) (any, any) {
 	if v == nil {
-		if f.def != nil && fill {
-			return clone(f.def), nil
-		}
-		if f.typ == "record" && len(f.fields) > 0 && fill {
-			return f.checkRecord(map[string]any{}, true)
-		}
-		if f.required && !f.auto {
-			return nil, "required field missing"
-		}
-		return nil, nil
+		return f.checkMissing(fill)
 	}
 	switch f.typ {
 	case "string":
-		s, ok := v.(string)
-		if !ok {
-			return nil, "expected a string"
-		}
-		if s == "" {
-			return nil, "length must be at least 1"
-		}
-		if len(f.oneOf) > 0 && !contains(f.oneOf, s) {
-			return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
-		}
-		if f.validate != nil {
-			if e := f.validate(s); e != "" {
-				return nil, e
-			}
-		}
-		return s, nil
+		return f.checkString(v)
 	case "integer", "number":
-		n, ok := v.(float64)
-		if !ok {
-			if f.typ == "integer" {
-				return nil, "expected an integer"
-			}
-			return nil, "expected a number"
-		}
-		if f.typ == "integer" && n != math.Trunc(n) {
-			return nil, "expected an integer"
-		}
-		if f.between != nil && (n < f.between[0] || n > f.between[1]) {
-			return nil, fmt.Sprintf("value should be between %s and %s", num(f.between[0]), num(f.between[1]))
-		}
-		if len(f.oneOf) > 0 && !contains(f.oneOf, num(n)) {
-			return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
-		}
-		return n, nil
+		return f.checkNumber(v)
 	case "boolean":
 		if _, ok := v.(bool); !ok {
 			return nil, "expected a boolean"
 		}
 		return v, nil
 	case "array", "set":
-		arr, ok := v.([]any)
-		if !ok {
-			// Kong's JSON decoder turns an empty object into an empty table.
-			if m, isMap := v.(map[string]any); isMap && len(m) == 0 {
-				return []any{}, nil
-			}
-			if f.typ == "set" {
-				return nil, "expected a set"
-			}
-			return nil, "expected an array"
-		}
-		out := make([]any, 0, len(arr))
-		var errs []any
-		failed := false
-		for _, e := range arr {
-			var ev, ee any = e, nil
-			if f.elem != nil {
-				ev, ee = f.elem.check(e, fill)
-			}
-			errs = append(errs, ee)
-			if ee != nil {
-				failed = true
-			}
-			if f.typ == "set" && containsAny(out, ev) {
-				continue
-			}
-			out = append(out, ev)
-		}
-		if failed {
-			return nil, errs
-		}
-		return out, nil
+		return f.checkList(v, fill)
 	case "map":
 		m, ok := v.(map[string]any)
 		if !ok {
@@ -409,17 +338,7 @@ func (f field) check(v any, fill bool) (any, any) {
 		}
 		return f.checkRecord(m, fill)
 	case "foreign":
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, "expected a record"
-		}
-		id, ok := m["id"].(string)
-		if !ok || !isUUID(id) {
-			// Kong accepts a foreign key by endpoint key in the Admin API;
-			// the fake resolves names before validation.
-			return nil, map[string]any{"id": "expected a valid UUID"}
-		}
-		return map[string]any{"id": id}, nil
+		return checkForeign(v)
 	case "config":
 		m, ok := v.(map[string]any)
 		if !ok {
@@ -428,6 +347,111 @@ func (f field) check(v any, fill bool) (any, any) {
 		return m, nil
 	}
 	return v, nil
+}
+
+// checkMissing is check of an absent (null) value: the default, a record
+// of defaults, or "required field missing".
+func (f field) checkMissing(fill bool) (any, any) {
+	if f.def != nil && fill {
+		return clone(f.def), nil
+	}
+	if f.typ == "record" && len(f.fields) > 0 && fill {
+		return f.checkRecord(map[string]any{}, true)
+	}
+	if f.required && !f.auto {
+		return nil, "required field missing"
+	}
+	return nil, nil
+}
+
+func (f field) checkString(v any) (any, any) {
+	s, ok := v.(string)
+	if !ok {
+		return nil, "expected a string"
+	}
+	if s == "" {
+		return nil, "length must be at least 1"
+	}
+	if len(f.oneOf) > 0 && !contains(f.oneOf, s) {
+		return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
+	}
+	if f.validate != nil {
+		if e := f.validate(s); e != "" {
+			return nil, e
+		}
+	}
+	return s, nil
+}
+
+func (f field) checkNumber(v any) (any, any) {
+	n, ok := v.(float64)
+	if !ok {
+		if f.typ == "integer" {
+			return nil, "expected an integer"
+		}
+		return nil, "expected a number"
+	}
+	if f.typ == "integer" && n != math.Trunc(n) {
+		return nil, "expected an integer"
+	}
+	if f.between != nil && (n < f.between[0] || n > f.between[1]) {
+		return nil, fmt.Sprintf("value should be between %s and %s", num(f.between[0]), num(f.between[1]))
+	}
+	if len(f.oneOf) > 0 && !contains(f.oneOf, num(n)) {
+		return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
+	}
+	return n, nil
+}
+
+// checkList checks an array or a set element by element; a set drops
+// repeated values.
+func (f field) checkList(v any, fill bool) (any, any) {
+	arr, ok := v.([]any)
+	if !ok {
+		// Kong's JSON decoder turns an empty object into an empty table.
+		if m, isMap := v.(map[string]any); isMap && len(m) == 0 {
+			return []any{}, nil
+		}
+		if f.typ == "set" {
+			return nil, "expected a set"
+		}
+		return nil, "expected an array"
+	}
+	out := make([]any, 0, len(arr))
+	var errs []any
+	failed := false
+	for _, e := range arr {
+		var ev, ee any = e, nil
+		if f.elem != nil {
+			ev, ee = f.elem.check(e, fill)
+		}
+		errs = append(errs, ee)
+		if ee != nil {
+			failed = true
+		}
+		if f.typ == "set" && containsAny(out, ev) {
+			continue
+		}
+		out = append(out, ev)
+	}
+	if failed {
+		return nil, errs
+	}
+	return out, nil
+}
+
+func checkForeign(v any) (any, any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, "expected a record"
+	}
+	id, ok := m["id"].(string)
+	if !ok || !isUUID(id) {
+		// Kong accepts a foreign key by endpoint key in the Admin API;
+		// the fake resolves names before validation.
+		return nil, map[string]any{"id": "expected a valid UUID"}
+	}
+	return map[string]any{"id": id}, nil
 }
 
 func (f field) checkRecord(m map[string]any, fill bool) (any, any) {
