@@ -402,8 +402,41 @@ func deepMerge(base, patch map[string]any) map[string]any {
 // validate checks an entity like Kong's schema + DAO: field types and
 // defaults, entity checks, foreign keys, plugin config. Called with f.mu held.
 func (f *Fake) validate(k *kindDef, in map[string]any) (map[string]any, *apiError) {
-	// The Admin API accepts foreign keys by endpoint key: {"name": "x"} or a
-	// non-UUID id.
+	f.resolveForeignNames(k, in)
+	if k.name == "services" {
+		expandServiceURL(in)
+	}
+	if e := precheck(k, in); e != nil {
+		return nil, e
+	}
+	rec := field{typ: "record", fields: k.fields}
+	out, errs := rec.checkRecord(in, true)
+	if errs != nil {
+		return nil, schemaViolation(errs.(map[string]any))
+	}
+	ent := out.(map[string]any)
+	if id, _ := ent["id"].(string); !isUUID(id) {
+		return nil, schemaViolation(map[string]any{"id": "expected a valid UUID"})
+	}
+	if k.name == "routes" {
+		if e := routeEntityCheck(ent); e != "" {
+			return nil, schemaViolation(map[string]any{"@entity": []any{e}})
+		}
+	}
+	if k.name == "plugins" {
+		if e := f.checkPluginConfig(ent); e != nil {
+			return nil, e
+		}
+	}
+	if e := f.checkForeignKeys(k, ent); e != nil {
+		return nil, e
+	}
+	return ent, nil
+}
+
+// resolveForeignNames turns foreign keys given by endpoint key ({"name":
+// "x"} or a non-UUID id), which the Admin API accepts, into {"id": ...}.
+func (f *Fake) resolveForeignNames(k *kindDef, in map[string]any) {
 	for _, fd := range k.fields {
 		if fd.typ != "foreign" {
 			continue
@@ -422,81 +455,86 @@ func (f *Fake) validate(k *kindDef, in map[string]any) (map[string]any, *apiErro
 			}
 		}
 	}
-	if k.name == "services" {
-		if u, ok := in["url"].(string); ok {
-			delete(in, "url")
-			if pu, err := url.Parse(u); err == nil && pu.Host != "" {
-				in["protocol"] = pu.Scheme
-				in["host"] = pu.Hostname()
-				if p := pu.Port(); p != "" {
-					n, _ := strconv.Atoi(p)
-					in["port"] = float64(n)
-				} else if pu.Scheme == "https" {
-					in["port"] = 443.0
-				}
-				if pu.Path != "" {
-					in["path"] = pu.Path
-				}
-			}
+}
+
+// expandServiceURL replaces a service's url shorthand by protocol, host,
+// port and path.
+func expandServiceURL(in map[string]any) {
+	u, ok := in["url"].(string)
+	if !ok {
+		return
+	}
+	delete(in, "url")
+	if pu, err := url.Parse(u); err == nil && pu.Host != "" {
+		in["protocol"] = pu.Scheme
+		in["host"] = pu.Hostname()
+		if p := pu.Port(); p != "" {
+			n, _ := strconv.Atoi(p)
+			in["port"] = float64(n)
+		} else if pu.Scheme == "https" {
+			in["port"] = 443.0
+		}
+		if pu.Path != "" {
+			in["path"] = pu.Path
 		}
 	}
+}
+
+// precheck runs the checks Kong makes before the field schema: a target's
+// form and a route's protocols subschema.
+func precheck(k *kindDef, in map[string]any) *apiError {
 	if k.name == "targets" {
 		if t, ok := in["target"].(string); ok {
 			ft, e := formatTarget(t)
 			if e != "" {
-				return nil, schemaViolation(map[string]any{"target": e})
+				return schemaViolation(map[string]any{"target": e})
 			}
 			in["target"] = ft
 		}
 	}
 	if k.name == "routes" {
 		if e := routeSubschemaError(in["protocols"]); e != nil {
-			return nil, e
+			return e
 		}
 	}
-	rec := field{typ: "record", fields: k.fields}
-	out, errs := rec.checkRecord(in, true)
-	if errs != nil {
-		return nil, schemaViolation(errs.(map[string]any))
+	return nil
+}
+
+// checkPluginConfig refuses a plugin not enabled and validates its config
+// against the plugin's schema, filling defaults.
+func (f *Fake) checkPluginConfig(ent map[string]any) *apiError {
+	name := ent["name"].(string)
+	schema, known := f.pluginSchema(name)
+	if !known {
+		return schemaViolation(map[string]any{"name": "plugin '" + name + "' not enabled; add it to the 'plugins' configuration property"})
 	}
-	ent := out.(map[string]any)
-	if id, _ := ent["id"].(string); !isUUID(id) {
-		return nil, schemaViolation(map[string]any{"id": "expected a valid UUID"})
+	cfg, _ := ent["config"].(map[string]any)
+	if cfg == nil {
+		cfg = map[string]any{}
 	}
-	if k.name == "routes" {
-		if e := routeEntityCheck(ent); e != "" {
-			return nil, schemaViolation(map[string]any{"@entity": []any{e}})
+	if schema != nil {
+		filled, cerrs := schema.Validate(cfg)
+		if len(cerrs) > 0 {
+			return schemaViolation(map[string]any{"config": cerrs})
 		}
+		cfg = filled
 	}
-	if k.name == "plugins" {
-		name := ent["name"].(string)
-		schema, known := f.pluginSchema(name)
-		if !known {
-			return nil, schemaViolation(map[string]any{"name": "plugin '" + name + "' not enabled; add it to the 'plugins' configuration property"})
-		}
-		cfg, _ := ent["config"].(map[string]any)
-		if cfg == nil {
-			cfg = map[string]any{}
-		}
-		if schema != nil {
-			filled, cerrs := schema.Validate(cfg)
-			if len(cerrs) > 0 {
-				return nil, schemaViolation(map[string]any{"config": cerrs})
-			}
-			cfg = filled
-		}
-		ent["config"] = cfg
-	}
+	ent["config"] = cfg
+	return nil
+}
+
+// checkForeignKeys refuses references to entities that do not exist.
+func (f *Fake) checkForeignKeys(k *kindDef, ent map[string]any) *apiError {
 	for _, fd := range k.fields {
 		if fd.typ != "foreign" || ent[fd.name] == nil {
 			continue
 		}
 		ref := ent[fd.name].(map[string]any)
 		if _, ok := f.db[fd.reference][ref["id"].(string)]; !ok {
-			return nil, foreignKeyViolation(fd.name, fd.reference, ref)
+			return foreignKeyViolation(fd.name, fd.reference, ref)
 		}
 	}
-	return ent, nil
+	return nil
 }
 
 func (f *Fake) pluginSchema(name string) (PluginSchema, bool) {
