@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/adminsvc/client/clienttest"
 	"github.com/kong-service-registry/service-registry/internal/testbin"
 )
 
@@ -33,105 +30,22 @@ type svcOpts struct {
 	Args  []string
 }
 
-// svc is one running adminsvc process.
+// svc is one running adminsvc process (clienttest's launcher) with this
+// package's request helpers.
 type svc struct {
+	*clienttest.Adminsvc
 	t    testing.TB
-	opts svcOpts
-	cmd  *exec.Cmd
-	URL  string
 	Logs *testbin.Buffer
-	done chan struct{}
 }
 
 func startSvc(t testing.TB, o svcOpts) *svc {
 	t.Helper()
-	if o.Port == 0 {
-		o.Port = redistest.FreePort(t)
-	}
-	if o.Kong == "" {
-		o.Kong = fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t))
-	}
-	s := &svc{t: t, opts: o, URL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
-	s.start()
-	t.Cleanup(s.Stop)
-	return s
-}
-
-func (s *svc) start() {
-	s.t.Helper()
-	env := map[string]string{
-		"SR_LISTEN":             fmt.Sprintf("127.0.0.1:%d", s.opts.Port),
-		"SR_REDIS_URL":          s.opts.Redis,
-		"SR_KONG_ADMIN_URL":     s.opts.Kong,
-		"SR_RECONCILE_INTERVAL": "1s",
-		"SR_LOG_LEVEL":          "info",
-		"SR_RATE_LIMIT":         "0",
-	}
-	for k, v := range s.opts.Env {
+	env := map[string]string{"SR_RECONCILE_INTERVAL": "1s", "SR_LOG_LEVEL": "info", "SR_RATE_LIMIT": "0"}
+	for k, v := range o.Env {
 		env[k] = v
 	}
-	cmd := exec.Command(binPath, s.opts.Args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	s.Logs = &testbin.Buffer{}
-	cmd.Stdout, cmd.Stderr = s.Logs, s.Logs
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("starting adminsvc: %v", err)
-	}
-	s.cmd = cmd
-	s.done = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(s.URL + "/health")
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		select {
-		case <-s.done:
-			s.t.Fatalf("adminsvc exited at start:\n%s", s.Logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("adminsvc not answering:\n%s", s.Logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop sends SIGTERM and waits for a graceful exit.
-func (s *svc) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd = nil
-}
-
-// Kill ends the process without a chance to clean up.
-func (s *svc) Kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
-
-// Restart starts the process again with the same settings and port.
-func (s *svc) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.start()
+	a := clienttest.Launch(t, clienttest.LaunchOptions{RedisURL: o.Redis, KongURL: o.Kong, Port: o.Port, Env: env, Args: o.Args, Binary: binPath})
+	return &svc{Adminsvc: a, t: t, Logs: a.Output()}
 }
 
 type resp struct {

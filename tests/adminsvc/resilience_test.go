@@ -45,7 +45,7 @@ func TestRestartKeepsAcknowledgedRoutes(t *testing.T) {
 	if err := k.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
+	s.Restart() // the killed process is gone: start it again
 	r := s.do("GET", "/routes", "")
 	if r.Body["total"] != 150.0 {
 		t.Fatalf("after restart: %v routes", r.Body["total"])

@@ -8,18 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kong-service-registry/service-registry/adminsvc/client/clienttest"
 	"github.com/kong-service-registry/service-registry/internal/redistest"
-	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/tests/harness"
 )
 
@@ -259,68 +256,21 @@ func newBackend(t testing.TB, id string) *backend {
 	return b
 }
 
-// admin is one running adminsvc process.
+// admin is one running adminsvc process (clienttest's launcher).
 type admin struct {
-	t    testing.TB
-	url  string
-	logs *testbin.Buffer
-	hc   *http.Client
+	t   testing.TB
+	url string
+	hc  *http.Client
 }
 
 func startAdmin(t testing.TB, env map[string]string) *admin {
 	t.Helper()
-	port := redistest.FreePort(t)
-	a := &admin{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &testbin.Buffer{}, hc: &http.Client{Timeout: 10 * time.Second}}
-	all := map[string]string{
-		"SR_LISTEN":             fmt.Sprintf("127.0.0.1:%d", port),
-		"SR_KONG_ADMIN_URL":     fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t)),
-		"SR_RECONCILE_INTERVAL": "1s",
-		"SR_LOG_LEVEL":          "info",
-		"SR_RATE_LIMIT":         "0",
-	}
+	all := map[string]string{"SR_RECONCILE_INTERVAL": "1s", "SR_LOG_LEVEL": "info", "SR_RATE_LIMIT": "0"}
 	for k, v := range env {
 		all[k] = v
 	}
-	cmd := exec.Command(adminBin)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range all {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stdout, cmd.Stderr = a.logs, a.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting adminsvc: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("adminsvc logs:\n%s", a.logs.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := a.hc.Get(a.url + "/health")
-		if err == nil {
-			_ = resp.Body.Close()
-			return a
-		}
-		select {
-		case <-done:
-			t.Fatalf("adminsvc exited at start:\n%s", a.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("adminsvc not answering:\n%s", a.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	a := clienttest.Launch(t, clienttest.LaunchOptions{Env: all, Binary: adminBin})
+	return &admin{t: t, url: a.URL, hc: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (a *admin) do(method, path, body string) (int, string) {

@@ -2,15 +2,11 @@ package clienttest
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,15 +77,6 @@ type Options struct {
 	Env []string
 }
 
-// Adminsvc is a running adminsvc process.
-type Adminsvc struct {
-	URL   string
-	Redis *redistest.Server
-	cmd   *exec.Cmd
-	log   *testbin.Buffer
-	done  chan struct{}
-}
-
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
@@ -101,87 +88,24 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Start runs the real adminsvc against a fresh redis-server. Kong's Admin
-// API points at a closed loopback port: registrations must still be
-// accepted (CONTRACT §1: Kong unreachable is not an error).
+// Start runs the real adminsvc against a fresh redis-server, healthy
+// before it returns. Kong's Admin API points at a closed loopback port:
+// registrations must still be accepted (CONTRACT §1: Kong unreachable is not
+// an error).
 func Start(t testing.TB, opts Options) *Adminsvc {
 	t.Helper()
 	if !HasAdminsvc() {
 		t.Fatal("adminsvc has no Go code")
 	}
-	bin := Build(t, "./adminsvc")
 	rs := redistest.Start(t, redistest.Options{})
-	port := FreePort(t)
-	kongPort := FreePort(t) // nothing listens there
-	a := &Adminsvc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Redis: rs, log: &testbin.Buffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command(bin)
-	a.cmd.Env = append(os.Environ(),
-		fmt.Sprintf("SR_LISTEN=127.0.0.1:%d", port),
-		"SR_REDIS_URL="+rs.URL(),
-		fmt.Sprintf("SR_KONG_ADMIN_URL=http://127.0.0.1:%d", kongPort),
-		"SR_KONG_MODE=db",
-		"SR_API_KEYS="+opts.APIKeys,
-	)
-	a.cmd.Env = append(a.cmd.Env, opts.Env...)
-	a.cmd.Stdout = a.log
-	a.cmd.Stderr = a.cmd.Stdout
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("starting adminsvc: %v", err)
+	env := map[string]string{"SR_KONG_MODE": "db", "SR_API_KEYS": opts.APIKeys}
+	for _, kv := range opts.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
-	go func() { _ = a.cmd.Wait(); close(a.done) }()
-	t.Cleanup(func() {
-		a.Stop()
-		if t.Failed() {
-			t.Logf("adminsvc log:\n%s", a.Log())
-		}
-	})
-	a.waitHealthy(t)
+	a := Launch(t, LaunchOptions{RedisURL: rs.URL(), Env: env, Healthy: true})
+	a.Redis = rs
 	return a
-}
-
-// Log returns what adminsvc printed so far.
-func (a *Adminsvc) Log() string {
-	return a.log.String()
-}
-
-// Stop ends the process (SIGTERM, then SIGKILL after 5s).
-func (a *Adminsvc) Stop() {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(5 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-	}
-}
-
-func (a *Adminsvc) waitHealthy(t testing.TB) {
-	t.Helper()
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-a.done:
-			t.Fatalf("adminsvc exited at start:\n%s", a.Log())
-		default:
-		}
-		resp, err := hc.Get(a.URL + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("adminsvc not healthy after 30s (last: %v):\n%s", err, a.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // Context is a test context bounded well under go test's timeout.
