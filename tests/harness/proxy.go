@@ -168,6 +168,37 @@ func newRequestID() string {
 // response, then the log phase in the background after the response.
 func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	k.totalRequests.Add(1)
+	rc := k.newReqCtx(r)
+	route, svc, matchedPath := k.match(r)
+	if route == nil {
+		// The router runs before any plugin: no plugin phase at all.
+		rc.status = http.StatusNotFound
+		k.kongError(rc, w, http.StatusNotFound, "no Route matched with those values")
+		rc.stats.Status = rc.status
+		close(rc.stats.done)
+		return
+	}
+	rc.route, rc.service = route, svc
+	rc.upstreamURI = upstreamURI(route, svc, r.URL.EscapedPath(), matchedPath)
+	pe := k.pluginFor(route, svc)
+
+	source, luaErr := "service", false
+	if pe != nil && k.phases["access"] {
+		source, luaErr = k.access(rc, pe)
+	}
+	respHeaders, source := k.respond(rc, w, source, luaErr)
+	rc.stats.Status = rc.status
+
+	if pe == nil || !k.phases["log"] {
+		close(rc.stats.done)
+		return
+	}
+	k.startLogPhase(rc, w, pe, respHeaders, source)
+}
+
+// newReqCtx is the state of one proxied request, counted in the stats
+// when they are kept.
+func (k *Kong) newReqCtx(r *http.Request) *reqCtx {
 	rc := &reqCtx{
 		k: k, w: k.pickWorker(), req: r, start: time.Now(), requestID: newRequestID(),
 		stats: newStats(r), shared: map[string]any{}, ngxCtx: map[string]any{},
@@ -185,66 +216,57 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k.requests = append(k.requests, rc.stats)
 	}
 	k.statsMu.Unlock()
+	return rc
+}
 
-	route, svc, matchedPath := k.match(r)
-	if route == nil {
-		// The router runs before any plugin: no plugin phase at all.
-		rc.status = http.StatusNotFound
-		k.kongError(rc, w, http.StatusNotFound, "no Route matched with those values")
-		rc.stats.Status = rc.status
-		close(rc.stats.done)
-		return
+// access runs the plugin's access phase and says where the response comes
+// from ("service", "exit" or "error") and whether a Lua error answers it.
+func (k *Kong) access(rc *reqCtx, pe *pluginEntity) (source string, luaErr bool) {
+	err := k.handleEvent(rc, pe, "access")
+	switch {
+	case err == nil:
+	case errors.Is(err, errExit):
+		return "exit", false
+	case isPDKError(err):
+		// A Lua error raised inside a PDK function: init.lua's plugin
+		// loop answers delayed_response {message = "An unexpected error occurred"}.
+		k.logLine("[kong] err " + err.Error())
+		return "error", true
+	case k.opts.FailOpen:
+		// Kong 3.4: get_instance_id returns the socket error and
+		// handle_event only logs errors: the phase is skipped and the
+		// request proxied.
+		k.logLine("[kong] err pluginserver error: " + err.Error())
+	case isStartError(err):
+		// Kong 3.9: get_instance_id raises the start error.
+		k.logLine("[kong] err " + err.Error())
+		return "error", true
+	default:
+		// pb_rpc.lua handle_event: kong.response.error(500).
+		k.logLine("[kong] err pluginserver error: " + err.Error())
+		return "error", false
 	}
-	rc.route, rc.service = route, svc
-	rc.upstreamURI = upstreamURI(route, svc, r.URL.EscapedPath(), matchedPath)
-	pe := k.pluginFor(route, svc)
+	return "service", false
+}
 
-	source := "service"
-	luaErr := false
-	if pe != nil && k.phases["access"] {
-		err := k.handleEvent(rc, pe, "access")
-		switch {
-		case err == nil:
-		case errors.Is(err, errExit):
-			source = "exit"
-		case isPDKError(err):
-			// A Lua error raised inside a PDK function: init.lua's plugin
-			// loop answers delayed_response {message = "An unexpected error occurred"}.
-			k.logLine("[kong] err " + err.Error())
-			source, luaErr = "error", true
-		case k.opts.FailOpen:
-			// Kong 3.4: get_instance_id returns the socket error and
-			// handle_event only logs errors: the phase is skipped and the
-			// request proxied.
-			k.logLine("[kong] err pluginserver error: " + err.Error())
-		case isStartError(err):
-			// Kong 3.9: get_instance_id raises the start error.
-			k.logLine("[kong] err " + err.Error())
-			source, luaErr = "error", true
-		default:
-			// pb_rpc.lua handle_event: kong.response.error(500).
-			k.logLine("[kong] err pluginserver error: " + err.Error())
-			source = "error"
-		}
-	}
-
-	var respHeaders http.Header
+// respond writes the response: the plugin's exit, Kong's error, or the
+// upstream's (which may turn into an error after failed tries).
+func (k *Kong) respond(rc *reqCtx, w http.ResponseWriter, source string, luaErr bool) (http.Header, string) {
 	switch {
 	case source == "exit":
-		respHeaders = k.writeExit(rc, w)
+		return k.writeExit(rc, w), source
 	case luaErr:
-		respHeaders = k.kongJSON(rc, w, http.StatusInternalServerError, "An unexpected error occurred")
+		return k.kongJSON(rc, w, http.StatusInternalServerError, "An unexpected error occurred"), source
 	case source == "error":
-		respHeaders = k.kongError(rc, w, http.StatusInternalServerError, "An unexpected error occurred")
+		return k.kongError(rc, w, http.StatusInternalServerError, "An unexpected error occurred"), source
 	default:
-		respHeaders, source = k.proxy(rc, w)
+		return k.proxy(rc, w)
 	}
-	rc.stats.Status = rc.status
+}
 
-	if pe == nil || !k.phases["log"] {
-		close(rc.stats.done)
-		return
-	}
+// startLogPhase flushes the response and runs the log phase after it, in
+// the background.
+func (k *Kong) startLogPhase(rc *reqCtx, w http.ResponseWriter, pe *pluginEntity, respHeaders http.Header, source string) {
 	// plugin.lua: the log handler runs in a timer with the data saved now.
 	rc.saved = &savedData{
 		serialize:       k.serialize(rc, respHeaders, source),
@@ -290,83 +312,94 @@ func (k *Kong) match(r *http.Request) (*Route, *Service, string) {
 	path := r.URL.Path
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	type cand struct {
-		route    *Route
-		criteria int
-		mask     int
-		plain    bool
-		pathLen  int
-		matched  string
-	}
-	var cands []cand
+	var cands []routeCand
 	for _, rt := range k.routes {
-		c := cand{route: rt}
-		if len(rt.Hosts) > 0 {
-			ok := false
-			for _, h := range rt.Hosts {
-				if h == host {
-					ok, c.plain = true, true
-					break
-				}
-				if wildcardMatch(h, host) {
-					ok = true
-				}
-			}
-			if !ok {
-				continue
-			}
-			c.criteria++
-			c.mask |= 4
+		if c, ok := matchRoute(rt, host, path, r.Method); ok {
+			cands = append(cands, c)
 		}
-		if len(rt.Paths) > 0 {
-			best := -1
-			for _, p := range rt.Paths {
-				if strings.HasPrefix(path, p) && len(p) > best {
-					best, c.matched = len(p), p
-				}
-			}
-			if best < 0 {
-				continue
-			}
-			c.pathLen = best
-			c.criteria++
-			c.mask |= 2
-		}
-		if len(rt.Methods) > 0 {
-			ok := false
-			for _, m := range rt.Methods {
-				if strings.EqualFold(m, r.Method) {
-					ok = true
-				}
-			}
-			if !ok {
-				continue
-			}
-			c.criteria++
-			c.mask |= 1
-		}
-		cands = append(cands, c)
 	}
 	if len(cands) == 0 {
 		return nil, nil, ""
 	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
-		if a.criteria != b.criteria {
-			return a.criteria > b.criteria
-		}
-		// Kong's traditional router orders categories of equal size by
-		// their bits: hosts before paths before methods.
-		if a.mask != b.mask {
-			return a.mask > b.mask
-		}
-		if a.plain != b.plain {
-			return a.plain
-		}
-		return a.pathLen > b.pathLen
-	})
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].before(cands[j]) })
 	best := cands[0]
 	return best.route, k.services[best.route.Service], best.matched
+}
+
+// routeCand is a route that matches a request, with what orders it.
+type routeCand struct {
+	route    *Route
+	criteria int
+	mask     int
+	plain    bool
+	pathLen  int
+	matched  string
+}
+
+// matchRoute says whether rt matches the request and how well.
+func matchRoute(rt *Route, host, path, method string) (routeCand, bool) {
+	c := routeCand{route: rt}
+	if len(rt.Hosts) > 0 {
+		ok := false
+		for _, h := range rt.Hosts {
+			if h == host {
+				ok, c.plain = true, true
+				break
+			}
+			if wildcardMatch(h, host) {
+				ok = true
+			}
+		}
+		if !ok {
+			return c, false
+		}
+		c.criteria++
+		c.mask |= 4
+	}
+	if len(rt.Paths) > 0 {
+		best := -1
+		for _, p := range rt.Paths {
+			if strings.HasPrefix(path, p) && len(p) > best {
+				best, c.matched = len(p), p
+			}
+		}
+		if best < 0 {
+			return c, false
+		}
+		c.pathLen = best
+		c.criteria++
+		c.mask |= 2
+	}
+	if len(rt.Methods) > 0 {
+		ok := false
+		for _, m := range rt.Methods {
+			if strings.EqualFold(m, method) {
+				ok = true
+			}
+		}
+		if !ok {
+			return c, false
+		}
+		c.criteria++
+		c.mask |= 1
+	}
+	return c, true
+}
+
+// before orders candidates: more criteria first, then by category.
+func (a routeCand) before(b routeCand) bool {
+	if a.criteria != b.criteria {
+		return a.criteria > b.criteria
+	}
+	// Kong's traditional router orders categories of equal size by
+	// their bits: hosts before paths before methods.
+	if a.mask != b.mask {
+		return a.mask > b.mask
+	}
+	if a.plain != b.plain {
+		return a.plain
+	}
+	return a.pathLen > b.pathLen
 }
 
 func wildcardMatch(pattern, host string) bool {
@@ -468,21 +501,7 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 	if upName == "" && k.upstreamByName(svc.Host) != nil {
 		upName = svc.Host
 	}
-	method := r.Method
-	if rc.upstreamMethod != "" {
-		method = rc.upstreamMethod
-	}
-	uri := rc.upstreamURI
-	if rc.upstreamPath != nil {
-		uri = *rc.upstreamPath
-	}
-	query := r.URL.RawQuery
-	if rc.upstreamQuery != nil {
-		query = *rc.upstreamQuery
-	}
-	if query != "" {
-		uri += "?" + query
-	}
+	method, uri := rc.upstreamRequestLine()
 	rc.upstreamURI = uri
 	proxyStart := time.Now()
 	rc.proxyLat = proxyStart.Sub(rc.start).Milliseconds()
@@ -495,40 +514,10 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 			break
 		}
 		ti := tryInfo{IP: tgt.host, Port: tgt.port, Start: time.Now().UnixMilli()}
-		req, err := http.NewRequest(method, "http://"+net.JoinHostPort(tgt.host, strconv.Itoa(tgt.port))+uri, bytes.NewReader(body))
+		req, err := k.upstreamRequest(rc, method, uri, body, tgt, hostHeader)
 		if err != nil {
 			lastErr = err
 			break
-		}
-		req.Header = r.Header.Clone()
-		for _, hh := range hopHeaders {
-			req.Header.Del(hh)
-		}
-		req.Host = hostHeader
-		req.Header.Set("X-Forwarded-For", appendXFF(r.Header.Get("X-Forwarded-For"), rc.clientIP))
-		req.Header.Set("X-Forwarded-Proto", "http")
-		req.Header.Set("X-Forwarded-Host", rc.host())
-		req.Header.Set("X-Forwarded-Port", strconv.Itoa(rc.serverPort))
-		req.Header.Set("X-Forwarded-Path", r.URL.Path)
-		req.Header.Set("X-Real-IP", rc.clientIP)
-		if !k.kong34() {
-			req.Header.Set("X-Kong-Request-Id", rc.requestID)
-		}
-		for _, op := range rc.upstreamHeaderOps {
-			switch op.op {
-			case "set":
-				if strings.EqualFold(op.name, "host") {
-					req.Host = op.values[0]
-					continue
-				}
-				req.Header[headerName(op.name)] = op.values
-			case "add":
-				for _, v := range op.values {
-					req.Header.Add(op.name, v)
-				}
-			case "clear":
-				req.Header.Del(op.name)
-			}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(svc.ConnectTimeout+svc.ReadTimeout)*time.Millisecond)
 		dialStart := time.Now()
@@ -546,22 +535,97 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 		}
 		rc.tries = append(rc.tries, ti)
 		rc.upstreamLat = time.Since(dialStart).Milliseconds()
-		h := w.Header()
-		for name, vs := range resp.Header {
-			h[name] = vs
-		}
-		for _, hh := range hopHeaders {
-			h.Del(hh)
-		}
-		rc.applyAccessHeaders(h)
-		k.proxiedHeaders(rc, h)
-		rc.status = resp.StatusCode
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
-		_ = resp.Body.Close()
+		h := k.relay(rc, w, resp)
 		cancel()
-		return h.Clone(), "service"
+		return h, "service"
 	}
+	return k.upstreamFailed(rc, w, lastErr), "error"
+}
+
+// upstreamRequestLine is the method and URI sent upstream, as the plugin
+// may have changed them.
+func (rc *reqCtx) upstreamRequestLine() (method, uri string) {
+	r := rc.req
+	method = r.Method
+	if rc.upstreamMethod != "" {
+		method = rc.upstreamMethod
+	}
+	uri = rc.upstreamURI
+	if rc.upstreamPath != nil {
+		uri = *rc.upstreamPath
+	}
+	query := r.URL.RawQuery
+	if rc.upstreamQuery != nil {
+		query = *rc.upstreamQuery
+	}
+	if query != "" {
+		uri += "?" + query
+	}
+	return method, uri
+}
+
+// upstreamRequest is one try's request to tgt: the client's headers without
+// hop-by-hop ones, Kong's X-Forwarded-* and the plugin's header changes.
+func (k *Kong) upstreamRequest(rc *reqCtx, method, uri string, body []byte, tgt hostPort, hostHeader string) (*http.Request, error) {
+	r := rc.req
+	req, err := http.NewRequest(method, "http://"+net.JoinHostPort(tgt.host, strconv.Itoa(tgt.port))+uri, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.Header.Clone()
+	for _, hh := range hopHeaders {
+		req.Header.Del(hh)
+	}
+	req.Host = hostHeader
+	req.Header.Set("X-Forwarded-For", appendXFF(r.Header.Get("X-Forwarded-For"), rc.clientIP))
+	req.Header.Set("X-Forwarded-Proto", "http")
+	req.Header.Set("X-Forwarded-Host", rc.host())
+	req.Header.Set("X-Forwarded-Port", strconv.Itoa(rc.serverPort))
+	req.Header.Set("X-Forwarded-Path", r.URL.Path)
+	req.Header.Set("X-Real-IP", rc.clientIP)
+	if !k.kong34() {
+		req.Header.Set("X-Kong-Request-Id", rc.requestID)
+	}
+	for _, op := range rc.upstreamHeaderOps {
+		switch op.op {
+		case "set":
+			if strings.EqualFold(op.name, "host") {
+				req.Host = op.values[0]
+				continue
+			}
+			req.Header[headerName(op.name)] = op.values
+		case "add":
+			for _, v := range op.values {
+				req.Header.Add(op.name, v)
+			}
+		case "clear":
+			req.Header.Del(op.name)
+		}
+	}
+	return req, nil
+}
+
+// relay writes the upstream's response to the client with the plugin's and
+// Kong's header changes, and returns the headers sent.
+func (k *Kong) relay(rc *reqCtx, w http.ResponseWriter, resp *http.Response) http.Header {
+	h := w.Header()
+	for name, vs := range resp.Header {
+		h[name] = vs
+	}
+	for _, hh := range hopHeaders {
+		h.Del(hh)
+	}
+	rc.applyAccessHeaders(h)
+	k.proxiedHeaders(rc, h)
+	rc.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+	_ = resp.Body.Close()
+	return h.Clone()
+}
+
+// upstreamFailed answers when every try failed: 504 after a timeout, else 502.
+func (k *Kong) upstreamFailed(rc *reqCtx, w http.ResponseWriter, lastErr error) http.Header {
 	// The last failed try carries no state: Kong records a try's failure only
 	// when the balancer starts the next one.
 	if n := len(rc.tries); n > 0 {
@@ -569,9 +633,9 @@ func (k *Kong) proxy(rc *reqCtx, w http.ResponseWriter) (http.Header, string) {
 	}
 	k.logLine(fmt.Sprintf("[kong] err upstream failed after %d tries: %v", len(rc.tries), lastErr))
 	if errors.Is(lastErr, context.DeadlineExceeded) {
-		return k.upstreamError(rc, w, http.StatusGatewayTimeout, "The upstream server is timing out"), "error"
+		return k.upstreamError(rc, w, http.StatusGatewayTimeout, "The upstream server is timing out")
 	}
-	return k.upstreamError(rc, w, http.StatusBadGateway, "An invalid response was received from the upstream server"), "error"
+	return k.upstreamError(rc, w, http.StatusBadGateway, "An invalid response was received from the upstream server")
 }
 
 func appendXFF(prior, ip string) string {
