@@ -264,3 +264,34 @@ func TestInstanceHandlers(t *testing.T) {
 	wantError(t, a.do(http.MethodDelete, "/v1/services/svc/instances/i2", ""), http.StatusNotFound, "instance not found")
 	wantError(t, a.do(http.MethodGet, "/v1/services/_index", ""), http.StatusBadRequest, "name: must not start with '_' (reserved)")
 }
+
+// TestDeleteService (issue 13 defect 10): a /v1 service can be deleted
+// (a typo'd one stayed forever); a route's service goes with its route.
+func TestDeleteService(t *testing.T) {
+	a := newTestAPI(t, nil)
+	if rec := a.do(http.MethodPut, "/v1/services/tpyo/instances/i", `{"address":"10.0.0.1:80"}`); rec.Code != 200 {
+		t.Fatal(rec.Body.String())
+	}
+	if rec := a.do(http.MethodPut, "/v1/services/tpyo/tags", `{"tags":["x"]}`); rec.Code != 200 {
+		t.Fatal(rec.Body.String())
+	}
+	before := a.sync.triggers.Load()
+	rec := a.do(http.MethodDelete, "/v1/services/tpyo", "")
+	if got := decode(t, rec); rec.Code != 200 || got["status"] != "deleted" || a.sync.triggers.Load() != before+1 {
+		t.Fatalf("delete: %d %v", rec.Code, got)
+	}
+	wantError(t, a.do(http.MethodGet, "/v1/services/tpyo", ""), http.StatusNotFound, "service not found")
+	if got := decode(t, a.do(http.MethodGet, "/v1/services", "")); got["total"] != 0.0 {
+		t.Fatalf("listed after delete: %v", got)
+	}
+	wantError(t, a.do(http.MethodDelete, "/v1/services/tpyo", ""), http.StatusNotFound, "service not found")
+	if rec := a.do(http.MethodPost, "/register", `{"host":"r.example","path":"/","backend":"http://b:1"}`); rec.Code != 200 {
+		t.Fatal(rec.Body.String())
+	}
+	name := registry.ServiceName("r.example", "/")
+	wantError(t, a.do(http.MethodDelete, "/v1/services/"+name, ""), http.StatusConflict,
+		"service belongs to a registered route: remove the route (POST /deregister)")
+	if got := decode(t, a.do(http.MethodGet, "/routes", "")); got["total"] != 1.0 {
+		t.Fatalf("the route went: %v", got)
+	}
+}

@@ -190,6 +190,7 @@ func (srv *Server) routes(e *echo.Echo) {
 	v1.GET("/events", srv.events)
 	v1.GET("/services", srv.listServices)
 	v1.GET("/services/:name", srv.getService)
+	v1.DELETE("/services/:name", srv.deleteService)
 	v1.PUT("/services/:name/tags", srv.setTags)
 	v1.GET("/services/:name/health", srv.serviceHealth)
 	v1.POST("/services/:name/maintenance", srv.maintenance)

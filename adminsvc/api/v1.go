@@ -28,6 +28,8 @@ func storeErr(err error) error {
 	switch {
 	case errors.Is(err, registry.ErrServiceNotFound):
 		return httpError(http.StatusNotFound, "service not found")
+	case errors.Is(err, registry.ErrServiceOfRoute):
+		return httpError(http.StatusConflict, "service belongs to a registered route: remove the route (POST /deregister)")
 	case errors.Is(err, registry.ErrInstanceNotFound):
 		return httpError(http.StatusNotFound, "instance not found")
 	case errors.Is(err, registry.ErrInvalid):
@@ -104,6 +106,20 @@ func (srv *Server) getService(c echo.Context) error {
 		return storeErr(err)
 	}
 	return c.JSON(http.StatusOK, s)
+}
+
+// deleteService is DELETE /v1/services/{name}: a service made through
+// /v1 (a typo'd name stayed forever) goes with its instances, tags and
+// maintenance; a registered route's service goes with the route.
+func (srv *Server) deleteService(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	if err := srv.store.DeleteService(ctx, c.Param("name")); err != nil {
+		return storeErr(err)
+	}
+	srv.log.Info("audit", "action", "delete_service", "service", c.Param("name"), "client", clientID(c))
+	srv.sync.Trigger()
+	return c.JSON(http.StatusOK, map[string]string{"status": "deleted", "service": c.Param("name")})
 }
 
 func (srv *Server) setTags(c echo.Context) error {

@@ -147,6 +147,23 @@ func (s *Store) DeleteInstance(ctx context.Context, service, id string) error {
 	return nil
 }
 
+// DeleteService removes a service (instances, leases, tags, maintenance)
+// and its index entry: ErrServiceNotFound, or ErrServiceOfRoute for a
+// registered route's service (DeregisterRoute removes that one).
+func (s *Store) DeleteService(ctx context.Context, service string) error {
+	if err := invalidName(service); err != nil {
+		return err
+	}
+	res, err := s.run(ctx, "delete service", deleteServiceScript, service, "")
+	if err != nil {
+		return err
+	}
+	if res.code != codeOK {
+		return codeErr(res.code)
+	}
+	return nil
+}
+
 // SetMaintenance turns maintenance mode on or off for a service.
 func (s *Store) SetMaintenance(ctx context.Context, service string, m Maintenance) error {
 	js, _ := json.Marshal(m)

@@ -71,6 +71,9 @@ var (
 	ErrRouteNotFound    = errors.New("route not found")
 	ErrServiceNotFound  = errors.New("service not found")
 	ErrInstanceNotFound = errors.New("instance not found")
+	// ErrServiceOfRoute: the service is a registered route's; it goes with
+	// the route (DeregisterRoute), not alone.
+	ErrServiceOfRoute = errors.New("service belongs to a registered route")
 	// ErrUnavailable wraps every failure to reach Redis.
 	ErrUnavailable = errors.New("registry store unavailable")
 )

@@ -19,6 +19,7 @@ const (
 	codeServiceNotFound
 	codeInstanceNotFound
 	codeConflict // compare-and-swap lost a race: retry
+	codeServiceOfRoute
 )
 
 // scriptTail is shared: state() reports what the indexes must reflect;
@@ -98,6 +99,15 @@ var deleteInstanceScript = redis.NewScript(scriptTail + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {4, 0, 0, '', 0, ''} end
 if redis.call('HDEL', KEYS[2], ARGV[4]) == 0 then return {5, 0, 0, '', 0, ''} end
 redis.call('ZREM', KEYS[3], ARGV[4])
+return finish(0)
+`)
+
+// Deletes a service with its instances, leases, tags and maintenance; not
+// a route's (its route record stays the owner). ARGV: channel, service
+var deleteServiceScript = redis.NewScript(scriptTail + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {4, 0, 0, '', 0, ''} end
+if redis.call('HEXISTS', KEYS[5], 'spec') == 1 then return {7, 0, 0, '', 0, ''} end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return finish(0)
 `)
 

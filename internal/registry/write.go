@@ -149,6 +149,8 @@ func codeErr(code int64) error {
 		return ErrServiceNotFound
 	case codeInstanceNotFound:
 		return ErrInstanceNotFound
+	case codeServiceOfRoute:
+		return ErrServiceOfRoute
 	}
 	return fmt.Errorf("registry: unexpected script status %d", code)
 }
