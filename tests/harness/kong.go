@@ -140,14 +140,46 @@ func Start(t testing.TB, opts Options) *Kong {
 }
 
 func start(t testing.TB, opts Options) (*Kong, error) {
+	if err := opts.fill(t); err != nil {
+		return nil, err
+	}
+	k := &Kong{
+		t: t, opts: opts, methods: protoMethods(), nodeID: newUUID(),
+		services: map[string]*Service{}, upstreams: map[string]*Upstream{},
+		plugins: map[string]*pluginEntity{},
+		rr:      map[string]int{}, unimplemented: map[string]int{}, keepStats: true,
+	}
+	k.logger = slog.New(slog.NewTextHandler(logWriter{k}, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.queryPlugin(ctx); err != nil {
+		return nil, err
+	}
+	if err := k.startPluginServer(ctx); err != nil {
+		return nil, err
+	}
+	if err := k.listen(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		// Runs first: Kong's log (plugin output included) explains failures.
+		if t.Failed() {
+			t.Logf("harness Kong log:\n%s", k.Logs())
+		}
+	})
+	return k, nil
+}
+
+// fill checks the options and fills in the defaults.
+func (opts *Options) fill(t testing.TB) error {
 	if opts.Binary == "" {
-		return nil, errors.New("options: Binary is required")
+		return errors.New("options: Binary is required")
 	}
 	if opts.Prefix == "" {
 		// Unix socket paths are limited to ~108 bytes: keep the prefix short.
 		dir, err := mkShortTemp()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t.Cleanup(func() { removeAll(dir) })
 		opts.Prefix = dir
@@ -164,38 +196,42 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 	if opts.Version == "" {
 		opts.Version = "3.9.3"
 	}
-	k := &Kong{
-		t: t, opts: opts, methods: protoMethods(), nodeID: newUUID(),
-		services: map[string]*Service{}, upstreams: map[string]*Upstream{},
-		plugins: map[string]*pluginEntity{},
-		rr:      map[string]int{}, unimplemented: map[string]int{}, keepStats: true,
-	}
-	k.logger = slog.New(slog.NewTextHandler(logWriter{k}, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, dump, err := Query(ctx, opts.Binary)
+	return nil
+}
+
+// queryPlugin asks the plugin binary for its info (-dump) and refuses
+// phases the harness does not run.
+func (k *Kong) queryPlugin(ctx context.Context) error {
+	p, dump, err := Query(ctx, k.opts.Binary)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	k.plugin, k.dump = p, dump
 	k.phases = map[string]bool{}
 	for _, ph := range p.Phases {
 		if ph != "access" && ph != "log" {
-			return nil, fmt.Errorf("plugin declares phase %q: the harness runs access and log only", ph)
+			return fmt.Errorf("plugin declares phase %q: the harness runs access and log only", ph)
 		}
 		k.phases[ph] = true
 	}
+	return nil
+}
+
+// startPluginServer starts the plugin server process, waits until it
+// listens and gives each worker its connection pool.
+func (k *Kong) startPluginServer(ctx context.Context) error {
+	opts := k.opts
 	proc, err := StartProcess(ProcessOptions{
-		Binary: opts.Binary, Name: p.Name, Prefix: opts.Prefix,
+		Binary: opts.Binary, Name: k.plugin.Name, Prefix: opts.Prefix,
 		RespawnDelay: opts.RespawnDelay, Log: logWriter{k}, Logger: k.logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting plugin server: %w", err)
+		return fmt.Errorf("starting plugin server: %w", err)
 	}
 	k.proc = proc
-	t.Cleanup(proc.Stop)
+	k.t.Cleanup(proc.Stop)
 	if err := proc.WaitReady(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	for i := 0; i < opts.Workers; i++ {
 		k.workers = append(k.workers, &worker{
@@ -203,6 +239,11 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 			instances: map[string]*instance{},
 		})
 	}
+	return nil
+}
+
+// listen serves the proxy on a free loopback port.
+func (k *Kong) listen() error {
 	k.transport = &http.Transport{
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
@@ -210,20 +251,14 @@ func start(t testing.TB, opts Options) (*Kong, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("listening: %w", err)
+		return fmt.Errorf("listening: %w", err)
 	}
 	k.ln = ln
 	k.url = "http://" + ln.Addr().String()
 	k.srv = &http.Server{Handler: k, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = k.srv.Serve(ln) }()
-	t.Cleanup(k.close)
-	t.Cleanup(func() {
-		// Runs first: Kong's log (plugin output included) explains failures.
-		if t.Failed() {
-			t.Logf("harness Kong log:\n%s", k.Logs())
-		}
-	})
-	return k, nil
+	k.t.Cleanup(k.close)
+	return nil
 }
 
 func (k *Kong) close() {
