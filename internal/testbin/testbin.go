@@ -34,9 +34,12 @@ func RepoRoot() (string, error) {
 // Build runs `go build -o dir/name pkg` from the repository root and returns
 // the binary's path. pkg is relative to the root ("./adminsvc"). name is the
 // file name: Kong runs a go-pdk plugin by its executable's name, so the
-// plugin must be built as "service-registry". env (KEY=value) is added to
-// this process's environment for the build, e.g. "CGO_ENABLED=0". The build
-// output is part of the error.
+// plugin must be built as "service-registry". Builds use CGO_ENABLED=0, as
+// make build and the images do: one configuration, so every test package's
+// builds share the compiled dependencies in Go's build cache (a cold
+// `make test` compiled them once per configuration). env (KEY=value) is
+// added to this process's environment for the build. The build output is
+// part of the error.
 func Build(dir, pkg, name string, env ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -45,9 +48,7 @@ func Build(dir, pkg, name string, env ...string) (string, error) {
 	bin := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = root
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
-	}
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}

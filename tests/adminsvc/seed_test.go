@@ -119,7 +119,7 @@ func TestSeedGoClient(t *testing.T) {
 	}
 	build := exec.Command("go", "build", "-o", "seedclient", "main.go")
 	build.Dir = dir
-	build.Env = append(os.Environ(), "GO111MODULE=on", "GOFLAGS=")
+	build.Env = append(os.Environ(), "GO111MODULE=on", "GOFLAGS=", "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the seed's Go example: %v\n%s", err, out)
 	}

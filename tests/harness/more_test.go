@@ -143,6 +143,7 @@ func TestRefusesVersionDevAsKongDoes(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "srtest")
 	build := exec.Command("go", "build", "-ldflags", "-X main.version=dev", "-o", bin, "./tests/harness/testdata/srtest")
 	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // testbin.Build's configuration: shared build cache
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
