@@ -39,6 +39,9 @@ func (srv *Server) health(c echo.Context) error {
 		kong["last_apply"] = st.LastApply.UTC().Format(time.RFC3339)
 	}
 	status := srv.sync.Status()
+	if status.Mode != "" {
+		kong["mode"] = status.Mode // db or dbless, once Kong answered
+	}
 	if !status.FailingSince.IsZero() {
 		kong["failing_since"] = status.FailingSince.UTC().Format(time.RFC3339)
 	}
