@@ -234,7 +234,7 @@ func TestHarnessAgreesPluginDown(t *testing.T) {
 		// Still, a log event in flight at the kill can reset the instance on
 		// either side (seen at load 40 in the harness): both 500s are Kong's.
 		if real != fake && pluginDown500.ReplaceAllString(real, "<500>") == pluginDown500.ReplaceAllString(fake, "<500>") {
-			t.Logf("plugin server down: kong and harness answered Kong's two 500s:\n%s\n%s", real, fake)
+			t.Logf("plugin server down: kong and harness answered Kong's two 500s:\n%s\n%s\nharness log:\n%s", real, fake, hk.Logs())
 			fake = real
 		}
 		if real != fake {
