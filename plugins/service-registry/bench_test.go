@@ -76,7 +76,7 @@ func benchAccess(b *testing.B, scraped bool) {
 		}
 	}
 	var c Config
-	if err := c.UnmarshalJSON([]byte(fmt.Sprintf(`{"registry":"redis","service":"bench","redis":{"port":%d}}`, srv.Port))); err != nil {
+	if err := c.UnmarshalJSON([]byte(fmt.Sprintf(`{"registry":"redis","service":"bench","redis":{"port":%d,"timeout_ms":5000}}`, srv.Port))); err != nil {
 		b.Fatal(err)
 	}
 	k := &countingKong{}

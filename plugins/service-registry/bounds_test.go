@@ -137,7 +137,7 @@ func TestEveryNumericFieldAtItsBoundsRuns(t *testing.T) {
 		for _, v := range []float64{f.lo - step, f.lo, f.hi, f.hi + step} {
 			cfg := map[string]any{
 				"registry": "redis", "service": "bounds",
-				"redis":           map[string]any{"port": fx.srv.Port, "timeout_ms": 200},
+				"redis":           map[string]any{"port": fx.srv.Port, "timeout_ms": 5000},
 				"rate_limit":      map[string]any{"enabled": true, "requests_per_second": 1000, "burst": 10, "limit_by": "ip"},
 				"circuit_breaker": map[string]any{"enabled": true},
 			}

@@ -102,9 +102,15 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{srv: srv, store: registry.NewStore(rdb, registry.Options{})}
 }
 
+// config decodes a redis-registry config on the fixture's Redis. Its
+// timeout_ms is 5 s, not the default 20 ms nor a tight 200 ms: it bounds the
+// first snapshot load and every rate-limit call, and on a loaded CI machine
+// (2 cores, -race, packages in parallel) a Redis round trip can take
+// hundreds of ms; these tests are about what the plugin answers, not about
+// the timeout (tests that are pass their own).
 func (fx *fixture) config(t *testing.T, extra string) *Config {
 	t.Helper()
-	js := fmt.Sprintf(`{"registry":"redis","redis":{"host":"127.0.0.1","port":%d,"timeout_ms":200}%s}`, fx.srv.Port, extra)
+	js := fmt.Sprintf(`{"registry":"redis","redis":{"host":"127.0.0.1","port":%d,"timeout_ms":5000}%s}`, fx.srv.Port, extra)
 	return decode(t, js)
 }
 

@@ -181,7 +181,7 @@ func TestGuardsPDKBudget(t *testing.T) {
 // breaker only records.
 func TestGuardsRegistryKong(t *testing.T) {
 	fx := newFixture(t)
-	c := decode(t, fmt.Sprintf(`{"registry":"kong","__plugin_id":"p-kong","service_id":"svc-kong","redis":{"port":%d,"timeout_ms":200},`+
+	c := decode(t, fmt.Sprintf(`{"registry":"kong","__plugin_id":"p-kong","service_id":"svc-kong","redis":{"port":%d,"timeout_ms":5000},`+
 		`"rate_limit":{"enabled":true,"requests_per_min":1,"limit_by":"service","hide_client_headers":true},`+
 		`"circuit_breaker":{"enabled":true,"failure_threshold":1}}`, fx.srv.Port))
 	k := &fakeKong{}

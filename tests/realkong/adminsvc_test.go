@@ -39,6 +39,10 @@ func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *sv
 		"SR_RECONCILE_INTERVAL": "1s",
 		"SR_LOG_LEVEL":          "info",
 		"SR_RATE_LIMIT":         "0",
+		// The plugin configs adminsvc writes otherwise carry the plugin's
+		// default timeout_ms (20), which also bounds a first snapshot load:
+		// on a loaded machine that fails requests these tests are not about.
+		"SR_PLUGIN_REDIS_TIMEOUT_MS": "500",
 	}
 	for n, v := range env {
 		vars[n] = v
