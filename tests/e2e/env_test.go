@@ -82,8 +82,10 @@ func discoveryConfig(r *redistest.Server) map[string]any {
 	return map[string]any{
 		"registry": "redis",
 		"service":  "orders",
-		// A generous Redis timeout: these 2-core machines run many tests at once.
-		"redis": map[string]any{"host": "127.0.0.1", "port": r.Port, "timeout_ms": 500},
+		// A generous Redis timeout (it also bounds a first snapshot load and each
+		// rate-limit call): these 2-core machines run many tests at once, and
+		// 200 ms was seen to run out under -race at load 30+.
+		"redis": map[string]any{"host": "127.0.0.1", "port": r.Port, "timeout_ms": 2000},
 	}
 }
 

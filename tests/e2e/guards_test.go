@@ -386,7 +386,7 @@ func TestGuardsRegistryKong(t *testing.T) {
 	}
 	if _, err := e.kong.AddPlugin(harness.PluginConfig{Service: "ksvc", Config: map[string]any{
 		"registry":        "kong",
-		"redis":           map[string]any{"host": "127.0.0.1", "port": e.redis.Port, "timeout_ms": 500},
+		"redis":           map[string]any{"host": "127.0.0.1", "port": e.redis.Port, "timeout_ms": 2000},
 		"rate_limit":      map[string]any{"enabled": true, "requests_per_min": 1, "burst": 2, "limit_by": "service"},
 		"circuit_breaker": map[string]any{"enabled": true},
 	}}); err != nil {

@@ -38,7 +38,7 @@ func TestTranslatedRoutePreservesHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := translator.Translate([]translator.RouteInput{{Route: route, Service: name}},
-		translator.Options{Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 500}})
+		translator.Options{Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 2000}})
 	if len(st.Services) != 1 || len(st.Errors) != 0 {
 		t.Fatalf("translation: %+v", st)
 	}
