@@ -99,6 +99,11 @@ func streamList[T any](srv *Server, c echo.Context, field string, read func(ctx 
 	}
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	// The connection ends with a full listing: a client that has not read
+	// it must not then hold an idle keep-alive connection (and the kernel
+	// buffers under it) until the idle timeout. Listings are rare; the
+	// reconnect is cheap.
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
 	total := 0
 	if _, err := w.Write([]byte(`{"` + field + `":[`)); err != nil {

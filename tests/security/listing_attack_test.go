@@ -70,7 +70,7 @@ func TestRoutesListingAttack(t *testing.T) {
 		t.Errorf("RSS peaked at %d MB under the attack (goal < 300 MB)", peak)
 	}
 	if released == 0 || released > 10*writeTimeout {
-		t.Errorf("attacking connections still held after %v (write timeout %v)", time.Since(start).Round(time.Second), writeTimeout)
+		t.Errorf("%d attacking connections still held after %v (write timeout %v)", established(t, port), time.Since(start).Round(time.Second), writeTimeout)
 	}
 	// A client that reads still gets every route.
 	if r := call(t, "GET", a.URL+"/routes", nil); r.Status != 200 || r.Body["total"] != float64(routes) {
