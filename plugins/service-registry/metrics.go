@@ -101,45 +101,39 @@ type pluginMetrics struct {
 
 // service returns the counters of a service label.
 func (m *pluginMetrics) service(name string) *serviceStats {
-	if v, ok := m.services.Load(name); ok {
-		return v.(*serviceStats)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if v, ok := m.services.Load(name); ok {
-		return v.(*serviceStats)
-	}
-	if m.nSvc >= maxLabelValues {
-		name = "_other"
-		if v, ok := m.services.Load(name); ok {
-			return v.(*serviceStats)
-		}
-	}
-	s := &serviceStats{name: name}
-	m.services.Store(name, s)
-	m.nSvc++
-	return s
+	return bounded(&m.mu, &m.services, &m.nSvc, name, func(name string) *serviceStats {
+		return &serviceStats{name: name}
+	})
 }
 
 // rate returns the rate-limit counters of a plugin entity.
 func (m *pluginMetrics) rate(pluginID string) *rateStats {
-	if v, ok := m.rates.Load(pluginID); ok {
-		return v.(*rateStats)
+	return bounded(&m.mu, &m.rates, &m.nRate, pluginID, func(id string) *rateStats {
+		return &rateStats{pluginID: id}
+	})
+}
+
+// bounded returns the counters of label value key in vals, made by mk on
+// first use under mu; past maxLabelValues values (counted in n) new ones
+// share "_other", so the series stay bounded.
+func bounded[T any](mu *sync.Mutex, vals *sync.Map, n *int, key string, mk func(string) *T) *T {
+	if v, ok := vals.Load(key); ok {
+		return v.(*T)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if v, ok := m.rates.Load(pluginID); ok {
-		return v.(*rateStats)
+	mu.Lock()
+	defer mu.Unlock()
+	if v, ok := vals.Load(key); ok {
+		return v.(*T)
 	}
-	if m.nRate >= maxLabelValues {
-		pluginID = "_other"
-		if v, ok := m.rates.Load(pluginID); ok {
-			return v.(*rateStats)
+	if *n >= maxLabelValues {
+		key = "_other"
+		if v, ok := vals.Load(key); ok {
+			return v.(*T)
 		}
 	}
-	s := &rateStats{pluginID: pluginID}
-	m.rates.Store(pluginID, s)
-	m.nRate++
+	s := mk(key)
+	vals.Store(key, s)
+	*n++
 	return s
 }
 
