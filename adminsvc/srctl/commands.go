@@ -115,18 +115,28 @@ func (r *routeFlags) options() (*client.RouteOptions, error) {
 	return &o, nil
 }
 
+// parsePlan parses a route command's flags, plans its calls and opens the
+// client: the first steps of register and deregister.
+func (a *app) parsePlan(fs *flag.FlagSet, rf *routeFlags, args []string, needBackend bool) (plan, *client.Client, error) {
+	if err := a.parse(fs, args); err != nil {
+		return plan{}, nil, err
+	}
+	p, err := a.plan(rf, needBackend)
+	if err != nil {
+		return plan{}, nil, err
+	}
+	c, err := a.client()
+	if err != nil {
+		return plan{}, nil, err
+	}
+	return p, c, nil
+}
+
 func (a *app) cmdRegister(ctx context.Context, args []string) error {
 	var rf routeFlags
 	fs := a.newFlags("register")
 	rf.register(fs, true)
-	if err := a.parse(fs, args); err != nil {
-		return err
-	}
-	p, err := a.plan(&rf, true)
-	if err != nil {
-		return err
-	}
-	c, err := a.client()
+	p, c, err := a.parsePlan(fs, &rf, args, true)
 	if err != nil {
 		return err
 	}
@@ -173,14 +183,7 @@ func (a *app) cmdDeregister(ctx context.Context, args []string) error {
 	fs := a.newFlags("deregister")
 	rf.register(fs, false)
 	missingOK := fs.Bool("missing-ok", false, "exit 0 when the route is not registered")
-	if err := a.parse(fs, args); err != nil {
-		return err
-	}
-	p, err := a.plan(&rf, false)
-	if err != nil {
-		return err
-	}
-	c, err := a.client()
+	p, c, err := a.parsePlan(fs, &rf, args, false)
 	if err != nil {
 		return err
 	}
