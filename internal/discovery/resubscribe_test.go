@@ -79,8 +79,11 @@ func TestResubscribeRechecks(t *testing.T) {
 		if len(s.Targets) == 1 {
 			took := time.Since(restored)
 			t.Logf("deleted instance gone %s after the subscription was restored", took)
-			if took > 100*time.Millisecond {
-				t.Fatalf("deleted instance served for %s after resubscription, want <= 100 ms", took)
+			// Peek with an hour's maxAge never checks: only the re-check
+			// after resubscribing can have removed it. The bound is 10x
+			// the 100 ms goal, for a check delayed on a loaded CI machine.
+			if took > time.Second {
+				t.Fatalf("deleted instance served for %s after resubscription, want <= 1 s (goal 100 ms)", took)
 			}
 			break
 		}
