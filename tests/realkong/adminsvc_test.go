@@ -5,37 +5,29 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/adminsvc/client/clienttest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 // svc is one adminsvc process syncing a real Kong (as tests/adminsvc runs
-// it against the fake).
+// it against the fake), started by clienttest's launcher; it is stopped
+// gracefully (SIGTERM) at test end, so it stops writing to the shared Kong
+// before the next test resets it.
 type svc struct {
 	t    testing.TB
-	cmd  *exec.Cmd
 	URL  string
 	Logs *testbin.Buffer
-	done chan struct{}
 }
 
 func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *svc {
 	t.Helper()
-	port := redistest.FreePort(t)
-	s := &svc{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Logs: &testbin.Buffer{}, done: make(chan struct{})}
 	vars := map[string]string{
-		"SR_LISTEN":             fmt.Sprintf("127.0.0.1:%d", port),
-		"SR_REDIS_URL":          redisURL,
-		"SR_KONG_ADMIN_URL":     k.admin,
 		"SR_RECONCILE_INTERVAL": "1s",
 		"SR_LOG_LEVEL":          "info",
 		"SR_RATE_LIMIT":         "0",
@@ -47,47 +39,8 @@ func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *sv
 	for n, v := range env {
 		vars[n] = v
 	}
-	s.cmd = exec.Command(adminsvcBin)
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for n, v := range vars {
-		s.cmd.Env = append(s.cmd.Env, n+"="+v)
-	}
-	s.cmd.Stdout, s.cmd.Stderr = s.Logs, s.Logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting adminsvc: %v", err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("adminsvc log (tail):\n%s", tail(s.Logs.String(), 4000))
-		}
-	})
-	waitFor(t, 15*time.Second, "adminsvc answering", func() bool {
-		select {
-		case <-s.done:
-			t.Fatalf("adminsvc exited at start:\n%s", s.Logs.String())
-		default:
-		}
-		resp, err := http.Get(s.URL + "/health")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	return s
-}
-
-// stop ends adminsvc gracefully (SIGTERM), so it stops writing to the
-// shared Kong before the next test resets it.
-func (s *svc) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	a := clienttest.Launch(t, clienttest.LaunchOptions{RedisURL: redisURL, KongURL: k.admin, Env: vars, Binary: adminsvcBin})
+	return &svc{t: t, URL: a.URL, Logs: a.Output()}
 }
 
 type resp struct {
