@@ -302,12 +302,7 @@ func (b *Breakers) close(in *instance, now int64) {
 		in.mu.Unlock()
 		return
 	}
-	in.consec.Store(0)
-	in.win.reset()
-	in.tokens.Store(0)
-	in.probesOut.Store(0)
-	in.closedAt.Store(now)
-	b.setState(in, Closed)
+	b.closeLocked(in, now)
 	in.probeOK.Store(true)
 	in.mu.Unlock()
 	b.o.Logger.Info("breaker closed", "addr", in.addr)
@@ -315,6 +310,17 @@ func (b *Breakers) close(in *instance, now int64) {
 	case b.kick <- struct{}{}:
 	default:
 	}
+}
+
+// closeLocked closes in with fresh counts; in.mu is held. Closing here and
+// closing on the cluster's word (sync.go) are the same transition.
+func (b *Breakers) closeLocked(in *instance, now int64) {
+	in.consec.Store(0)
+	in.win.reset()
+	in.tokens.Store(0)
+	in.probesOut.Store(0)
+	in.closedAt.Store(now)
+	b.setState(in, Closed)
 }
 
 // toHalfOpen ends an expired open period. While the cluster sync works the

@@ -347,12 +347,7 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 		// would keep the instance shut for good.
 		settled := gen >= in.gen.Load() || now >= in.openUntil.Load()
 		if local != Closed && settled && !in.tripped.Load() {
-			in.consec.Store(0)
-			in.win.reset()
-			in.tokens.Store(0)
-			in.probesOut.Store(0)
-			in.closedAt.Store(now)
-			b.setState(in, Closed)
+			b.closeLocked(in, now)
 		}
 		in.gen.Store(max(gen, in.gen.Load()))
 	}
