@@ -482,19 +482,19 @@ func (s *RequestStats) addError(e string) {
 func (s *RequestStats) TotalCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.CallsByPhase {
-		n += c
-	}
-	return n
+	return sum(s.CallsByPhase)
 }
 
 // TotalEvents is the number of events in all phases.
 func (s *RequestStats) TotalEvents() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return sum(s.Events)
+}
+
+func sum(counts map[string]int) int {
 	n := 0
-	for _, c := range s.Events {
+	for _, c := range counts {
 		n += c
 	}
 	return n
