@@ -48,7 +48,10 @@ func (p *lossyPipe) Exec(ctx context.Context) ([]redis.Cmder, error) {
 func TestLostProbeGrantIsGivenBack(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	ctx := context.Background()
-	st := Settings{FailureThreshold: 1, OpenTimeout: 20 * time.Millisecond, ProbeTimeout: time.Hour}
+	// The open period must outlast the two syncs below on a loaded machine
+	// (20 ms did not: node 2 saw it half-open already): 1 s, then the test
+	// waits for it to run out.
+	st := Settings{FailureThreshold: 1, OpenTimeout: time.Second, ProbeTimeout: time.Hour}
 	clock := newFakeClock()
 	c := &lossy{Client: s.Client()}
 	// Syncs are called by hand; a generous timeout keeps a loaded machine
@@ -74,7 +77,7 @@ func TestLostProbeGrantIsGivenBack(t *testing.T) {
 	// Sync, with no request asking for a probe, until the cluster's open
 	// period has run out: node 1 is half-open without a token.
 	in := n1.get(addr)
-	waitFor(t, 5*time.Second, "half-open from the cluster", func() bool {
+	waitFor(t, 20*time.Second, "half-open from the cluster", func() bool {
 		n1.SyncOnce(ctx)
 		return State(in.state.Load()) == HalfOpen
 	})
