@@ -144,9 +144,12 @@ func TestLeasesThreeNodesBound(t *testing.T) {
 	}
 	calls := map[string]int{}
 	for _, c := range clients {
+		// Background lease fetches may still be counting: read under the lock.
+		c.mu.Lock()
 		for k, v := range c.n {
 			calls[k] += v
 		}
+		c.mu.Unlock()
 	}
 	check := func(key string, limits []Limit) {
 		for _, l := range limits {
