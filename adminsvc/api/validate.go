@@ -78,7 +78,10 @@ func validBackend(b string) error {
 		return badRequest("backend: query and fragment are not supported")
 	}
 	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		// The store's rule (registry.ValidateAddress): a plain 1..65535,
+		// no sign or leading zero, so "01" is not accepted here and then
+		// refused when the route's instance is written.
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
 			return badRequest("backend: invalid port %q", p)
 		}
 	}
