@@ -227,7 +227,8 @@ func testDrain(t *testing.T, browser context.Context, e *env) {
 func testMaintenance(t *testing.T, browser context.Context, e *env) {
 	tb := open(t, browser, e, "services/orders")
 	tb.waitJS("the maintenance form", `document.getElementById("mt-toggle")?.textContent === "Start maintenance"`, 10*time.Second)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#mt-msg"), "back at 10:00"), chromedp.Click(chromedp.CSS("#mt-toggle")))
+	tb.do(chromedp.SendKeys(chromedp.CSS("#mt-msg"), "back at 10:00"))
+	tb.do(chromedp.Click(chromedp.CSS("#mt-toggle")))
 	tb.waitJS("the page to show maintenance", `document.querySelector("#sv-status .badge")?.textContent === "maintenance" && document.getElementById("mt-toggle").textContent === "End maintenance"`, 10*time.Second)
 	var body string
 	eventually(t, 15*time.Second, "the plugin to answer 503", func() bool {

@@ -158,8 +158,18 @@ func (tb *tab) do(steps ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		tb.t.Fatalf("browser: %v\n%s", err, tb.dump())
+	for {
+		err := chromedp.Do(ctx, steps...)
+		// A live page may re-render the element between chromedp finding
+		// it and acting on it (an event arrived): find it again. Only a
+		// single step is repeated, so nothing is typed twice.
+		if err != nil && len(steps) == 1 && ctx.Err() == nil && strings.Contains(err.Error(), "Could not find node with given id") {
+			continue
+		}
+		if err != nil {
+			tb.t.Fatalf("browser: %v\n%s", err, tb.dump())
+		}
+		return
 	}
 }
 
