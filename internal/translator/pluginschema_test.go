@@ -92,7 +92,7 @@ func TestEveryAcceptedOptionIsAcceptedByThePlugin(t *testing.T) {
 			continue // refused at the API: fine
 		}
 		accepted++
-		cfg := registryConfig("sr-a.example.com_", true, o, Options{Redis: map[string]any{"host": "10.0.0.5", "port": 6380, "ssl": true, "ssl_verify": true, "server_name": "redis.internal"}})
+		cfg := RegistryConfig("sr-a.example.com_", true, o, Options{Redis: map[string]any{"host": "10.0.0.5", "port": 6380, "ssl": true, "ssl_verify": true, "server_name": "redis.internal"}})
 		b, _ := json.Marshal(cfg)
 		var in map[string]any
 		_ = json.Unmarshal(b, &in)

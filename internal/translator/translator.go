@@ -200,7 +200,7 @@ func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, 
 		ID:      ID("plugin", name+"/"+PluginRegistry),
 		Name:    PluginRegistry,
 		Enabled: true,
-		Config:  registryConfig(name, preserveHost, o, opts),
+		Config:  RegistryConfig(name, preserveHost, o, opts),
 		Tags:    tags,
 	}}
 	if len(o.Headers) > 0 {
@@ -220,10 +220,13 @@ func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, 
 	return out
 }
 
-// registryConfig is the plugin's config. preserve_host repeats the route's:
-// the plugin's set_target would otherwise make the instance the upstream
-// Host, and the config is where the plugin learns it without a PDK call.
-func registryConfig(service string, preserveHost bool, o routeopts.Options, opts Options) map[string]any {
+// RegistryConfig is the plugin's config on a route's dedicated service;
+// the fast path serves the route with the same one (ForRoute), so both
+// share the rate-limit counter and the breakers. preserve_host repeats the
+// route's: the plugin's set_target would otherwise make the instance the
+// upstream Host, and the config is where the plugin learns it without a
+// PDK call.
+func RegistryConfig(service string, preserveHost bool, o routeopts.Options, opts Options) map[string]any {
 	cfg := map[string]any{"registry": "redis", "service": service, "preserve_host": preserveHost}
 	if len(opts.Redis) > 0 {
 		redis := make(map[string]any, len(opts.Redis))

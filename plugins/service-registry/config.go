@@ -27,6 +27,7 @@ type Config struct {
 	CacheTTLMs     int                  `json:"cache_ttl_ms" sr:"default=1000;between=1,86400000" desc:"Upper bound in ms on staleness of the local registry cache when the change feed is lost."`
 	RateLimit      RateLimitConfig      `json:"rate_limit" desc:"Rate limiting (GCRA in Redis, one round trip per request)."`
 	CircuitBreaker CircuitBreakerConfig `json:"circuit_breaker" desc:"Circuit breaking per backend instance."`
+	FastPath       bool                 `json:"fast_path" sr:"default=false" desc:"Route by the registry: serve every registered route (host, longest path prefix) with its own options until Kong's router has its dedicated route; unknown routes get Kong's 404. Requires registry redis; service is ignored. For the catch-all route adminsvc creates."`
 
 	// Kong's own keys, read by UnmarshalJSON; not part of the schema.
 	pluginID  string
@@ -175,6 +176,9 @@ func (c *Config) validate(decodeErrs []string) []string {
 	}
 	if len(r.ClusterNodes) > 0 && r.SentinelMaster != "" {
 		errs = append(errs, "redis: cluster_nodes and sentinel_master are mutually exclusive")
+	}
+	if c.FastPath && c.Registry != "redis" {
+		errs = append(errs, "fast_path: requires registry redis")
 	}
 	if strings.ContainsAny(c.Service, "{}") {
 		errs = append(errs, "service: must not contain braces")

@@ -38,7 +38,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", errs)
 	}
 	want := map[string]any{
-		"Registry": "kong", "Service": "", "CacheTTLMs": 1000,
+		"Registry": "kong", "Service": "", "CacheTTLMs": 1000, "FastPath": false,
 		"Redis.Host": "127.0.0.1", "Redis.Port": 6379, "Redis.TimeoutMs": 20, "Redis.KeyPrefix": "sr", "Redis.Database": 0,
 		"Redis.SSL": false, "Redis.SSLVerify": false,
 		"RateLimit.Enabled": false, "RateLimit.FaultTolerant": true, "RateLimit.ErrorCode": 429,
@@ -124,6 +124,10 @@ func TestInvalidConfigs(t *testing.T) {
 		{`{"circuit_breaker":{"half_open_max_calls":0}}`, "circuit_breaker.half_open_max_calls: value should be between 1 and 2147483647"},
 		{`{"service":""}`, "service: length must be at least 1"},
 		{`{"service":"a{b}"}`, "service: must not contain braces"},
+		// issue 16: the fast path routes by the registry; with Kong's
+		// upstream there is nothing for it to route by.
+		{`{"fast_path":true}`, "fast_path: requires registry redis"},
+		{`{"fast_path":"yes","registry":"redis"}`, "fast_path: expected a boolean"},
 		{`[1,2]`, "config: expected a record"},
 	}
 	for _, c := range cases {
@@ -288,7 +292,7 @@ func TestDumpFieldsAndDefaults(t *testing.T) {
 	}
 	got := map[string]field{}
 	flatten("", cfg, got)
-	contract := strings.Fields(`registry service cache_ttl_ms
+	contract := strings.Fields(`registry service cache_ttl_ms fast_path
 		redis.host redis.port redis.username redis.password redis.database redis.ssl redis.ssl_verify
 		redis.server_name redis.timeout_ms redis.sentinel_master redis.sentinel_nodes redis.cluster_nodes redis.key_prefix
 		rate_limit.enabled rate_limit.requests_per_min rate_limit.requests_per_second rate_limit.per_ip rate_limit.limit_by

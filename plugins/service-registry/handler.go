@@ -36,6 +36,9 @@ func (c *Config) serve(k kongAPI) (string, outcome) {
 		k.Exit(500, cp.message)
 		return "", outError
 	}
+	if c.FastPath {
+		return c.fastPath(k)
+	}
 	if cp.shareRouter {
 		k = &requestRouter{kongAPI: k}
 	}
