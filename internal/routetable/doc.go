@@ -12,10 +12,12 @@
 // goroutine; readers see an immutable snapshot through one atomic load and
 // never lock.
 //
-// Match follows Kong's router (kong/router/compat.lua get_priority, atc.lua
-// for 3.4 and 3.9) for these routes, which all have one host and one plain
-// path prefix: a route with an exact host beats every route with a
-// wildcard host, then the longest path prefix wins; the host is the Host
-// header without its port, compared as sent (Kong's http.host ==), and the
-// path is the normalized request path compared as a plain string prefix.
+// Match follows Kong's router (kong/router/traditional.lua, and compat.lua
+// get_priority for the ATC flavours, in 3.4 and 3.9) for these routes,
+// which all have one host and one plain path prefix: a route with an exact
+// host beats every route with a wildcard host, then the longest path prefix
+// wins; the host is the Host header without its port, compared as sent
+// (Kong does not lowercase it), and the path is the normalized request path
+// (kong.request.get_path, the string Kong's router matches) compared as a
+// plain string prefix.
 package routetable

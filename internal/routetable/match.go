@@ -2,7 +2,6 @@ package routetable
 
 import (
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -55,13 +54,14 @@ func (s *snapshot) match(host, path string) *Entry {
 		return nil
 	}
 	var best *Entry
-	for i := 0; i < len(host); i++ {
+	for i := 1; i < len(host); i++ {
 		if host[i] != '.' {
 			continue
 		}
-		// Kong's wildcard is a postfix match on ".example.com": every
-		// dot of the host starts a candidate suffix. Between equal path
-		// lengths the longer (more specific) suffix, seen first, stays.
+		// Kong's wildcard "*.example.com" is the regex .+\.example\.com$
+		// (traditional.lua): every dot after the first byte starts a
+		// candidate suffix. Between equal path lengths the longer (more
+		// specific) suffix, seen first, stays.
 		if e := longestPrefix(s.wild[host[i:]], path); e != nil && (best == nil || len(e.Route.Path) > len(best.Route.Path)) {
 			best = e
 		}
@@ -99,35 +99,20 @@ func sortBucket(b []*Entry) {
 	})
 }
 
-// RequestHost is the host Kong's router matches for a Host header:
-// kong/router/atc.lua split_host_port cuts at the first ':' only when what
-// follows reads as a number (Lua's tonumber), and keeps the case as sent.
+// RequestHost is the host Kong's router matches for a Host header
+// (kong/router/traditional.lua split_port, the router of both real Kongs
+// the tests run): the part before the first ':' when only digits follow,
+// or nothing (a bare trailing ':'); otherwise the header unchanged. The
+// case is kept: Kong compares hosts as sent (fastpath-facts (f)).
 func RequestHost(header string) string {
 	i := strings.IndexByte(header, ':')
-	if i < 0 {
+	if i < 0 || header[0] == '[' {
 		return header
 	}
-	if luaNumber(header[i+1:]) {
-		return header[:i]
+	for _, c := range []byte(header[i+1:]) {
+		if c < '0' || c > '9' {
+			return header
+		}
 	}
-	return header
-}
-
-// luaNumber reports whether Lua's tonumber reads s as a number: decimal
-// (with fraction or exponent) or hexadecimal, surrounding spaces allowed.
-func luaNumber(s string) bool {
-	s = strings.Trim(s, " \t\n\r\f\v")
-	if s == "" {
-		return false
-	}
-	t := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
-	if h, ok := strings.CutPrefix(strings.ToLower(t), "0x"); ok {
-		_, err := strconv.ParseUint(h, 16, 64)
-		return err == nil || len(h) > 0 && strings.Trim(h, "0123456789abcdef") == ""
-	}
-	if strings.ContainsAny(t, "_xXpP") || strings.EqualFold(t, "inf") || strings.EqualFold(t, "infinity") || strings.EqualFold(t, "nan") {
-		return false
-	}
-	_, err := strconv.ParseFloat(t, 64)
-	return err == nil || strings.Contains(err.Error(), "range")
+	return header[:i]
 }

@@ -55,26 +55,20 @@ func TestMatchLikeKong(t *testing.T) {
 	}
 }
 
-// TestRequestHost: Kong's split_host_port cuts the port only when it reads
-// as a number.
+// TestRequestHost: Kong's split_port (traditional.lua) cuts a port of
+// digits only, and a bare trailing ':'; the case stays.
 func TestRequestHost(t *testing.T) {
 	for in, want := range map[string]string{
 		"a.example.com":       "a.example.com",
 		"a.example.com:8000":  "a.example.com",
-		"a.example.com:0x1f":  "a.example.com",
+		"a.example.com:":      "a.example.com",
+		"a.example.com:0x1f":  "a.example.com:0x1f",
 		"a.example.com:x":     "a.example.com:x",
-		"a.example.com:":      "a.example.com:",
+		"a.example.com:80:81": "a.example.com:80:81",
+		"a.example.com: 80":   "a.example.com: 80",
 		"[::1]:8000":          "[::1]:8000",
 		"A.Example.com:80":    "A.Example.com",
-		"a.example.com:80:81": "a.example.com:80:81",
-		"a.example.com: 80 ":  "a.example.com",
-		"a.example.com:1e3":   "a.example.com",
-		"a.example.com:nan":   "a.example.com:nan",
-		"a.example.com:80.5":  "a.example.com",
-		"a.example.com:inf":   "a.example.com:inf",
-		"a.example.com:-80":   "a.example.com",
-		"a.example.com:0x":    "a.example.com:0x",
-		"a.example.com:0xzz":  "a.example.com:0xzz",
+		"":                    "",
 	} {
 		if got := routetable.RequestHost(in); got != want {
 			t.Errorf("RequestHost(%q) = %q, want %q", in, got, want)

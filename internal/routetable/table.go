@@ -112,6 +112,11 @@ func (t *Table) Wait(ctx context.Context) error {
 		return nil
 	default:
 	}
+	if t.down.Load() {
+		// Like the discovery cache: while Redis is known down nobody
+		// waits for it; the run loop keeps trying.
+		return fmt.Errorf("%w: registry unavailable", ErrNotLoaded)
+	}
 	select {
 	case <-t.loaded:
 		return nil
