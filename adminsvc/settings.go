@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,7 @@ type Settings struct {
 	MaxListings     int
 	DenyBackends    string // CIDRs, IPs and host:port refused as backends
 	KongHealthGrace time.Duration
+	FastPath        string // on or off: the fast path's catch-all route in Kong
 	LogLevel        string
 	LogFormat       string
 	ReplicaID       string
@@ -129,6 +131,7 @@ func kongFlags(f *envFlags, s *Settings) {
 	f.dur(&s.SyncMaxDelay, "kong-sync-max-delay", "SR_KONG_SYNC_MAX_DELAY", 2*time.Second, "but never later than this after the first change")
 	f.dur(&s.KongHealthGrace, "kong-health-grace", "SR_KONG_HEALTH_GRACE", time.Minute, "how long Kong may be unreachable or refuse writes before /health says degraded")
 	f.dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
+	f.str(&s.FastPath, "fast-path", "SR_FAST_PATH", "on", "on: keep the fast path's catch-all route sr-fast-path (paths [\"/\"], no hosts) in Kong, so a new registration answers before Kong's router has its own route; off: remove it")
 }
 
 // pluginRedisFlags say how the Kong plugin reaches Redis, when not the same
@@ -165,6 +168,9 @@ func (s *Settings) check() []error {
 	if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("read-timeout and write-timeout must be positive"))
 	}
+	if _, err := s.fastPathOn(); err != nil {
+		errs = append(errs, err)
+	}
 	if s.KongHealthGrace <= 0 {
 		errs = append(errs, errors.New("kong-health-grace must be positive"))
 	}
@@ -186,6 +192,20 @@ func (s *Settings) check() []error {
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// fastPathOn reads the fast-path setting: on or off (a boolean is taken too).
+func (s *Settings) fastPathOn() (bool, error) {
+	switch strings.ToLower(s.FastPath) {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	if b, err := strconv.ParseBool(s.FastPath); err == nil {
+		return b, nil
+	}
+	return false, fmt.Errorf("fast-path %q: expected on or off", s.FastPath)
 }
 
 // parseSettings reads env then flags (flags win). Flags may come before,

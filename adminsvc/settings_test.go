@@ -222,3 +222,30 @@ func TestRunMigrateStatusAfterFlags(t *testing.T) {
 		t.Fatalf("leftover args: code %d, stderr %q", code, errOut.String())
 	}
 }
+
+// SR_FAST_PATH: on by default, off turns the catch-all off, anything but
+// on/off (or a boolean) is refused at start.
+func TestFastPathSetting(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want bool
+	}{{nil, nil, true}, {map[string]string{"SR_FAST_PATH": "off"}, nil, false}, {map[string]string{"SR_FAST_PATH": "OFF"}, nil, false},
+		{map[string]string{"SR_FAST_PATH": "false"}, nil, false}, {map[string]string{"SR_FAST_PATH": "off"}, []string{"--fast-path", "on"}, true}} {
+		s, _, err := parseSettings("adminsvc", c.args, env(c.env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", c.env, c.args, err)
+		}
+		if on, err := s.fastPathOn(); err != nil || on != c.want {
+			t.Fatalf("%v %v: fast path %v %v, want %v", c.env, c.args, on, err, c.want)
+		}
+	}
+	if _, _, err := parseSettings("adminsvc", nil, env(map[string]string{"SR_FAST_PATH": "sometimes"}), io.Discard); err == nil || !strings.Contains(err.Error(), "expected on or off") {
+		t.Fatalf("SR_FAST_PATH=sometimes: %v", err)
+	}
+	var help bytes.Buffer
+	_, _, _ = parseSettings("adminsvc", []string{"--help"}, env(nil), &help)
+	if !strings.Contains(help.String(), "SR_FAST_PATH") || !strings.Contains(help.String(), `(default "on")`) {
+		t.Fatalf("--help lacks SR_FAST_PATH:\n%s", help.String())
+	}
+}

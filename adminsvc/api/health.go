@@ -49,6 +49,13 @@ func (srv *Server) health(c echo.Context) error {
 		kong["refused"] = status.Refused
 		kong["refused_since"] = status.RefusedSince.UTC().Format(time.RFC3339)
 	}
+	if status.FastPath != "" {
+		// A shadowed fast path is the operator's choice, not a failure.
+		kong["fast_path"] = status.FastPath
+		if status.FastPathShadowedBy != "" {
+			kong["fast_path_shadowed_by"] = status.FastPathShadowedBy
+		}
+	}
 	if reason := srv.degraded(status); reason != "" {
 		body["status"], body["reason"] = "degraded", reason
 	}

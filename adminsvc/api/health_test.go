@@ -71,3 +71,22 @@ func TestMetricsKeepRouteCountWhileStoreDown(t *testing.T) {
 		t.Fatalf("metrics with the store down:\n%s", body)
 	}
 }
+
+// TestHealthShowsShadowedFastPath: an operator's route catching "/" without
+// hosts keeps the fast path's catch-all out of Kong; /health names it and
+// stays healthy (the operator's config wins, nothing is failing).
+func TestHealthShowsShadowedFastPath(t *testing.T) {
+	a := newTestAPI(t, nil)
+	a.sync.status = kongsync.Status{Mode: "db", FastPath: kongsync.FastPathShadowed, FastPathShadowedBy: "operator-root"}
+	rec := a.do(http.MethodGet, "/health", "")
+	body := decode(t, rec)
+	kong, _ := body["kong"].(map[string]any)
+	if rec.Code != 200 || body["status"] != "healthy" || kong["fast_path"] != "shadowed" || kong["fast_path_shadowed_by"] != "operator-root" {
+		t.Fatalf("shadowed fast path: %d %v", rec.Code, body)
+	}
+	a.sync.status = kongsync.Status{Mode: "db", FastPath: kongsync.FastPathOn}
+	body = decode(t, a.do(http.MethodGet, "/health", ""))
+	if kong, _ = body["kong"].(map[string]any); kong["fast_path"] != "on" || kong["fast_path_shadowed_by"] != nil {
+		t.Fatalf("fast path on: %v", body)
+	}
+}

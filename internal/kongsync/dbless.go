@@ -34,6 +34,9 @@ type dblessSync struct {
 	// lastRefused are the routes dropped from the last push: still refused
 	// while the config stays the same.
 	lastRefused []Refusal
+	// shadow is the operator's route catching "/" without hosts in the
+	// base of the last push: our catch-all is left out while it is there.
+	shadow string
 }
 
 type kongStatus struct {
@@ -41,6 +44,8 @@ type kongStatus struct {
 }
 
 func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) (Result, error) {
+	fast := wantsFastPath(st)
+	st = d.fileShadow(st, fast)
 	body, err := BuildDeclarative(d.base, st)
 	if err != nil {
 		return Result{}, err
@@ -66,6 +71,14 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 		if base, err = d.kongConfig(ctx); err != nil {
 			// Never push without knowing what we would drop.
 			return Result{}, err
+		}
+		// The sum above stays that of ours with the catch-all, so a
+		// shadowed catch-all does not look like a change every time.
+		if d.shadow = ""; fast {
+			d.shadow = declarativeCatchAll(base)
+		}
+		if d.shadow != "" {
+			st = withoutFastPath(st)
 		}
 		if body, err = BuildDeclarative(base, st); err != nil {
 			return Result{}, err
@@ -138,4 +151,21 @@ func (d *dblessSync) push(ctx context.Context, body []byte) error {
 		return fmt.Errorf("kong POST /config: %w", err)
 	}
 	return nil
+}
+
+// fileShadow leaves the catch-all out of st when the operator's base file
+// has a route in its way (the file does not change while we run). Without
+// a file the base, and so the check, comes from Kong at push time.
+func (d *dblessSync) fileShadow(st translator.State, fast bool) translator.State {
+	if !fast {
+		d.shadow = ""
+		return st
+	}
+	if d.fromKong {
+		return st
+	}
+	if d.shadow = declarativeCatchAll(d.base); d.shadow != "" {
+		return withoutFastPath(st)
+	}
+	return st
 }

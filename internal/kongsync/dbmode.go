@@ -25,6 +25,10 @@ type dbSync struct {
 	// failure makes the next apply a full one.
 	known applied
 	warm  bool
+	// shadow is the operator's route that catches "/" without hosts, seen
+	// by the last full apply: while there is one, our catch-all is not
+	// written (see fastpath.go).
+	shadow string
 }
 
 // apply is a full reconcile: list what Kong holds, plan, execute.
@@ -34,6 +38,10 @@ func (d *dbSync) apply(ctx context.Context, want desired) (Result, []Refusal, er
 	have, err := d.list(ctx, want, deep)
 	if err != nil {
 		return Result{}, nil, err
+	}
+	d.shadow = have.shadow
+	if d.shadow != "" {
+		want = want.withoutFastPath()
 	}
 	p := planFull(want, have)
 	res := p.result()
@@ -54,6 +62,9 @@ func (d *dbSync) apply(ctx context.Context, want desired) (Result, []Refusal, er
 func (d *dbSync) applyChanges(ctx context.Context, want desired) (Result, []Refusal, error) {
 	if !d.warm {
 		return d.apply(ctx, want)
+	}
+	if d.shadow != "" {
+		want = want.withoutFastPath()
 	}
 	hashes := want.hashes()
 	p := planChanges(want, d.known, hashes)
@@ -109,7 +120,7 @@ func (d *dbSync) list(ctx context.Context, want desired, deep bool) (actual, err
 		})
 	}
 	listKind(kindService, func() ([]entity, error) { return listEntities[service](gctx, d.c, kindService) })
-	listKind(kindRoute, func() ([]entity, error) { return listEntities[route](gctx, d.c, kindRoute) })
+	listKind(kindRoute, d.routeLister(gctx, want, &have.shadow))
 	listKind(kindPlugin, func() ([]entity, error) { return listEntities[plugin](gctx, d.c, kindPlugin) })
 	listKind(kindUpstream, func() ([]entity, error) { return listEntities[upstream](gctx, d.c, kindUpstream) })
 	var tagged map[string]bool
@@ -207,4 +218,17 @@ func taggedTargets(ctx context.Context, c *client) (map[string]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// routeLister lists our routes; with the fast path wanted it lists every
+// route instead (one paged list as before) to see an operator's catch-all,
+// which it stores in shadow.
+func (d *dbSync) routeLister(ctx context.Context, want desired, shadow *string) func() ([]entity, error) {
+	if !want.hasFastPath() {
+		return func() ([]entity, error) { return listEntities[route](ctx, d.c, kindRoute) }
+	}
+	return func() (es []entity, err error) {
+		es, *shadow, err = listRoutesAll(ctx, d.c)
+		return es, err
+	}
 }

@@ -16,6 +16,10 @@
 // (the operator's kong.yml, or without one what Kong serves on GET /config)
 // minus the entities tagged as ours, plus ours (declarative.go, dbless.go).
 //
+// The fast path's catch-all is ours like the rest, except that it is left
+// out while an operator's route already catches "/" without hosts
+// (fastpath.go), and its route is written after its plugin.
+//
 // The Reconciler runs this on every registry change and on an interval,
 // under a Redis lease so only one adminsvc replica writes Kong.
 //

@@ -120,6 +120,10 @@ func (d desired) protected(e entity) bool {
 // tagPair is the sr-host/sr-path tag pair that names the route an entity
 // was made for.
 func tagPair(tags []string) string {
+	if translator.IsFastPath(tags) {
+		// The catch-all belongs to no route: it is one unit of its own.
+		return translator.TagFastPath
+	}
 	var h, p string
 	for _, s := range tags {
 		switch {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/kong/go-kong/kong"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 // Refusal is one entity Kong refused (HTTP 400: the entity is wrong, and
@@ -31,11 +33,19 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 		mu      sync.Mutex
 		errs    []error
 		refused []Refusal
+		// fastFailed: a catch-all entity failed, so its route (the last
+		// phase) is not written: without its plugin it would turn Kong's
+		// 404 for unknown routes into a 503.
+		fastFailed bool
 	)
 	for _, phase := range p.phases() {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(concurrency)
+		skipFast := fastFailed // the previous phases' goroutines are done
 		for _, o := range phase {
+			if skipFast && o.act != remove && translator.IsFastPath(o.e.tagList()) {
+				continue
+			}
 			g.Go(func() error {
 				var err error
 				if o.act == remove {
@@ -48,6 +58,7 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 				}
 				mu.Lock()
 				defer mu.Unlock()
+				fastFailed = fastFailed || (o.act != remove && translator.IsFastPath(o.e.tagList()))
 				if r, ok := refusal(o, err); ok {
 					refused = append(refused, r)
 				} else {

@@ -1,5 +1,7 @@
 package kongsync
 
+import "github.com/kong-service-registry/service-registry/internal/translator"
+
 // action is what a plan does to one entity.
 type action int
 
@@ -22,10 +24,16 @@ type op struct {
 // replacement), from the highest dependency level down, then creates and
 // updates from the lowest level up.
 type plan struct {
-	deletes   [len(levels)][]op
-	upserts   [len(levels)][]op
+	deletes   [numLevels][]op
+	upserts   [numLevels][]op
 	unchanged int
 }
+
+// numLevels adds one level above levels for the fast path's catch-all
+// route alone: it is created after its plugin (a catch-all without the
+// plugin would answer every unknown request with a 503 instead of Kong's
+// 404) and deleted before it.
+const numLevels = len(levels) + 1
 
 var levelOf = func() (l [numKinds]int) {
 	for i, ks := range levels {
@@ -38,6 +46,9 @@ var levelOf = func() (l [numKinds]int) {
 
 func (p *plan) add(a action, e entity) {
 	l := levelOf[e.kind()]
+	if e.kind() == kindRoute && translator.IsFastPath(e.tagList()) {
+		l = numLevels - 1
+	}
 	if a == remove {
 		p.deletes[l] = append(p.deletes[l], op{a, e})
 	} else {
@@ -61,13 +72,13 @@ func (p *plan) diff(want entity, have entity, exists bool) {
 // phases returns the ops in execution order, one slice per phase; the ops
 // of a phase do not depend on each other.
 func (p *plan) phases() [][]op {
-	out := make([][]op, 0, 2*len(levels))
-	for l := len(levels) - 1; l >= 0; l-- {
+	out := make([][]op, 0, 2*numLevels)
+	for l := numLevels - 1; l >= 0; l-- {
 		if len(p.deletes[l]) > 0 {
 			out = append(out, p.deletes[l])
 		}
 	}
-	for l := range levels {
+	for l := range numLevels {
 		if len(p.upserts[l]) > 0 {
 			out = append(out, p.upserts[l])
 		}
@@ -78,7 +89,7 @@ func (p *plan) phases() [][]op {
 // result counts the plan's ops.
 func (p *plan) result() Result {
 	r := Result{Unchanged: p.unchanged}
-	for l := range levels {
+	for l := range numLevels {
 		r.Deleted += len(p.deletes[l])
 		for _, o := range p.upserts[l] {
 			if o.act == create {
@@ -96,6 +107,9 @@ func (p *plan) result() Result {
 type actual struct {
 	byKind [numKinds]map[string]entity
 	listed map[string]bool // upstream ids whose targets are in byKind
+	// shadow is an operator's route catching "/" without hosts, when the
+	// listing looked for one (fastpath.go).
+	shadow string
 }
 
 // planFull compares want with what Kong holds. Entities of routes the
@@ -180,6 +194,10 @@ func stub(k kind, id, parent string) entity {
 	case kindService:
 		return service{ID: id, Name: id}
 	case kindRoute:
+		if id == fastPathRouteID {
+			// Deleted in the catch-all's own level, before its plugin.
+			return route{ID: id, Name: id, Tags: translator.FastPathTags()}
+		}
 		return route{ID: id, Name: id}
 	case kindPlugin:
 		return plugin{ID: id, Name: id}

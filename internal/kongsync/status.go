@@ -22,6 +22,12 @@ type Status struct {
 	// The other entities were applied.
 	Refused      []Refusal
 	RefusedSince time.Time
+	// FastPath is the catch-all's state after the last apply: on, off
+	// (SR_FAST_PATH=off), or shadowed: an operator's route (named in
+	// FastPathShadowedBy) catches "/" without hosts, so ours is not in
+	// Kong. Not a failure. "" before the first apply.
+	FastPath           string
+	FastPathShadowedBy string
 }
 
 // Healthy reports whether the last apply succeeded with nothing refused.
@@ -60,6 +66,15 @@ func (t *statusTracker) record(now time.Time, mode string, refused []Refusal, er
 		t.st.RefusedSince = now
 	}
 	t.st.Refused = append([]Refusal(nil), refused...)
+}
+
+// setFastPath records the catch-all's state and reports whether it moved.
+func (t *statusTracker) setFastPath(state, shadowedBy string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	moved := t.st.FastPath != state || t.st.FastPathShadowedBy != shadowedBy
+	t.st.FastPath, t.st.FastPathShadowedBy = state, shadowedBy
+	return moved
 }
 
 func (t *statusTracker) get() Status {

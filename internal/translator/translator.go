@@ -56,7 +56,9 @@ type Options struct {
 	// Redis is the service-registry plugin's config.redis record: how the
 	// plugin reaches the registry's Redis (host, port, password, ...). Empty
 	// values are left out so the plugin's schema defaults apply.
-	Redis map[string]any
+	Redis map[string]any `json:"redis"`
+	// FastPath adds the catch-all entities of the fast path (FastPath).
+	FastPath bool `json:"fast_path"`
 }
 
 // Translate computes the desired Kong state. It never fails as a whole: a
@@ -69,6 +71,11 @@ func Translate(routes []RouteInput, opts Options) State {
 			st.Errors = append(st.Errors, RouteError{Host: ri.Route.Host, Path: ri.Route.Path, Error: err.Error()})
 			continue
 		}
+		st.Services = append(st.Services, svc)
+		st.Upstreams = append(st.Upstreams, up)
+	}
+	if opts.FastPath {
+		svc, up := FastPath(opts)
 		st.Services = append(st.Services, svc)
 		st.Upstreams = append(st.Upstreams, up)
 	}
@@ -228,17 +235,8 @@ func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, 
 // PDK call.
 func RegistryConfig(service string, preserveHost bool, o routeopts.Options, opts Options) map[string]any {
 	cfg := map[string]any{"registry": "redis", "service": service, "preserve_host": preserveHost}
-	if len(opts.Redis) > 0 {
-		redis := make(map[string]any, len(opts.Redis))
-		for k, v := range opts.Redis {
-			if v == nil || v == "" {
-				continue
-			}
-			redis[k] = v
-		}
-		if len(redis) > 0 {
-			cfg["redis"] = redis
-		}
+	if redis := redisConfig(opts); len(redis) > 0 {
+		cfg["redis"] = redis
 	}
 	if rl := o.RateLimit; rl != nil {
 		m := map[string]any{"enabled": rl.Enabled}

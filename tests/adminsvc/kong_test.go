@@ -46,15 +46,19 @@ func kongCall(t *testing.T, k *kongfake.Fake, method, path string, body any) (in
 	return resp.StatusCode, out
 }
 
+// managed are the entities adminsvc writes for registered routes: tagged
+// as ours, the fast path's catch-all aside (it belongs to no route).
 func managed(list []map[string]any) []map[string]any {
 	var out []map[string]any
 	for _, e := range list {
 		tags, _ := e["tags"].([]any)
+		ours, catchAll := false, false
 		for _, tg := range tags {
-			if tg == translator.TagManaged {
-				out = append(out, e)
-				break
-			}
+			ours = ours || tg == translator.TagManaged
+			catchAll = catchAll || tg == translator.TagFastPath
+		}
+		if ours && !catchAll {
+			out = append(out, e)
 		}
 	}
 	return out
@@ -327,8 +331,10 @@ func TestDeckAgainstFake(t *testing.T) {
 	if out := deck("ping"); !strings.Contains(out, "Successfully connected") {
 		t.Fatalf("deck ping: %s", out)
 	}
+	waitFor(t, 10*time.Second, "the fast path's catch-all", func() bool { rt, p := catchAll(k); return rt != nil && p != nil })
 	dump := deck("dump", "--select-tag", translator.TagManaged, "-o", "-")
-	for _, want := range []string{"name: sr-api.example.com_v2", "name: sr-api.example.com_v1", "sr-api.example.com_v2.upstream", "service-registry", "response-transformer", "target: api-v2:9000"} {
+	for _, want := range []string{"name: sr-api.example.com_v2", "name: sr-api.example.com_v1", "sr-api.example.com_v2.upstream", "service-registry", "response-transformer", "target: api-v2:9000",
+		"name: " + translator.FastPathName, translator.FastPathName + ".upstream", "fast_path: true"} {
 		if !strings.Contains(dump, want) {
 			t.Fatalf("deck dump lacks %q:\n%s", want, dump)
 		}
@@ -369,6 +375,8 @@ services:
 	if err := agree(s, k); err != nil {
 		t.Fatalf("after second deck sync: %v", err)
 	}
+	// decK with select tags never touched the catch-all either.
+	checkCatchAll(t, k, "sr-api.example.com_v1")
 	s.waitReconciles(2)
 	if _, ok := k.Find("services", "team-a-svc"); !ok {
 		t.Fatal("reconcile removed decK's service")

@@ -12,11 +12,15 @@ import (
 	"github.com/kong-service-registry/service-registry/tests/kongfake"
 )
 
-// managedNames counts managed entities of kind in the fake by name.
+// managedNames counts managed entities of kind in the fake by name, the
+// fast path's catch-all aside (it belongs to no registered route).
 func managedNames(k *kongfake.Fake, kind string) map[string]int {
 	out := map[string]int{}
 	for _, e := range k.List(kind) {
 		tags, _ := e["tags"].([]any)
+		if hasTag(tags, translator.TagFastPath) {
+			continue
+		}
 		for _, tg := range tags {
 			if tg == translator.TagManaged {
 				out[fmt.Sprint(e["name"])]++
@@ -25,6 +29,15 @@ func managedNames(k *kongfake.Fake, kind string) map[string]int {
 		}
 	}
 	return out
+}
+
+func hasTag(tags []any, tag string) bool {
+	for _, tg := range tags {
+		if tg == tag {
+			return true
+		}
+	}
+	return false
 }
 
 // converged reports whether Kong holds exactly one managed service, route

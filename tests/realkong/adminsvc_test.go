@@ -92,15 +92,19 @@ func (s *svc) waitReconciles(n int) {
 	})
 }
 
+// managed are the entities adminsvc writes for registered routes: tagged
+// as ours, the fast path's catch-all aside (it belongs to no route).
 func managed(list []map[string]any) []map[string]any {
 	var out []map[string]any
 	for _, e := range list {
 		tags, _ := e["tags"].([]any)
+		ours, catchAll := false, false
 		for _, tg := range tags {
-			if tg == translator.TagManaged {
-				out = append(out, e)
-				break
-			}
+			ours = ours || tg == translator.TagManaged
+			catchAll = catchAll || tg == translator.TagFastPath
+		}
+		if ours && !catchAll {
+			out = append(out, e)
 		}
 	}
 	return out
