@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +71,9 @@ type Kong struct {
 	plugins   map[string]*pluginEntity
 	seq       int64
 	rr        map[string]int
+	// transformers: service id → the bundled response-transformer's
+	// add.headers ("name:value") on that service (transformer.go).
+	transformers map[string][]string
 
 	ln        net.Listener
 	srv       *http.Server
@@ -245,6 +249,9 @@ func (k *Kong) startPluginServer(ctx context.Context) error {
 // listen serves the proxy on a free loopback port.
 func (k *Kong) listen() error {
 	k.transport = &http.Transport{
+		// Kong does not verify upstream certificates unless the service
+		// says tls_verify (default off).
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Kong's default
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
@@ -440,6 +447,9 @@ func (k *Kong) handleEvent(rc *reqCtx, pe *pluginEntity, phase string) error {
 type RequestStats struct {
 	Method, Path string
 	Status       int
+	// Route is the name of the route the router matched ("" for none):
+	// what Kong's debug header Kong-Route-Name shows.
+	Route string
 	// Events counts cmd_handle_event calls by phase ("access", "log").
 	Events map[string]int
 	// Calls counts PDK calls by method name; CallsByPhase by phase.

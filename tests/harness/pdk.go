@@ -428,6 +428,18 @@ var pdkMethods = map[string]pdkFunc{
 		rc.upstreamPath = &p
 		return nil, nil
 	},
+	"kong.service.request.set_scheme": func(rc *reqCtx, arg []byte) (proto.Message, error) {
+		in, err := decode(arg, &pb.String{})
+		if err != nil {
+			return nil, err
+		}
+		// pdk/service/request.lua set_scheme
+		if in.V != "http" && in.V != "https" {
+			return nil, &luaError{msg: "invalid scheme: " + in.V}
+		}
+		rc.upstreamScheme = in.V
+		return nil, nil
+	},
 	"kong.service.request.set_raw_query": func(rc *reqCtx, arg []byte) (proto.Message, error) {
 		in, err := decode(arg, &pb.String{})
 		if err != nil {

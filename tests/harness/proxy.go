@@ -79,6 +79,7 @@ type reqCtx struct {
 	upstreamPath      *string
 	upstreamQuery     *string
 	upstreamMethod    string
+	upstreamScheme    string
 	target            *hostPort
 	upstreamOverride  string
 	exit              *exitInfo
@@ -149,6 +150,11 @@ func (rc *reqCtx) ngxVar(name string) (string, bool) {
 		}
 		return strings.Join(parts, ", "), true
 	case "kong_request_id":
+		// Kong 3.4 has no such variable: get_var answers nil ("" for
+		// go-pdk), as a real 3.4.2 did (fastpath-facts (a)).
+		if rc.k.kong34() {
+			return "", false
+		}
 		return rc.requestID, true
 	}
 	if strings.HasPrefix(name, "http_") {
@@ -179,7 +185,8 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc.route, rc.service = route, svc
-	rc.upstreamURI = upstreamURI(route, svc, r.URL.EscapedPath(), matchedPath)
+	rc.stats.Route = route.Name
+	rc.upstreamURI = upstreamURI(route, svc, normalizePath(r.URL.EscapedPath()), matchedPath)
 	pe := k.pluginFor(route, svc)
 
 	source, luaErr := "service", false
@@ -304,12 +311,13 @@ func isStartError(err error) bool {
 
 // match is the router: routes with more matching criteria first (hosts before
 // paths before methods), plain hosts before wildcards, longest prefix path.
+// A route with paths ["/"] and no hosts (the fast path's catch-all) thus
+// ranks below every route with a host. Like Kong's traditional router
+// (fastpath-facts (c), (f)): the Host header without a port of digits,
+// compared as sent (no lowercasing), and the normalized path.
 func (k *Kong) match(r *http.Request) (*Route, *Service, string) {
-	host := strings.ToLower(r.Host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	path := r.URL.Path
+	host := routerHost(r.Host)
+	path := normalizePath(r.URL.EscapedPath())
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	var cands []routeCand
@@ -402,6 +410,19 @@ func (a routeCand) before(b routeCand) bool {
 	return a.pathLen > b.pathLen
 }
 
+// routerHost is traditional.lua split_port for the router: the part
+// before the first ':' when only digits (or nothing) follow.
+func routerHost(h string) string {
+	i := strings.IndexByte(h, ':')
+	if i < 0 || strings.HasPrefix(h, "[") {
+		return h
+	}
+	if strings.Trim(h[i+1:], "0123456789") != "" {
+		return h
+	}
+	return h[:i]
+}
+
 func wildcardMatch(pattern, host string) bool {
 	switch {
 	case strings.HasPrefix(pattern, "*."):
@@ -443,6 +464,9 @@ func (rc *reqCtx) applyAccessHeaders(h http.Header) {
 	for name, vs := range rc.respHeaders {
 		h[name] = append([]string(nil), vs...)
 	}
+	// The response-transformer of the matched service runs in
+	// header_filter too, after them: its add sees what access set.
+	rc.k.transformResponse(rc, h)
 }
 
 // kongJSON is kong.response.exit(status, {message = msg}): the table body
@@ -568,7 +592,11 @@ func (rc *reqCtx) upstreamRequestLine() (method, uri string) {
 // hop-by-hop ones, Kong's X-Forwarded-* and the plugin's header changes.
 func (k *Kong) upstreamRequest(rc *reqCtx, method, uri string, body []byte, tgt hostPort, hostHeader string) (*http.Request, error) {
 	r := rc.req
-	req, err := http.NewRequest(method, "http://"+net.JoinHostPort(tgt.host, strconv.Itoa(tgt.port))+uri, bytes.NewReader(body))
+	scheme := rc.service.protocol()
+	if rc.upstreamScheme != "" {
+		scheme = rc.upstreamScheme
+	}
+	req, err := http.NewRequest(method, scheme+"://"+net.JoinHostPort(tgt.host, strconv.Itoa(tgt.port))+uri, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
