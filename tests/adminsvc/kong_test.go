@@ -377,6 +377,15 @@ services:
 	}
 	// decK with select tags never touched the catch-all either.
 	checkCatchAll(t, k, "sr-api.example.com_v1")
+	// Without select tags decK would delete it, with everything else of
+	// ours (README "decK and select tags"): shown by a dry run.
+	plain := filepath.Join(t.TempDir(), "plain.yaml")
+	os.WriteFile(plain, []byte("_format_version: \"1.1\"\nservices:\n- name: team-b-svc\n  url: http://team-b:8080\n"), 0o644)
+	if out := deck("diff", "-s", plain); !strings.Contains(out, "deleting service "+translator.FastPathName) ||
+		!strings.Contains(out, "deleting route "+translator.FastPathName) {
+		t.Fatalf("deck diff without select tags does not show the catch-all deleted:\n%s", out)
+	}
+	checkCatchAll(t, k, "sr-api.example.com_v1")
 	s.waitReconciles(2)
 	if _, ok := k.Find("services", "team-a-svc"); !ok {
 		t.Fatal("reconcile removed decK's service")
