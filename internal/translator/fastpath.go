@@ -11,6 +11,11 @@ import (
 type RouteServing struct {
 	// Service is the registry (and Kong) service name.
 	Service string
+	// ServiceID and PluginID are the ids of the Kong service and of its
+	// service-registry plugin: the rate limit counts per plugin entity and
+	// service, so the fast path uses them to share the dedicated route's
+	// counter.
+	ServiceID, PluginID string
 	// Protocol is the Kong service's protocol: http or https.
 	Protocol string
 	// Path is the Kong service's path ("" when the backend has none).
@@ -37,6 +42,8 @@ func ForRoute(r registry.Route, service string, opts Options) (RouteServing, err
 	}
 	return RouteServing{
 		Service:      svc.Name,
+		ServiceID:    svc.ID,
+		PluginID:     svc.Plugins[0].ID,
 		Protocol:     svc.Protocol,
 		Path:         svc.Path,
 		PreserveHost: svc.Routes[0].PreserveHost,

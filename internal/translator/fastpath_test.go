@@ -37,7 +37,7 @@ func TestForRouteMatchesTranslate(t *testing.T) {
 				t.Fatalf("%s: %s: %v", dir, ri.Service, err)
 			}
 			checked++
-			want := RouteServing{Service: svc.Name, Protocol: svc.Protocol, Path: svc.Path,
+			want := RouteServing{Service: svc.Name, ServiceID: svc.ID, PluginID: svc.Plugins[0].ID, Protocol: svc.Protocol, Path: svc.Path,
 				PreserveHost: svc.Routes[0].PreserveHost, Config: svc.Plugins[0].Config, Headers: transformerHeaders(svc)}
 			// Round-trip through JSON: the golden file has float64 numbers.
 			if g, w := asJSON(t, got), asJSON(t, want); !reflect.DeepEqual(g, w) {

@@ -14,6 +14,7 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/ratelimit"
 	"github.com/kong-service-registry/service-registry/internal/redisconn"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/routetable"
 )
 
 // backend is everything kept per distinct Redis setting set: the client,
@@ -27,25 +28,48 @@ type backend struct {
 	// loadRdb serves the discovery cache's background loads and change
 	// feed; a snapshot of many instances may need more than timeout_ms, and
 	// no request waits for it (see loadTimeout).
-	loadRdb  redis.UniversalClient
-	store    *registry.Store
-	cache    *discovery.Cache
-	timeout  time.Duration
-	addr     string // for logs; never the password
-	endpoint string // for metric labels: redisEndpoint, never the password
-	prefix   string // redis.key_prefix
+	loadRdb redis.UniversalClient
+	store   *registry.Store
+	cache   *discovery.Cache
+	timeout time.Duration
+	// loadTimeout bounds background reads (loadTimeout(rc)).
+	loadTimeout time.Duration
+	addr        string // for logs; never the password
+	endpoint    string // for metric labels: redisEndpoint, never the password
+	prefix      string // redis.key_prefix
 
 	// Guards over rdb (rateguard.go, breakers.go): one limiter per failure policy, one
 	// breaker set per (scope, settings). They live as long as the client.
 	guardMu  sync.Mutex
 	limiters map[ratelimit.Policy]*ratelimit.Limiter
 	breakers map[string]*breakerSet
+	// routes is the fast path's route table (fastpath.go), made by the
+	// first fast_path config on this backend; nil until then.
+	routes *routetable.Table
+}
+
+// routeTable returns the backend's route table, made on first use with
+// poll as its generation backstop interval (the first config's
+// cache_ttl_ms: the same bound on staleness as the snapshots).
+func (b *backend) routeTable(poll time.Duration) *routetable.Table {
+	b.guardMu.Lock()
+	defer b.guardMu.Unlock()
+	if b.routes == nil {
+		b.routes = routetable.New(b.store, routetable.Options{Logger: logger(), Timeout: 2 * b.loadTimeout, PollInterval: poll})
+	}
+	return b.routes
 }
 
 // stop closes what the backend runs: breaker syncs, feed, clients.
 func (b *backend) stop() {
 	b.stopBreakers()
 	b.cache.Close()
+	b.guardMu.Lock()
+	routes := b.routes
+	b.guardMu.Unlock()
+	if routes != nil {
+		routes.Close()
+	}
 	_ = b.rdb.Close()
 	_ = b.loadRdb.Close()
 }
@@ -133,7 +157,9 @@ func (r *backendRegistry) getRef(rc RedisConfig) (*backend, string) {
 		cache:   discovery.New(store, discovery.Options{Logger: logger(), Timeout: 2 * loadTimeout(rc)}),
 		timeout: timeout,
 		addr:    redisMode(rc) + " " + redisEndpoint(rc),
-		prefix:  rc.KeyPrefix,
+
+		loadTimeout: loadTimeout(rc),
+		prefix:      rc.KeyPrefix,
 
 		endpoint: endpoint,
 	}

@@ -31,6 +31,12 @@ func (c *countingKong) ForwardedIP() (string, error)                 { c.ip++; r
 func (c *countingKong) ConsumerID() (string, error)                  { c.other++; return "", nil }
 func (c *countingKong) RequestHeader(string) (string, error)         { c.other++; return "", nil }
 func (c *countingKong) Serialize() (string, error)                   { c.serialize++; return c.doc, nil }
+func (c *countingKong) RequestPath() (string, error)                 { c.other++; return "/", nil }
+func (c *countingKong) SetPath(string) error                         { c.other++; return nil }
+func (c *countingKong) SetScheme(string) error                       { c.other++; return nil }
+func (c *countingKong) NginxVar(string) (string, error)              { c.other++; return "", nil }
+func (c *countingKong) SetShared(string, string) error               { c.other++; return nil }
+func (c *countingKong) GetShared(string) (string, error)             { c.other++; return "", nil }
 
 // BenchmarkAccess is the plugin's own work per request in the access phase
 // (PDK transport excluded), against real Redis, with the PDK calls and

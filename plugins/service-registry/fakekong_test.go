@@ -30,6 +30,45 @@ type fakeKong struct {
 	serialized   string
 	headers      map[string][]string // set_headers
 	exitHeaders  map[string][]string
+
+	path, upstreamPath, scheme string
+	vars, shared               map[string]string
+}
+
+func (f *fakeKong) RequestPath() (string, error) {
+	f.calls = append(f.calls, "kong.request.get_path")
+	return f.path, nil
+}
+
+func (f *fakeKong) SetPath(p string) error {
+	f.calls = append(f.calls, "kong.service.request.set_path")
+	f.upstreamPath = p
+	return nil
+}
+
+func (f *fakeKong) SetScheme(s string) error {
+	f.calls = append(f.calls, "kong.service.request.set_scheme")
+	f.scheme = s
+	return nil
+}
+
+func (f *fakeKong) NginxVar(name string) (string, error) {
+	f.calls = append(f.calls, "kong.nginx.get_var")
+	return f.vars[name], nil
+}
+
+func (f *fakeKong) SetShared(k, v string) error {
+	f.calls = append(f.calls, "kong.ctx.shared.set")
+	if f.shared == nil {
+		f.shared = map[string]string{}
+	}
+	f.shared[k] = v
+	return nil
+}
+
+func (f *fakeKong) GetShared(k string) (string, error) {
+	f.calls = append(f.calls, "kong.ctx.shared.get")
+	return f.shared[k], nil
 }
 
 func (f *fakeKong) SetTarget(host string, port int) error {

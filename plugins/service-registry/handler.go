@@ -37,7 +37,7 @@ func (c *Config) serve(k kongAPI) (string, outcome) {
 		return "", outError
 	}
 	if c.FastPath {
-		return c.fastPath(k)
+		return c.fastPath(k, cp)
 	}
 	if cp.shareRouter {
 		k = &requestRouter{kongAPI: k}
@@ -162,6 +162,10 @@ func firstLoad(b *backend, name string, ttl time.Duration) (*discovery.Snapshot,
 func (c *Config) log(k kongAPI) {
 	defer recoverHandler(k, "log")
 	cp := c.compile()
+	if cp.err == nil && c.FastPath {
+		c.fastPathLog(k, cp)
+		return
+	}
 	if cp.err != nil || cp.breaker == nil {
 		return
 	}

@@ -30,6 +30,20 @@ type kongAPI interface {
 	// RouterRoute returns the ids of the Kong route matched and of its
 	// service (kong.router.get_route).
 	RouterRoute() (id, serviceID string, err error)
+	// RequestPath is kong.request.get_path: the normalized path, the
+	// string Kong's router matched.
+	RequestPath() (string, error)
+	// SetPath is kong.service.request.set_path (Kong escapes it and
+	// appends the query, as for the path its router computes).
+	SetPath(path string) error
+	// SetScheme is kong.service.request.set_scheme.
+	SetScheme(scheme string) error
+	// NginxVar is kong.nginx.get_var.
+	NginxVar(name string) (string, error)
+	// SetShared and GetShared are kong.ctx.shared.set/get with a string
+	// value: how the access phase tells the log phase something.
+	SetShared(key, value string) error
+	GetShared(key string) (string, error)
 }
 
 // pdkAPI is kongAPI over go-pdk: one PDK call per method, each counted
@@ -86,4 +100,36 @@ func (p pdkAPI) RouterRoute() (string, string, error) {
 	count(callRouterRoute)
 	r, err := p.k.Router.GetRoute()
 	return r.Id, r.Service.Id, err
+}
+func (p pdkAPI) RequestPath() (string, error) {
+	count(callRequestPath)
+	return p.k.Request.GetPath()
+}
+func (p pdkAPI) SetPath(path string) error {
+	count(callSetPath)
+	return p.k.ServiceRequest.SetPath(path)
+}
+func (p pdkAPI) SetScheme(scheme string) error {
+	count(callSetScheme)
+	return p.k.ServiceRequest.SetScheme(scheme)
+}
+func (p pdkAPI) NginxVar(name string) (string, error) {
+	count(callNginxVar)
+	return p.k.Nginx.GetVar(name)
+}
+func (p pdkAPI) SetShared(key, value string) error {
+	count(callSetShared)
+	return p.k.Ctx.SetShared(key, value)
+}
+
+// GetShared answers "" without error for an unset key (go-pdk reports a
+// type error for the nil Kong sends then).
+func (p pdkAPI) GetShared(key string) (string, error) {
+	count(callGetShared)
+	v, err := p.k.Ctx.GetSharedAny(key)
+	if err != nil {
+		return "", err
+	}
+	s, _ := v.(string)
+	return s, nil
 }

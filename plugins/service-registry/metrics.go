@@ -25,10 +25,11 @@ const (
 	outMaintenance                // 503: the service is in maintenance
 	outBreakerOpen                // error_code: every instance's breaker is open
 	outError                      // 500: config refused or registry service unknown
+	outNoRoute                    // 404: the fast path knows no route for the request
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"routed", "passed", "rate_limited", "no_instance", "maintenance", "breaker_open", "error"}
+var outcomeNames = [numOutcomes]string{"routed", "passed", "rate_limited", "no_instance", "maintenance", "breaker_open", "error", "no_route"}
 
 // maxLabelValues bounds each label's distinct values (services, plugin
 // ids): both come from Kong's configuration, never from a request, but a
@@ -80,6 +81,12 @@ const (
 	callSerialize
 	callRouterService
 	callRouterRoute
+	callRequestPath
+	callSetPath
+	callSetScheme
+	callNginxVar
+	callSetShared
+	callGetShared
 	numPDKCalls
 )
 
@@ -87,6 +94,8 @@ var pdkCallNames = [numPDKCalls]string{
 	"kong.service.set_target", "kong.service.request.set_header", "kong.response.exit",
 	"kong.response.set_headers", "kong.client.get_forwarded_ip", "kong.client.get_consumer",
 	"kong.request.get_header", "kong.log.serialize", "kong.router.get_service", "kong.router.get_route",
+	"kong.request.get_path", "kong.service.request.set_path", "kong.service.request.set_scheme",
+	"kong.nginx.get_var", "kong.ctx.shared.set", "kong.ctx.shared.get",
 }
 
 // pluginMetrics is the process's counters (one, in globals.go).

@@ -17,10 +17,10 @@ import (
 	"github.com/kong-service-registry/service-registry/tests/harness"
 )
 
-// fastEnv is a harness Kong with the fast path's catch-all (FASTPATH.md
-// decision 7: service sr-fast-path on an upstream without targets, route
-// paths ["/"] without hosts, plugin fast_path: true) in front of a real
-// Redis registry. Dedicated routes are added from translator.Translate,
+// fastEnv is a harness Kong with the fast path's catch-all
+// (translator.FastPath: service sr-fast-path on an upstream without
+// targets, route paths ["/"] without hosts, plugin fast_path: true) in
+// front of a real Redis registry. Dedicated routes are added from translator.Translate,
 // as the sync writes them.
 type fastEnv struct {
 	t     testing.TB
@@ -44,14 +44,18 @@ func newFastEnv(t testing.TB, o harness.Options, catchAll bool) *fastEnv {
 	e.kong = harness.Start(t, o)
 	e.kong.KeepRequestStats(true)
 	if catchAll {
-		e.kong.AddUpstream(harness.Upstream{Name: "sr-fast-path.upstream"})
-		e.kong.AddService(harness.Service{Name: "sr-fast-path", Host: "sr-fast-path.upstream"})
-		if _, err := e.kong.AddRoute(harness.Route{Name: "sr-fast-path", Service: "sr-fast-path", Paths: []string{"/"},
-			StripPath: harness.Bool(false), PreserveHost: true}); err != nil {
+		// The catch-all exactly as the sync writes it.
+		svc, up := translator.FastPath(translator.Options{Redis: e.rcfg})
+		e.kong.AddUpstream(harness.Upstream{Name: up.Name})
+		e.kong.AddService(harness.Service{ID: svc.ID, Name: svc.Name, Protocol: svc.Protocol, Host: svc.Host, Port: svc.Port,
+			Retries: harness.Int(svc.Retries)})
+		rt := svc.Routes[0]
+		if _, err := e.kong.AddRoute(harness.Route{ID: rt.ID, Name: rt.Name, Service: svc.Name, Hosts: rt.Hosts, Paths: rt.Paths,
+			Protocols: rt.Protocols, StripPath: harness.Bool(rt.StripPath), PreserveHost: rt.PreserveHost}); err != nil {
 			t.Fatal(err)
 		}
-		cfg := map[string]any{"registry": "redis", "fast_path": true, "redis": e.rcfg}
-		if _, err := e.kong.AddPlugin(harness.PluginConfig{Service: "sr-fast-path", Config: cfg}); err != nil {
+		p := svc.Plugins[0]
+		if _, err := e.kong.AddPlugin(harness.PluginConfig{ID: p.ID, Service: svc.Name, Config: p.Config}); err != nil {
 			t.Fatalf("catch-all plugin refused: %v", err)
 		}
 	}
