@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/internal/translator"
@@ -62,6 +65,10 @@ func TestFastPathServesRoute(t *testing.T) {
 	k = fastAccess(c, "a.example.com", "/other", nil)
 	if k.port != 9002 || k.upstreamPath != "" || len(k.calls) != 4 {
 		t.Fatalf("port %d path %q calls %v", k.port, k.upstreamPath, k.calls)
+	}
+	// The table is in the plugin's metrics, labelled by its Redis.
+	if got := fastRoutesMetric(t, fmt.Sprintf("127.0.0.1:%d", fx.srv.Port)); got != 2 {
+		t.Fatalf("service_registry_fast_path_routes = %v, want 2", got)
 	}
 	// The log phase costs nothing while no fast-path route has a breaker.
 	k = &fakeKong{}
@@ -165,4 +172,26 @@ func TestResponseType(t *testing.T) {
 	if !strings.HasSuffix(errorPage(mimeHTML, noRouteMessage, ""), "<p>no Route matched with those values.</p>\n  </body>\n</html>\n") {
 		t.Error("html page")
 	}
+}
+
+// fastRoutesMetric scrapes service_registry_fast_path_routes for a Redis.
+func fastRoutesMetric(t *testing.T, redis string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{version: "test"})
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "service_registry_fast_path_routes" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == redis {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
 }

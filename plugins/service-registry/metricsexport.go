@@ -21,7 +21,7 @@ import (
 // request: no client IPs, no paths, no instance addresses.
 var (
 	descRequests = prometheus.NewDesc("service_registry_requests_total",
-		"Requests the plugin's access phase handled, by service and outcome (routed, passed to Kong's upstream, rate_limited, no_instance, maintenance, breaker_open, error).",
+		"Requests the plugin's access phase handled, by service and outcome (routed, passed to Kong's upstream, rate_limited, no_instance, maintenance, breaker_open, error, no_route: the fast path knew no route).",
 		[]string{"service", "outcome"}, nil)
 	descRate = prometheus.NewDesc("service_registry_rate_limit_requests_total",
 		"Rate-limit decisions by plugin entity, result (admitted, denied, error) and source (redis, lease, cache, fail-open).",
@@ -47,6 +47,10 @@ var (
 		"Change-feed subscriptions made (more than one: the feed was lost and resubscribed).", []string{"redis"}, nil)
 	descLoads = prometheus.NewDesc("service_registry_snapshot_loads_total",
 		"Snapshots built from Redis.", []string{"redis"}, nil)
+	descFastRoutes = prometheus.NewDesc("service_registry_fast_path_routes",
+		"Routes in the fast path's route table (0 until a fast_path config served a request).", []string{"redis"}, nil)
+	descFastLoads = prometheus.NewDesc("service_registry_fast_path_loads_total",
+		"Full loads of the fast path's route table (the first, then one per change-feed resubscription).", []string{"redis"}, nil)
 	descInfo = prometheus.NewDesc("service_registry_plugin_info",
 		"The plugin server's version (always 1).", []string{"version"}, nil)
 
@@ -68,7 +72,7 @@ type collector struct{ version string }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descRate, descPDK, descBreakerChanges, descBreakerInstances,
-		descSnapshotAge, descFeedUp, descFeedChanges, descFeedSubs, descLoads, descInfo} {
+		descSnapshotAge, descFeedUp, descFeedChanges, descFeedSubs, descLoads, descFastRoutes, descFastLoads, descInfo} {
 		ch <- d
 	}
 }
@@ -120,6 +124,9 @@ func collectBackends(counter func(*prometheus.Desc, int64, ...string), gauge fun
 	type feedAgg struct {
 		up                   bool
 		changes, subs, loads int64
+		fastRoutes           int
+		fastLoads            int64
+		fast                 bool
 	}
 	scopes, feeds, ages := map[string]*scopeAgg{}, map[string]*feedAgg{}, map[string]time.Duration{}
 	backends.mu.Lock()
@@ -141,6 +148,10 @@ func collectBackends(counter func(*prometheus.Desc, int64, ...string), gauge fun
 		f.loads += st.Loads
 		b.cache.Ages(func(svc string, age time.Duration) { ages[svc] = max(ages[svc], age) })
 		b.guardMu.Lock()
+		if b.routes != nil {
+			rs := b.routes.Stats()
+			f.fast, f.fastRoutes, f.fastLoads = true, f.fastRoutes+rs.Routes, f.fastLoads+rs.FullLoads
+		}
 		for _, set := range b.breakers {
 			bs := set.b.Stats()
 			a := scopes[set.scope]
@@ -172,6 +183,10 @@ func collectBackends(counter func(*prometheus.Desc, int64, ...string), gauge fun
 		counter(descFeedChanges, f.changes, ep)
 		counter(descFeedSubs, f.subs, ep)
 		counter(descLoads, f.loads, ep)
+		if f.fast {
+			gauge(descFastRoutes, float64(f.fastRoutes), ep)
+			counter(descFastLoads, f.fastLoads, ep)
+		}
 	}
 	for svc, age := range ages {
 		gauge(descSnapshotAge, age.Seconds(), svc)
