@@ -57,6 +57,25 @@ func TestFeedUpsertsAndDeletes(t *testing.T) {
 	}
 	built := 0
 	keep.Value(func(*routetable.Entry) any { built++; return 1 })
+	// Requests read the table while the feed swaps it (-race checks the
+	// lock-free reads against the writer).
+	done := make(chan struct{})
+	readers := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				readers <- n
+				return
+			default:
+			}
+			if tb.Match("keep.example.com", "/x") != nil {
+				n++
+			}
+			_ = tb.Match("n3.example.com", "/api")
+		}
+	}()
 
 	var lat []time.Duration
 	for i := 0; i < 20; i++ {
@@ -73,6 +92,10 @@ func TestFeedUpsertsAndDeletes(t *testing.T) {
 		host := fmt.Sprintf("n%d.example.com", i)
 		e.deregister(t, host, "/api")
 		eventually(t, 5*time.Second, "deregistered "+host, func() bool { return tb.Match(host, "/api/v1") == nil })
+	}
+	close(done)
+	if n := <-readers; n == 0 {
+		t.Fatal("the reader never found keep.example.com")
 	}
 	// Twenty other routes came and went: keep's entry, and what was built
 	// from it, is the same one.
