@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,20 +45,26 @@ type backend struct {
 	limiters map[ratelimit.Policy]*ratelimit.Limiter
 	breakers map[string]*breakerSet
 	// routes is the fast path's route table (fastpath.go), made by the
-	// first fast_path config on this backend; nil until then.
-	routes *routetable.Table
+	// first fast_path request on this backend; nil until then. Read
+	// without the lock on every fast-path request.
+	routes atomic.Pointer[routetable.Table]
 }
 
 // routeTable returns the backend's route table, made on first use with
 // poll as its generation backstop interval (the first config's
 // cache_ttl_ms: the same bound on staleness as the snapshots).
 func (b *backend) routeTable(poll time.Duration) *routetable.Table {
+	if t := b.routes.Load(); t != nil {
+		return t
+	}
 	b.guardMu.Lock()
 	defer b.guardMu.Unlock()
-	if b.routes == nil {
-		b.routes = routetable.New(b.store, routetable.Options{Logger: logger(), Timeout: 2 * b.loadTimeout, PollInterval: poll})
+	if t := b.routes.Load(); t != nil {
+		return t
 	}
-	return b.routes
+	t := routetable.New(b.store, routetable.Options{Logger: logger(), Timeout: 2 * b.loadTimeout, PollInterval: poll})
+	b.routes.Store(t)
+	return t
 }
 
 // stop closes what the backend runs: breaker syncs, feed, clients.
@@ -65,7 +72,7 @@ func (b *backend) stop() {
 	b.stopBreakers()
 	b.cache.Close()
 	b.guardMu.Lock()
-	routes := b.routes
+	routes := b.routes.Load()
 	b.guardMu.Unlock()
 	if routes != nil {
 		routes.Close()

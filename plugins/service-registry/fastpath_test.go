@@ -119,7 +119,7 @@ func TestFastPathSharesDedicatedConfig(t *testing.T) {
 		t.Fatalf("shared %v", k.shared)
 	}
 	name := registry.ServiceName("rl.example.com", "/")
-	e := c.compile().backend.routes.Match("rl.example.com", "/x")
+	e := c.compile().backend.routes.Load().Match("rl.example.com", "/x")
 	rs := e.Value(c.buildRoute).(*routeServing)
 	sv, err := translator.ForRoute(e.Route, name, translator.Options{})
 	if err != nil {

@@ -148,8 +148,8 @@ func collectBackends(counter func(*prometheus.Desc, int64, ...string), gauge fun
 		f.loads += st.Loads
 		b.cache.Ages(func(svc string, age time.Duration) { ages[svc] = max(ages[svc], age) })
 		b.guardMu.Lock()
-		if b.routes != nil {
-			rs := b.routes.Stats()
+		if t := b.routes.Load(); t != nil {
+			rs := t.Stats()
 			f.fast, f.fastRoutes, f.fastLoads = true, f.fastRoutes+rs.Routes, f.fastLoads+rs.FullLoads
 		}
 		for _, set := range b.breakers {
