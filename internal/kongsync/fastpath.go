@@ -23,6 +23,10 @@ const (
 	FastPathOn       = "on"
 	FastPathOff      = "off"
 	FastPathShadowed = "shadowed"
+	// FastPathRefused: Kong refuses the catch-all (Status.Refused says
+	// why; an older plugin binary without fast_path); its route is not in
+	// Kong, so unknown requests keep Kong's own 404.
+	FastPathRefused = "refused"
 )
 
 // wantsFastPath reports whether st holds the catch-all.
@@ -203,7 +207,7 @@ var fastPathRouteID = translator.ID("route", translator.FastPathName)
 
 // noteFastPath records the catch-all's state for Status and logs when it
 // moves, so an operator's catch-all is logged once, not every reconcile.
-func (s *Syncer) noteFastPath(mode string, st translator.State) {
+func (s *Syncer) noteFastPath(mode string, st translator.State, refused []Refusal) {
 	state, shadow := FastPathOff, ""
 	if wantsFastPath(st) {
 		state = FastPathOn
@@ -212,6 +216,11 @@ func (s *Syncer) noteFastPath(mode string, st translator.State) {
 		}
 		if shadow != "" {
 			state = FastPathShadowed
+		}
+		for _, r := range refused {
+			if r.Route == translator.TagFastPath {
+				state = FastPathRefused
+			}
 		}
 	}
 	if !s.status.setFastPath(state, shadow) {

@@ -346,5 +346,8 @@ func TestFastPathRefusedPluginLeavesNoBareCatchAll(t *testing.T) {
 		if _, ok := e.kong.Find("routes", translator.FastPathName); ok {
 			t.Fatalf("dbless %v: catch-all route without its plugin", dbless)
 		}
+		if st := e.sync.Status(); st.FastPath != kongsync.FastPathRefused || st.Healthy() {
+			t.Fatalf("dbless %v: status %+v", dbless, st)
+		}
 	}
 }

@@ -23,9 +23,10 @@ type Status struct {
 	Refused      []Refusal
 	RefusedSince time.Time
 	// FastPath is the catch-all's state after the last apply: on, off
-	// (SR_FAST_PATH=off), or shadowed: an operator's route (named in
-	// FastPathShadowedBy) catches "/" without hosts, so ours is not in
-	// Kong. Not a failure. "" before the first apply.
+	// (SR_FAST_PATH=off), refused (by Kong: see Refused), or shadowed: an
+	// operator's route (named in FastPathShadowedBy) catches "/" without
+	// hosts, so ours is not in Kong; not a failure. "" before the first
+	// apply.
 	FastPath           string
 	FastPathShadowedBy string
 }

@@ -191,7 +191,7 @@ func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Res
 	res.Mode = mode
 	res.Calls = s.c.calls.Load() - calls
 	res.Duration = time.Since(start)
-	s.noteFastPath(mode, st)
+	s.noteFastPath(mode, st, res.Refused)
 	s.status.record(s.o.Now(), mode, res.Refused, err)
 	return res, err
 }
