@@ -7,7 +7,7 @@ VERSION  ?= $(shell cat VERSION)
 SEMVER   := ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$$
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test e2e bench bench-kong lint schema run fuzz pongo pongo-local clean
+.PHONY: all build test e2e bench bench-kong bench-fastpath lint schema run fuzz pongo pongo-local clean
 
 all: build
 
@@ -28,6 +28,13 @@ bench:
 # wrk, interleaved rounds; tables to BENCHMARKS.md by hand (KONGBENCH_OUT=file writes them).
 bench-kong:
 	KONGBENCH=1 $(GO) test -count=1 -v -run '^TestKongBench$$' -timeout 40m ./tests/kongbench/
+
+# Issue 16 acceptance 1: POST /register → first 200 through a real Kong holding 10 000 routes, fast
+# path on and off, DB-less and DB mode (tests/realkong TestFastPathBench; FASTBENCH_DIRS: the builds;
+# SR_FASTBENCH_ROUTES / SR_FASTBENCH_N scale it; the table goes to SR_FASTBENCH_OUT too).
+FASTBENCH_DIRS ?= /opt/realkong
+bench-fastpath:
+	SR_FASTBENCH=1 SR_REALKONG_DIRS="$(FASTBENCH_DIRS)" $(GO) test -count=1 -v -run '^TestFastPathBench$$' -timeout 120m ./tests/realkong/
 
 # gofmt, go vet and staticcheck (pinned; `go run` fetches it by exact version
 # when it is not installed: STATICCHECK=staticcheck uses the one on PATH).

@@ -23,9 +23,17 @@ type svc struct {
 	t    testing.TB
 	URL  string
 	Logs *testbin.Buffer
+	proc *clienttest.Adminsvc
 }
 
 func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *svc {
+	t.Helper()
+	return startSvcVia(t, k.admin, redisURL, env)
+}
+
+// startSvcVia is startSvc with adminsvc talking to Kong's Admin API at
+// adminURL (a gate in front of Kong's, say).
+func startSvcVia(t testing.TB, adminURL, redisURL string, env map[string]string) *svc {
 	t.Helper()
 	vars := map[string]string{
 		"SR_RECONCILE_INTERVAL": "1s",
@@ -39,8 +47,8 @@ func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *sv
 	for n, v := range env {
 		vars[n] = v
 	}
-	a := clienttest.Launch(t, clienttest.LaunchOptions{RedisURL: redisURL, KongURL: k.admin, Env: vars, Binary: adminsvcBin})
-	return &svc{t: t, URL: a.URL, Logs: a.Output()}
+	a := clienttest.Launch(t, clienttest.LaunchOptions{RedisURL: redisURL, KongURL: adminURL, Env: vars, Binary: adminsvcBin})
+	return &svc{t: t, URL: a.URL, Logs: a.Output(), proc: a}
 }
 
 type resp struct {

@@ -27,12 +27,23 @@ type backendSrv struct {
 	status atomic.Int64
 	host   string
 	port   int
+	// last is the latest request (URI, headers, arrival), for the tests
+	// that compare what the backend saw.
+	last atomic.Pointer[seenReq]
+}
+
+// seenReq is one request as the backend received it.
+type seenReq struct {
+	uri    string
+	header http.Header
+	at     time.Time
 }
 
 func newBackend(t testing.TB, id string) *backendSrv {
 	b := &backendSrv{id: id}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
+		b.last.Store(&seenReq{uri: r.RequestURI, header: r.Header.Clone(), at: time.Now()})
 		w.Header().Set("X-Instance", id)
 		if s := b.status.Load(); s != 0 {
 			w.WriteHeader(int(s))
@@ -85,7 +96,7 @@ func discoveryConfig(r *redistest.Server) map[string]any {
 
 func newEnv(t *testing.T, k *kong, o envOptions) *env {
 	t.Helper()
-	if k.mode == modeDB {
+	if isDB(k.mode) {
 		t.Fatalf("plugin scenarios push declarative config: DB-less Kong only")
 	}
 	e := &env{t: t, kong: k, bes: map[string]*backendSrv{}, http: &http.Client{Timeout: 20 * time.Second}}

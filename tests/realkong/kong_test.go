@@ -25,6 +25,10 @@ const (
 	modeDB     = "db"
 	// modeNode2 is a second DB-less Kong, for the two-node scenarios.
 	modeNode2 = "dbless-node2"
+	// modeBenchDBLess and modeBenchDB are Kongs with Kong's own defaults
+	// (no faster router rebuild) for TestFastPathBench.
+	modeBenchDBLess = "bench-dbless"
+	modeBenchDB     = "bench-db"
 	// envDirs names the Kong builds to run against, space-separated, each
 	// a DEST of ../shared/realkong/build.sh (holding bin/kong-start.sh).
 	envDirs = "SR_REALKONG_DIRS"
@@ -45,6 +49,9 @@ func kongDirs(t *testing.T) []string {
 	}
 	return dirs
 }
+
+// isDB says whether Kongs of that mode run on Postgres.
+func isDB(mode string) bool { return mode == modeDB || mode == modeBenchDB }
 
 // eachKong runs fn once per Kong build (subtest named by Kong's version) on
 // that build's shared Kong of the given mode, reset to empty.
@@ -182,6 +189,9 @@ func (s *slot) get() (*kong, error) {
 // the background (DB-less first: the first tests use them), so the starts
 // (mostly Kong's CLI and migrations) overlap the tests.
 func startAll(dirs []string) {
+	if os.Getenv(envBench) != "" {
+		return // the benchmark starts its own Kongs, none of these
+	}
 	starter.Add(1)
 	go func() {
 		defer starter.Done()
@@ -220,9 +230,16 @@ func sharedKong(t *testing.T, dir, mode string) *kong {
 // (Kong rebuilds its router and plugin iterator every
 // worker_state_update_frequency; db_update_frequency polls cluster events).
 // KONG_START_TIMEOUT: a start took 60 s at load 34 on 2 cores (1 to 3 s idle).
-var kongSettings = []string{"KONG_DB_UPDATE_FREQUENCY=1", "KONG_WORKER_STATE_UPDATE_FREQUENCY=1", "KONG_START_TIMEOUT=240"}
+// KONG_ALLOW_DEBUG_HEADER: a request with Kong-Debug gets Kong-Route-Name
+// (the route Kong matched; off by default in 3.4.2 and 3.9.3 alike).
+var kongSettings = []string{"KONG_DB_UPDATE_FREQUENCY=1", "KONG_WORKER_STATE_UPDATE_FREQUENCY=1", "KONG_START_TIMEOUT=240",
+	"KONG_ALLOW_DEBUG_HEADER=on"}
 
-func startKong(dir, mode string) (*kong, error) {
+func startKong(dir, mode string) (*kong, error) { return startKongWith(dir, mode, "") }
+
+// startKongWith starts a Kong with the declarative config in decl ("" for
+// none): DB-less serves it, DB mode imports it (kong config db_import).
+func startKongWith(dir, mode, decl string) (*kong, error) {
 	script := filepath.Join(dir, "bin", "kong-start.sh")
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("%s names no realkong build: %w", envDirs, err)
@@ -237,14 +254,22 @@ func startKong(dir, mode string) (*kong, error) {
 		return nil, err
 	}
 	env := append(buildEnv(dir), "KONG_PREFIX_DIR="+k.prefix, "KONG_DATABASE=off")
-	env = append(env, kongSettings...)
-	decl := empty
-	if mode == modeDB {
-		if k.db, err = createDatabase(dir); err != nil {
+	if mode == modeBenchDBLess || mode == modeBenchDB {
+		env = append(env, kongSettings[2:]...) // Kong's own update frequencies
+	} else {
+		env = append(env, kongSettings...)
+	}
+	if isDB(mode) {
+		if k.db, err = createDatabase(dir, mode); err != nil {
 			return nil, err
 		}
 		env = append(env, "KONG_DATABASE=postgres", "KONG_PG_HOST=127.0.0.1", "KONG_PG_PORT=5432", "KONG_PG_DATABASE="+k.db)
-		decl = "-"
+		if decl == "" {
+			decl = "-"
+		}
+	}
+	if decl == "" {
+		decl = empty
 	}
 	// Ports are free when picked, not reserved: try again on a clash.
 	for attempt := 0; ; attempt++ {
@@ -372,7 +397,7 @@ var (
 
 // createDatabase makes this process's own database for one Kong (owner
 // kong): kong-start.sh resets the database it is given.
-func createDatabase(dir string) (string, error) {
+func createDatabase(dir, mode string) (string, error) {
 	pgMu.Lock()
 	defer pgMu.Unlock()
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err == nil {
@@ -389,6 +414,9 @@ func createDatabase(dir string) (string, error) {
 		}
 	}
 	name := fmt.Sprintf("realkong_%d_%s", os.Getpid(), strings.NewReplacer(".", "", "/", "_").Replace(buildVersion(dir)))
+	if mode != modeDB {
+		name += "_" + strings.ReplaceAll(mode, "-", "_") // realkong_<pid>_<version>_bench_db
+	}
 	if out, err := psql("CREATE DATABASE " + name + " OWNER kong"); err != nil {
 		return "", fmt.Errorf("creating database %s: %w\n%s", name, err, out)
 	}
@@ -509,7 +537,7 @@ func (k *kong) find(t testing.TB, kind, nameOrID string) (map[string]any, bool) 
 // entity deleted (DB mode; plugins and routes before what they reference).
 func (k *kong) reset(t testing.TB) {
 	t.Helper()
-	if k.mode != modeDB {
+	if !isDB(k.mode) {
 		if err := k.adminJSON("POST", "/config", map[string]any{"_format_version": "3.0"}, nil); err != nil {
 			t.Fatalf("emptying kong: %v", err)
 		}

@@ -1,0 +1,263 @@
+package realkong
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/registry"
+)
+
+// envBench turns TestFastPathBench on (make bench-fastpath); the other
+// tests' Kongs are then not started ahead.
+const envBench = "SR_FASTBENCH"
+
+// TestFastPathBench is issue 16's acceptance 1: in a real Kong, DB-less and
+// DB mode (Kong's own update frequencies, not the suite's 1 s), with
+// SR_FASTBENCH_ROUTES (10 000) routes registered and synced, each of
+// SR_FASTBENCH_N (100) new registrations per setting is timed from the
+// POST /register answer to the first 200 through Kong's proxy (polled back
+// to back), with the fast path on and off (SR_FAST_PATH) in the same run:
+// blocks on, off, on, off of N/2 registrations, adminsvc restarted between
+// blocks. The 10 000 are written through the store API in process (the
+// write POST /register makes) and pushed by adminsvc into the DB-less Kong;
+// the DB-mode Kong imports that Kong's config (kong config db_import: the
+// entities adminsvc made, ids included) instead of taking 50 000 Admin API
+// writes, and adminsvc's reconcile must find nothing to fix there.
+func TestFastPathBench(t *testing.T) {
+	if os.Getenv(envBench) == "" {
+		t.Skip(envBench + " is not set (make bench-fastpath)")
+	}
+	routes, n := envInt(t, "SR_FASTBENCH_ROUTES", 10000), envInt(t, "SR_FASTBENCH_N", 100)
+	var rows []string
+	for _, dir := range kongDirs(t) {
+		t.Run(buildVersion(dir), func(t *testing.T) { rows = append(rows, fastBench(t, dir, routes, n)...) })
+	}
+	out := "| Kong | mode | fast path | registrations | p50 | p99 | max |\n|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
+	t.Logf("register → first 200 through Kong, %d routes present:\n%s", routes, out)
+	if f := os.Getenv("SR_FASTBENCH_OUT"); f != "" {
+		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 2 {
+		t.Fatalf("%s=%q: want an integer ≥ 2", name, v)
+	}
+	return n
+}
+
+// fastBench runs one Kong build: DB-less, then DB mode; two rows each.
+func fastBench(t *testing.T, dir string, routes, n int) []string {
+	rs := redistest.Start(t, redistest.Options{})
+	store := registry.NewStore(rs.Client(), registry.Options{})
+	be := newBackend(t, "bench")
+	t0 := time.Now()
+	preloadRoutes(t, store, routes, be)
+	t.Logf("%d routes written to the registry in %s", routes, time.Since(t0).Round(time.Millisecond))
+
+	kl := sharedKong(t, dir, modeBenchDBLess)
+	t0 = time.Now()
+	s := startSvc(t, kl, rs.URL(), map[string]string{"SR_FAST_PATH": "on"})
+	waitSynced(t, kl, routes, t0)
+	dump := filepath.Join(t.TempDir(), "kong.yml")
+	var cfg struct{ Config string }
+	if err := kl.adminJSON("GET", "/config", nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dump, []byte(cfg.Config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows := timeBlocks(t, kl, s, rs, be, "dbless", n)
+	s.proc.Stop()
+	kl.down(t) // its CPU is the DB-mode Kong's now
+	for i := 0; i < n; i++ {
+		if _, err := store.DeregisterRoute(context.Background(), benchHost("dbless", i), "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t0 = time.Now()
+	kd, err := startKongWith(dir, modeBenchDB, dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kd.stop)
+	t.Logf("kong %s DB mode started with the DB-less Kong's config imported in %s", kd.version, time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	s = startSvc(t, kd, rs.URL(), map[string]string{"SR_FAST_PATH": "on"})
+	s.waitReconciles(1)
+	waitSynced(t, kd, routes, t0)
+	t.Logf("adminsvc's reconcile of the imported kong fixed %v entities", s.metric("sr_reconcile_drift_fixed_total"))
+	return append(rows, timeBlocks(t, kd, s, rs, be, "db", n)...)
+}
+
+// waitSynced waits until Kong holds the routes (the catch-all aside) and
+// routes the last one by its own route.
+func waitSynced(t *testing.T, k *kong, routes int, t0 time.Time) {
+	t.Helper()
+	for got := 0; got < routes; got = countManagedRoutes(t, k) {
+		if time.Since(t0) > 30*time.Minute {
+			t.Fatalf("%d of %d managed routes in kong after 30 minutes", got, routes)
+		}
+		time.Sleep(time.Second) // each count reads 11 pages of 1 000 routes
+	}
+	last := benchHost("pre", routes-1)
+	servedBy(t, k, last, "/", registry.ServiceName(last, "/"), 10*time.Minute)
+	t.Logf("kong %s %s: %d routes synced and routed %s after adminsvc started", k.version, k.mode, routes, time.Since(t0).Round(time.Millisecond))
+}
+
+// timeBlocks times n registrations (hosts <kind><i>) with the fast path
+// on and n with it off, in blocks on, off, on, off; adminsvc is restarted
+// with the setting between blocks. It returns the two table rows.
+func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backendSrv, kind string, n int) []string {
+	t.Helper()
+	took := map[bool][]time.Duration{}
+	i := 0
+	for b, on := range []bool{true, false, true, false} {
+		if b > 0 {
+			s.proc.Stop()
+			*s = *startSvc(t, k, rs.URL(), map[string]string{"SR_FAST_PATH": onOff(on)})
+		}
+		waitCatchAll(t, k, on)
+		for j := 0; j < n/2; j++ {
+			took[on] = append(took[on], registerToFirst200(t, s, k, benchHost(kind, i), be))
+			i++
+		}
+		// Steady state before the next block: the block's last route is
+		// on its own route (adminsvc and Kong done with this block).
+		last := benchHost(kind, i-1)
+		servedBy(t, k, last, "/", registry.ServiceName(last, "/"), 10*time.Minute)
+		t.Logf("kong %s %s block %d (fast path %s) done", k.version, k.mode, b+1, onOff(on))
+	}
+	return []string{benchRow(k, "on", took[true]), benchRow(k, "off", took[false])}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+func benchHost(kind string, i int) string { return fmt.Sprintf("%s%d.bench.example.com", kind, i) }
+
+// preloadRoutes registers n routes (host pre<i>, path /, backend be) with
+// the store's RegisterRoute, the write POST /register makes, 8 at a time.
+func preloadRoutes(t *testing.T, store *registry.Store, n int, be *backendSrv) {
+	t.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, _, err := store.RegisterRoute(ctx, registry.Route{Host: benchHost("pre", i), Path: "/", Backend: "http://" + be.addr()})
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// countManagedRoutes counts Kong's routes tagged as ours but the
+// catch-all, page by page.
+func countManagedRoutes(t *testing.T, k *kong) int {
+	t.Helper()
+	n, path := 0, "/routes?size=1000&tags=managed-by:service-registry"
+	for path != "" {
+		var page struct {
+			Data []map[string]any
+			Next *string
+		}
+		if err := k.adminJSON("GET", path, nil, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Data {
+			if r["name"] != fastPathRoute {
+				n++
+			}
+		}
+		path = ""
+		if page.Next != nil {
+			path = *page.Next
+		}
+	}
+	return n
+}
+
+// waitCatchAll waits until an unknown host is matched by the catch-all
+// (on) or by nothing (off).
+func waitCatchAll(t *testing.T, k *kong, on bool) {
+	t.Helper()
+	want := ""
+	if on {
+		want = fastPathRoute
+	}
+	waitFor(t, 10*time.Minute, "catch-all "+onOff(on), func() bool {
+		status, _, h := debugGet(t, k, "nobody.bench.example.com", "/", nil)
+		return status == 404 && h.Get("Kong-Route-Name") == want
+	})
+}
+
+// registerToFirst200 registers host → be and polls Kong's proxy back to
+// back until it answers 200; the time is from the register answer.
+func registerToFirst200(t *testing.T, s *svc, k *kong, host string, be *backendSrv) time.Duration {
+	t.Helper()
+	r := s.do("POST", "/register", `{"host":"`+host+`","path":"/","backend":"http://`+be.addr()+`"}`)
+	start := time.Now()
+	if r.Status != 200 {
+		t.Fatalf("register %s: %s", host, r.Raw)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	for {
+		if sendOnce(c, k.proxy+"/", host) == 200 {
+			return time.Since(start)
+		}
+		if time.Since(start) > 5*time.Minute {
+			t.Fatalf("%s: no 200 through kong 5 minutes after the registration", host)
+		}
+	}
+}
+
+// benchRow is one table row: nearest-rank p50 and p99, and the max.
+func benchRow(k *kong, fast string, d []time.Duration) string {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	rank := func(p int) time.Duration { return d[(p*len(d)+99)/100-1] }
+	ms := func(x time.Duration) string {
+		return strconv.FormatFloat(float64(x.Microseconds())/1000, 'f', 1, 64) + " ms"
+	}
+	mode := "DB-less"
+	if isDB(k.mode) {
+		mode = "DB (Postgres)"
+	}
+	return fmt.Sprintf("| %s | %s | %s | %d | %s | %s | %s |", k.version, mode, fast, len(d), ms(rank(50)), ms(rank(99)), ms(d[len(d)-1]))
+}
