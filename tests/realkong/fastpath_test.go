@@ -3,6 +3,7 @@ package realkong
 import (
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 // The fast path (issue 16) in real Kongs: adminsvc keeps the catch-all
@@ -34,7 +36,7 @@ func TestFastPathDBLess(t *testing.T) { eachKong(t, modeDBLess, fastPathScenario
 
 func TestFastPathDBMode(t *testing.T) { eachKong(t, modeDB, fastPathScenario) }
 
-const fastPathRoute = "sr-fast-path"
+const fastPathRoute = translator.FastPathName
 
 // fastPathScenario: unknown routes answer as Kong does without the
 // catch-all; a registration answers on the fast path at once, and the same
@@ -289,6 +291,8 @@ func newAdminGate(t *testing.T, k *kong) *adminGate {
 	}
 	g := &adminGate{}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// A sync cut off by adminsvc's shutdown is no news.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if g.closed.Load() && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, `{"message":"gate closed by the test"}`, http.StatusServiceUnavailable)
