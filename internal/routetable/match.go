@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
 )
@@ -14,15 +15,22 @@ type Entry struct {
 	Service string
 	Route   registry.Route
 
-	once sync.Once
-	val  any
+	once  sync.Once
+	built atomic.Bool // val is set: the lookup allocates nothing
+	val   any
 }
 
 // Value returns what build makes of this route, built once per route
 // record (the plugin compiles the route's config here, so every request of
 // the route shares it).
 func (e *Entry) Value(build func(*Entry) any) any {
-	e.once.Do(func() { e.val = build(e) })
+	if e.built.Load() {
+		return e.val
+	}
+	e.once.Do(func() {
+		e.val = build(e)
+		e.built.Store(true)
+	})
 	return e.val
 }
 

@@ -127,6 +127,17 @@ func (t *Table) Wait(ctx context.Context) error {
 	}
 }
 
+// Ready reports whether the first load is done (Wait would return nil at
+// once), without starting the table.
+func (t *Table) Ready() bool {
+	select {
+	case <-t.loaded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Match returns the route Kong's router would pick for the request host
 // (RequestHost of the Host header) and normalized path; nil when none.
 // It does not lock or allocate.

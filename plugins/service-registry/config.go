@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/kong-service-registry/service-registry/internal/routetable"
 )
 
 // Config is the plugin's configuration (CONTRACT §3). Field types are only
@@ -201,6 +203,9 @@ type compiled struct {
 	// shareRouter: the rate limit asks kong.router for its identity and
 	// the registry pick for the service name; see requestRouter.
 	shareRouter bool
+	// buildRoute is c.buildRoute bound once (fast_path), so a request
+	// does not allocate a method value for it.
+	buildRoute func(*routetable.Entry) any
 }
 
 // compile validates the config and resolves its backend, once per instance.
@@ -222,6 +227,9 @@ func (c *Config) compile() *compiled {
 					"plugin_id", c.pluginID, "seq", c.seq, "error", cp.err.Error())
 			}
 			return
+		}
+		if c.FastPath {
+			cp.buildRoute = c.buildRoute
 		}
 		// The guards need Redis even with registry = kong.
 		if c.Registry == "redis" || c.RateLimit.Enabled || c.CircuitBreaker.Enabled {

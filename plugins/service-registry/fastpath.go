@@ -66,7 +66,7 @@ func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
 	if e == nil {
 		return "", noRoute(k)
 	}
-	rs, _ := e.Value(c.buildRoute).(*routeServing)
+	rs, _ := e.Value(cp.buildRoute).(*routeServing)
 	if rs == nil || rs.err != nil {
 		// The sync cannot make this route's Kong entities either (the
 		// translator refuses it): Kong would never route it.
@@ -84,6 +84,9 @@ func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
 // waitRoutes waits for the table's first load (once per process), no
 // longer than the backend's background timeout.
 func waitRoutes(b *backend, t *routetable.Table) error {
+	if t.Ready() {
+		return nil // every request but the first ones: no context to make
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.loadTimeout)
 	defer cancel()
 	return t.Wait(ctx)
@@ -141,7 +144,7 @@ func (c *Config) fastPathLog(k kongAPI, cp *compiled) {
 	if e == nil {
 		return // deregistered meanwhile: nothing left to protect
 	}
-	if rs, _ := e.Value(c.buildRoute).(*routeServing); rs != nil && rs.err == nil {
+	if rs, _ := e.Value(cp.buildRoute).(*routeServing); rs != nil && rs.err == nil {
 		rs.cfg.log(k)
 	}
 }
