@@ -5,10 +5,14 @@
 // Access phase, in order: rate limit → breaker admission → pick an instance
 // from the registry snapshot (registry = redis) → kong.service.set_target.
 // With registry = kong it leaves the target to Kong. The log phase feeds the
-// circuit breaker and makes no PDK call while the breaker is off.
+// circuit breaker and makes no PDK call while the breaker is off. With
+// fast_path (the catch-all route, issue 16) it first matches the request in
+// the route table (internal/routetable) and runs those steps with the
+// matched route's own config (fastpath.go), or answers Kong's no-route 404
+// (noroute.go).
 //
 // One concept per file: handler.go (the access steps in order, the log
-// phase), servicename.go (the one resolver of the registry service),
+// phase), fastpath.go and noroute.go (the fast path), servicename.go (the one resolver of the registry service),
 // guards.go (wiring the guards into compiled), rateguard.go (rate limit),
 // breakers.go (breaker sets shared across config versions), admission.go
 // (breaker admission and the all-open answer), outcome.go (outcomes from
