@@ -36,6 +36,15 @@ func (t *Table) run() {
 func (t *Table) follow(ch <-chan registry.Change, needLoad bool) {
 	tick := time.NewTicker(t.opts.PollInterval)
 	defer tick.Stop()
+	t.queue.Store(&ch)
+	defer func() {
+		// Messages this subscription still holds are dropped with it (the
+		// next one reloads everything): a waiting Settle must not wait
+		// for them.
+		t.queue.Store(nil)
+		t.taken.Add(int64(len(ch)))
+		t.batchApplied()
+	}()
 	for {
 		var retry <-chan time.Time
 		if needLoad {
@@ -65,6 +74,7 @@ func (t *Table) follow(ch <-chan registry.Change, needLoad bool) {
 // already queued behind it (one pipeline, one swap); false when the feed
 // closed meanwhile.
 func (t *Table) applyFeed(c registry.Change, ch <-chan registry.Change) bool {
+	t.taken.Add(1)
 	seen := map[string]bool{c.Service: true}
 	services := []string{c.Service}
 	open := true
@@ -76,6 +86,7 @@ drain:
 				open = false
 				break drain
 			}
+			t.taken.Add(1)
 			if !seen[c2.Service] {
 				seen[c2.Service] = true
 				services = append(services, c2.Service)
@@ -86,6 +97,7 @@ drain:
 	}
 	t.changes.Add(int64(len(services)))
 	t.reread(services)
+	t.batchApplied()
 	return open
 }
 

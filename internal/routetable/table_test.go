@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,5 +172,51 @@ func TestServesLastStateWhenRedisDies(t *testing.T) {
 	eventually(t, 10*time.Second, "unavailable in stats", func() bool { return tb.Stats().Unavailable })
 	if tb.Match("a.example.com", "/x") == nil {
 		t.Fatal("route lost while Redis is down")
+	}
+}
+
+// slowReads is a Source whose route-record reads wait until released.
+type slowReads struct {
+	*registry.Store
+	hold    atomic.Bool
+	release chan struct{}
+}
+
+func (s *slowReads) ReadServingRoutesOf(ctx context.Context, services []string) ([]registry.ServingRoute, error) {
+	if s.hold.Load() {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+		}
+	}
+	return s.Store.ReadServingRoutesOf(ctx, services)
+}
+
+// TestSettleWaitsForReceivedChanges: a request that arrives while the
+// table is reading a registration's record waits for it (Settle) instead
+// of missing the route; with nothing pending Settle returns at once.
+func TestSettleWaitsForReceivedChanges(t *testing.T) {
+	e := newEnv(t)
+	src := &slowReads{Store: e.store, release: make(chan struct{})}
+	tb := newTable(t, src, routetable.Options{PollInterval: time.Hour, Timeout: 30 * time.Second})
+	wait(t, tb) // the first load reads freely
+	src.hold.Store(true)
+	start := time.Now()
+	tb.Settle(10 * time.Second)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Settle with nothing pending took %s", d)
+	}
+	e.register(t, "late.example.com", "/", "http://late:80")
+	eventually(t, 5*time.Second, "the change taken from the feed", func() bool { return tb.Stats().Changes == 1 })
+	if tb.Match("late.example.com", "/") != nil {
+		t.Fatal("matched before the record was read")
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond) // the read is held while Settle waits
+		close(src.release)
+	}()
+	tb.Settle(10 * time.Second)
+	if tb.Match("late.example.com", "/") == nil {
+		t.Fatal("Settle returned before the pending change was applied")
 	}
 }

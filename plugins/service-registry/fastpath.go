@@ -64,7 +64,13 @@ func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
 	reqHost := routetable.RequestHost(host)
 	e := table.Match(reqHost, path)
 	if e == nil {
-		return "", noRoute(k)
+		// A registration's change may still be on its way into the table
+		// (POST /register answers once it is published): let what the
+		// table already received settle, at most timeout_ms, then decide.
+		table.Settle(cp.backend.timeout)
+		if e = table.Match(reqHost, path); e == nil {
+			return "", noRoute(k)
+		}
 	}
 	rs, _ := e.Value(cp.buildRoute).(*routeServing)
 	if rs == nil || rs.err != nil {

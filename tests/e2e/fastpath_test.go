@@ -239,3 +239,25 @@ func TestFastPathPDKCalls(t *testing.T) {
 		t.Fatalf("dedicated route: %v", got)
 	}
 }
+
+// TestFastPathFirstRequestAfterRegister: the first request sent after the
+// registration's write returned (POST /register answers then) is served,
+// not answered 404 while the route table is still applying the change.
+func TestFastPathFirstRequestAfterRegister(t *testing.T) {
+	e := newFastEnv(t, harness.Options{}, true)
+	be := newEcho(t)
+	e.register("warm.example.com", "/", be.url(""), "")
+	e.waitServed("warm.example.com", "/")
+	misses := 0
+	for i := 0; i < 50; i++ {
+		host := fmt.Sprintf("first%d.example.com", i)
+		e.register(host, "/", be.url(""), "")
+		if a := e.do(host, "/"); a.status != 200 {
+			misses++
+			t.Logf("%s: first request %d", host, a.status)
+		}
+	}
+	if misses > 0 {
+		t.Fatalf("%d of 50 first requests after registering were not served", misses)
+	}
+}
