@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -283,4 +284,73 @@ func TestCallerCancelIsNotRedisDown(t *testing.T) {
 	if r, err := l.Allow(context.Background(), "k", []Limit{PerSecond(5, 0)}); err != nil || r.Source != SourceRedis {
 		t.Fatalf("next decision: %+v %v", r, err)
 	}
+}
+
+// downClient fails every call at once, as a Redis that refuses connections,
+// or as a closed client once shut.
+type downClient struct {
+	calls atomic.Int64
+	shut  atomic.Bool
+}
+
+func (c *downClient) fail(ctx context.Context) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	if c.shut.Load() {
+		cmd.SetErr(redis.ErrClosed)
+		return cmd
+	}
+	c.calls.Add(1)
+	cmd.SetErr(errors.New("dial tcp: connection refused"))
+	return cmd
+}
+
+func (c *downClient) EvalSha(ctx context.Context, _ string, _ []string, _ ...any) *redis.Cmd {
+	return c.fail(ctx)
+}
+
+func (c *downClient) Eval(ctx context.Context, _ string, _ []string, _ ...any) *redis.Cmd {
+	return c.fail(ctx)
+}
+
+// TestCloseEndsTheProbe: a failed call starts the background probe, which
+// retries every Backoff for as long as Redis is down, beyond its owner's
+// life unless stopped (one outlived TestLeasesThreeNodesBound and called
+// into the next test). Close stops it and waits for it. In a synctest
+// bubble the clock is fake, so the counts are exact, and the bubble itself
+// fails the test if a goroutine of the limiter is left behind.
+func TestCloseEndsTheProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &downClient{}
+		// A probe that Close did not stop ends with the client, so a
+		// failure below is reported instead of hanging the bubble.
+		defer c.shut.Store(true)
+		l := New(c, Options{Logger: quiet(), Backoff: 100 * time.Millisecond})
+		r, err := l.Allow(context.Background(), "k", []Limit{PerSecond(1, 0)})
+		if err != nil || r.Source != SourceFailOpen {
+			t.Fatalf("redis down, fail-open: %+v %v", r, err)
+		}
+		time.Sleep(time.Second + 50*time.Millisecond) // fake time: ten probe ticks
+		synctest.Wait()
+		if got := c.calls.Load(); got != 1+10 {
+			t.Fatalf("%d calls in 1.05 s: want the decision's and 10 probes", got)
+		}
+		closed := make(chan struct{})
+		go func() {
+			l.Close()
+			close(closed)
+		}()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		select {
+		case <-closed:
+		default:
+			t.Fatal("Close has not returned after 10 s (fake time): it waits for a probe that still runs")
+		}
+		if got := c.calls.Load(); got != 11 {
+			t.Fatalf("%d calls after Close, want 11: the probe still runs", got)
+		}
+		if r, err := l.Allow(context.Background(), "k", []Limit{PerSecond(1, 0)}); err != nil || r.Source != SourceFailOpen {
+			t.Fatalf("after Close, redis down: %+v %v", r, err)
+		}
+	})
 }

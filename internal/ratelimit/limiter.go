@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -121,6 +122,14 @@ type Limiter struct {
 
 	down atomic.Bool
 
+	// Background work (lease prefetches, the probe) is counted in bg so
+	// Close can wait for it; stop ends the probe. bgMu orders a start
+	// against Close.
+	bgMu   sync.Mutex
+	closed bool
+	stop   chan struct{}
+	bg     sync.WaitGroup
+
 	redisCalls, redisErrors, cacheHits, failOpen, leased, unavailable atomic.Int64
 }
 
@@ -135,7 +144,33 @@ func New(c Client, o Options) *Limiter {
 		honorsCtx: honorsDeadlines(c),
 		deny:      newDenyCache(o.DenyCacheSize),
 		leases:    newLeaseTable(o.LeaseCacheSize),
+		stop:      make(chan struct{}),
 	}
+}
+
+// Close ends the limiter's background work (the probe while Redis is down,
+// lease prefetches under way) and waits for it: close the client after it.
+// Allow still decides after Close but starts nothing in the background.
+func (l *Limiter) Close() {
+	l.bgMu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.stop)
+	}
+	l.bgMu.Unlock()
+	l.bg.Wait()
+}
+
+// startBackground counts one background goroutine about to start; false
+// after Close. The goroutine calls l.bg.Done.
+func (l *Limiter) startBackground() bool {
+	l.bgMu.Lock()
+	defer l.bgMu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.bg.Add(1)
+	return true
 }
 
 // Stats returns the counters so far.
@@ -175,8 +210,12 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 	if r, ok, pre := e.spend(limits, ns); ok {
 		l.leased.Add(1)
 		if pre > 1 {
-			var own [MaxLimits]Limit // the caller's slice is its own again
-			go l.prefetch(key, own, copy(own[:], limits), e, min(pre, l.o.MaxLease))
+			if l.startBackground() {
+				var own [MaxLimits]Limit // the caller's slice is its own again
+				go l.prefetch(key, own, copy(own[:], limits), e, min(pre, l.o.MaxLease))
+			} else {
+				e.done() // closed: the lease is not renewed
+			}
 		}
 		return r, nil
 	}
@@ -212,6 +251,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []Limit) (Result
 // prefetch fetches the next lease of a busy key in the background, before
 // the current one runs out, so no request of that key waits for Redis.
 func (l *Limiter) prefetch(key string, own [MaxLimits]Limit, k int, e *leaseEntry, n int) {
+	defer l.bg.Done()
 	defer e.done()
 	if l.down.Load() {
 		return
@@ -235,16 +275,24 @@ func (l *Limiter) markDown(err error) {
 	if l.down.CompareAndSwap(false, true) {
 		l.o.Logger.Warn("rate limiter: redis unavailable, applying failure policy",
 			"policy", l.o.Policy.String(), "error", err)
-		go l.probe()
+		if l.startBackground() {
+			go l.probe()
+		}
 	}
 }
 
 // probe tries Redis every Backoff until it answers; requests never wait on
-// a Redis that is down. It ends with a closed client too.
+// a Redis that is down. It ends with Close or a closed client too.
 func (l *Limiter) probe() {
+	defer l.bg.Done()
 	t := time.NewTicker(l.o.Backoff)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
 		err := l.c.Eval(ctx, "return 1", nil).Err()
 		cancel()

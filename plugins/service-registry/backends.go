@@ -67,9 +67,11 @@ func (b *backend) routeTable(poll time.Duration) *routetable.Table {
 	return t
 }
 
-// stop closes what the backend runs: breaker syncs, feed, clients.
+// stop closes what the backend runs: breaker syncs, limiters' background
+// work, feed, clients.
 func (b *backend) stop() {
 	b.stopBreakers()
+	b.stopLimiters()
 	b.cache.Close()
 	b.guardMu.Lock()
 	routes := b.routes.Load()

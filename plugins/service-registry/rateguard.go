@@ -139,3 +139,19 @@ func (b *backend) limiter(p ratelimit.Policy) *ratelimit.Limiter {
 	b.limiters[p] = l
 	return l
 }
+
+// stopLimiters ends the limiters' background work before the client
+// closes: a lease fetch under way would fail on the closed client and
+// start a probe. A late request still decides with them (Close starts
+// nothing new).
+func (b *backend) stopLimiters() {
+	b.guardMu.Lock()
+	ls := make([]*ratelimit.Limiter, 0, len(b.limiters))
+	for _, l := range b.limiters {
+		ls = append(ls, l)
+	}
+	b.guardMu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+}
