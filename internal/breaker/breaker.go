@@ -135,6 +135,7 @@ type instance struct {
 	lastUsed  atomic.Int64 // ns
 	closedAt  atomic.Int64 // ns
 	halfSince atomic.Int64 // ns, when the current half-open period began here
+	grantedAt atomic.Int64 // ns, when the cluster last granted this node a probe token
 	demand    atomic.Bool  // a request wanted this instance while it had no probe token
 	win       window
 
@@ -336,9 +337,11 @@ func (b *Breakers) toHalfOpen(in *instance) {
 	if b.o.Redis == nil || !b.syncOK.Load() {
 		tokens = int32(b.o.HalfOpenMaxCalls)
 	}
+	now := b.o.Now().UnixNano()
 	in.tokens.Store(tokens)
 	in.probesOut.Store(0)
-	in.halfSince.Store(b.o.Now().UnixNano())
+	in.halfSince.Store(now)
+	in.grantedAt.Store(now)
 	b.setState(in, HalfOpen)
 }
 

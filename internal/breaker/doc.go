@@ -16,8 +16,10 @@
 // failures to the cluster window, opens the instance cluster-wide when the
 // cluster's numbers (or any node's own trip) say so, ends the open period on
 // Redis' clock, and hands out the half-open probe tokens (a token whose grant
-// never reached its node goes back to the budget when that node asks
-// again). A backend failing on one node is thus open on all of them within
+// never reached its node, or that no request of its node used for 5 sync
+// intervals, goes back to the budget at that node's next sync, so a node
+// whose traffic stopped cannot hold the probe until ProbeTimeout). A
+// backend failing on one node is thus open on all of them within
 // about one sync interval. With Redis unreachable
 // every node keeps breaking on its own counts and grants its own probes.
 // Cost: per node, one pipelined round trip per SyncInterval carrying one

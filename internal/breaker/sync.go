@@ -25,14 +25,18 @@ import (
 // 5 "1" node tripped, 6 "1" node's probe succeeded in period 7 (gen),
 // 8 "1" node wants a probe token, 9 threshold, 10 ratio, 11 min calls,
 // 12 window ms, 13 open ms, 14 max open ms, 15 half-open max calls, 16 ttl ms,
-// 17 probe timeout ms, 18 node id.
+// 17 probe timeout ms, 18 node id, 19 claims the node holds (unused tokens
+// plus probes whose outcome it waits for).
 //
-// A node asks for a token only while it holds none and waits for no probe
-// outcome, so claims the hash still lists for it are lost: the reply that
-// granted them never arrived (a sync that timed out after Redis ran it) or
-// their probe's outcome was lost. They go back to the budget before the
-// grant; without that the lost claim would hold the budget, and every node
-// would wait ProbeTimeout (60 s) for a probe nobody sends.
+// Every sync of a half-open instance says how many claims the node holds
+// (its syncs run one after another, so the reply of the last one has been
+// applied), and claims the hash lists for it beyond that go back to the
+// budget, whether the node wants a token or not: the reply that granted
+// them never arrived (a sync that timed out after Redis ran it), their
+// probe's outcome was lost, or the node gave an unused token back (its
+// requests went elsewhere, see collect). Without that the claim would hold
+// the budget, and every node would wait ProbeTimeout (60 s) for a probe
+// nobody sends: an idle node cannot be relied on to ask again.
 //
 // Reply: {state 0/1/2 (2 = half-open), gen, ms until the open period ends,
 // probe granted 0/1, trips}.
@@ -106,25 +110,29 @@ elseif now >= untl then
     clearwin()
   elseif ARGV[5] == '1' then
     open()
-  elseif ARGV[8] == '1' then
+  else
+    local held = tonumber(ARGV[19]) or 0
     if node ~= '' and holders ~= '' then
-      -- this node holds nothing: its listed claims were lost, free them
-      local kept, lost = {}, 0
+      -- claims listed for this node beyond those it holds are lost: free them
+      local kept, mine = {}, 0
       for id in string.gmatch(holders, '[^,]+') do
-        if id == node then lost = lost + 1 else kept[#kept+1] = id end
+        if id == node then mine = mine + 1 end
+        if id ~= node or mine <= held then kept[#kept+1] = id end
       end
-      if lost > 0 then
-        probes = math.max(0, probes - lost); holders = table.concat(kept, ',')
+      if mine > held then
+        probes = math.max(0, probes - (mine - held)); holders = table.concat(kept, ',')
       end
     end
-    if probes >= halfmax and now - untl > tonumber(ARGV[17]) then
-      -- probes whose outcome never came: a fresh budget
-      probes = 0; untl = now; holders = ''
-    end
-    if probes < halfmax then
-      probes = probes + 1; granted = 1
-      if node ~= '' then
-        if holders == '' then holders = node else holders = holders .. ',' .. node end
+    if ARGV[8] == '1' then
+      if probes >= halfmax and now - untl > tonumber(ARGV[17]) then
+        -- probes whose outcome never came: a fresh budget
+        probes = 0; untl = now; holders = ''
+      end
+      if probes < halfmax then
+        probes = probes + 1; granted = 1
+        if node ~= '' then
+          if holders == '' then holders = node else holders = holders .. ',' .. node end
+        end
       end
     end
   end
@@ -135,6 +143,13 @@ local eff = st
 if st == 1 and now >= untl then eff = 2 end
 return {eff, gen, untl - now, granted, trips}
 `
+
+// grantIdle is how many sync intervals a probe token may sit unused on a
+// node before it goes back to the cluster's budget (1 s at the default
+// interval): ample for the next request of a node with traffic for the
+// instance, short next to ProbeTimeout, which is what the other nodes would
+// wait otherwise.
+const grantIdle = 5
 
 var syncSHA = func() string {
 	s := sha1.Sum([]byte(syncScript))
@@ -260,18 +275,31 @@ func (b *Breakers) collect(in *instance, now int64) *news {
 	n.probed = in.probeOK.Swap(false)
 	st := State(in.state.Load())
 	// Only nodes with traffic for the instance ask for a probe token:
-	// a token granted to an idle node would hold up the probe budget.
+	// a token granted to an idle node would hold up the probe budget. For
+	// the same reason a token no request used for grantIdle goes back (the
+	// request that asked for it was served by another instance, and none
+	// came after it): the claims this node reports below drop by it.
+	if st == HalfOpen && b.syncOK.Load() && now-in.grantedAt.Load() > int64(grantIdle*b.o.SyncInterval) {
+		if n := in.tokens.Load(); n > 0 {
+			in.tokens.CompareAndSwap(n, 0) // lost to a request taking it: then it is used
+		}
+	}
 	lost := now-in.halfSince.Load() > int64(b.o.ProbeTimeout)
+	tokens, out := in.tokens.Load(), in.probesOut.Load()
 	wantProbe := in.demand.Swap(false) &&
-		((st == HalfOpen && in.tokens.Load() <= 0 && (in.probesOut.Load() <= 0 || lost)) ||
+		((st == HalfOpen && tokens <= 0 && (out <= 0 || lost)) ||
 			(st == Open && now >= in.openUntil.Load()))
+	held := max(0, tokens)
+	if !lost {
+		held += max(0, out)
+	}
 	s := &b.o.Settings
 	n.args = []any{
 		n.calls, n.fails, flag(n.success), in.consec.Load(), flag(n.tripped), flag(n.probed), in.gen.Load(),
 		flag(wantProbe), s.FailureThreshold, strconv.FormatFloat(s.FailureRatio, 'f', -1, 64), s.MinCalls,
 		s.Window.Milliseconds(), s.OpenTimeout.Milliseconds(), s.MaxOpenTimeout.Milliseconds(),
 		s.HalfOpenMaxCalls, (2*max(s.Window, s.MaxOpenTimeout) + b.o.IdleTTL).Milliseconds(),
-		s.ProbeTimeout.Milliseconds(), b.id,
+		s.ProbeTimeout.Milliseconds(), b.id, held,
 	}
 	return n
 }
@@ -337,6 +365,7 @@ func (b *Breakers) apply(in *instance, st State, gen int64, remaining time.Durat
 				if now-in.halfSince.Load() > int64(b.o.ProbeTimeout) {
 					in.halfSince.Store(now) // a fresh budget after lost probes
 				}
+				in.grantedAt.Store(now)
 				in.tokens.Add(1)
 			}
 		}

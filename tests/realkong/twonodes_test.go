@@ -23,6 +23,11 @@ func eachKongPair(t *testing.T, fn func(t *testing.T, k, node2 *kong)) {
 	eachKong(t, modeDBLess, func(t *testing.T, k *kong) {
 		node2 := sharedKong(t, k.dir, modeNode2)
 		node2.reset(t)
+		defer func() {
+			if t.Failed() { // eachKong shows node 1's logs; node 2 holds half the story
+				t.Logf("kong %s %s logs:\n%s", node2.version, node2.mode, node2.logs())
+			}
+		}()
 		fn(t, k, node2)
 	})
 }
