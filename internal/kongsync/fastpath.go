@@ -83,6 +83,9 @@ type catchAll struct {
 	Methods   json.RawMessage `json:"methods"`
 	Headers   json.RawMessage `json:"headers"`
 	SNIs      json.RawMessage `json:"snis"`
+	// Expression is set on routes of Kong's expressions router, whose
+	// rank this does not model (and which refuses our paths-based route).
+	Expression string `json:"expression"`
 }
 
 // catchesAll reports whether r is an operator's HTTP route that our
@@ -90,7 +93,7 @@ type catchAll struct {
 // path "/") or take traffic from (no hosts, headers or paths at all). A
 // route with a host, a header or a longer path wins over ours anyway.
 func (r catchAll) catchesAll() bool {
-	if hasTag(r.Tags, translator.TagManaged) || !r.http() || !emptyJSON(r.Hosts) || !emptyJSON(r.Headers) {
+	if hasTag(r.Tags, translator.TagManaged) || r.Expression != "" || !r.http() || !emptyJSON(r.Hosts) || !emptyJSON(r.Headers) {
 		return false
 	}
 	if emptyJSON(r.Paths) {
