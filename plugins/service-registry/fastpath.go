@@ -73,10 +73,13 @@ func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
 		}
 	}
 	rs, _ := e.Value(cp.buildRoute).(*routeServing)
-	if rs == nil || rs.err != nil {
+	if rs == nil {
+		rs = &routeServing{err: fmt.Errorf("no route config built")}
+	}
+	if rs.err != nil {
 		// The sync cannot make this route's Kong entities either (the
 		// translator refuses it): Kong would never route it.
-		logThrottled("fast-path-route:"+e.Service, "service-registry: fast path: route not servable", "service", e.Service, "error", fmt.Sprint(rs.err))
+		logThrottled("fast-path-route:"+e.Service, "service-registry: fast path: route not servable", "service", e.Service, "error", rs.err.Error())
 		return e.Service, noRoute(k)
 	}
 	fk := &fastKong{kongAPI: k, host: host, extra: rs.headers}
