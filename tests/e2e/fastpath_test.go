@@ -28,14 +28,15 @@ func (e *fastEnv) waitServed(host, path string) {
 func TestFastPathAnswersLikeDedicatedRoute(t *testing.T) {
 	e := newFastEnv(t, harness.Options{}, true)
 	be := newEcho(t)
-	opts := `{"headers":{"X-Team":"blue"},"rate_limit":{"enabled":true,"requests_per_min":4}}`
+	opts := `{"headers":{"X-Team":"blue"},"rate_limit":{"enabled":true,"requests_per_min":6}}`
 	fast := e.register("fast.example.com", "/api", be.url("/base"), opts)
 	twin := e.register("twin.example.com", "/api", be.url("/base"), opts)
 	e.dedicate(twin)
 	twinName := registry.ServiceName("twin.example.com", "/api")
 	steps := []struct{ path, accept string }{
 		{"/api", ""}, {"/api/v1/x?q=1&r=%41", "text/html"}, {"/api/a/../b/./c/", ""}, {"/apix", "application/xml"},
-		{"/api", ""}, // over the limit: 4 per minute, 4 at once
+		{"/api/%7Euser/caf%C3%A9", ""}, {"/api//x%2Fy/%2e%2e/z?", ""},
+		{"/api", ""}, // over the limit: 6 per minute, 6 at once
 	}
 	for i, s := range steps {
 		f := e.do("fast.example.com", s.path, "Accept", s.accept)

@@ -154,7 +154,7 @@ var pdkMethods = map[string]pdkFunc{
 	},
 	"kong.request.get_method": func(rc *reqCtx, _ []byte) (proto.Message, error) { return str(rc.req.Method), nil },
 	"kong.request.get_path": func(rc *reqCtx, _ []byte) (proto.Message, error) {
-		return str(normalizePath(rc.req.URL.EscapedPath())), nil
+		return str(rc.path()), nil
 	},
 	"kong.request.get_path_with_query": func(rc *reqCtx, _ []byte) (proto.Message, error) {
 		return str(rc.req.URL.RequestURI()), nil
@@ -424,7 +424,8 @@ var pdkMethods = map[string]pdkFunc{
 		if !strings.HasPrefix(in.V, "/") {
 			return nil, &luaError{msg: "path must start with /"}
 		}
-		p := in.V
+		// pdk/service/request.lua: ngx.var.upstream_uri = escape(path)
+		p := kongEscape(in.V)
 		rc.upstreamPath = &p
 		return nil, nil
 	},
@@ -519,32 +520,6 @@ func (rc *reqCtx) dispatch(method string, arg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("encoding reply to %s: %w", method, err)
 	}
 	return b, nil
-}
-
-// normalizePath is a reduced kong.tools.uri.normalize: merge slashes, remove
-// dot segments, keep a trailing slash.
-func normalizePath(p string) string {
-	if p == "" {
-		return "/"
-	}
-	trailing := strings.HasSuffix(p, "/")
-	var out []string
-	for _, seg := range strings.Split(p, "/") {
-		switch seg {
-		case "", ".":
-		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
-			}
-		default:
-			out = append(out, seg)
-		}
-	}
-	res := "/" + strings.Join(out, "/")
-	if trailing && res != "/" {
-		res += "/"
-	}
-	return res
 }
 
 func withHost(h http.Header, host string) http.Header {

@@ -186,7 +186,7 @@ func (k *Kong) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.route, rc.service = route, svc
 	rc.stats.Route = route.Name
-	rc.upstreamURI = upstreamURI(route, svc, normalizePath(r.URL.EscapedPath()), matchedPath)
+	rc.upstreamURI = kongEscape(upstreamURI(route, svc, rc.path(), matchedPath))
 	pe := k.pluginFor(route, svc)
 
 	source, luaErr := "service", false
@@ -317,7 +317,7 @@ func isStartError(err error) bool {
 // compared as sent (no lowercasing), and the normalized path.
 func (k *Kong) match(r *http.Request) (*Route, *Service, string) {
 	host := routerHost(r.Host)
-	path := normalizePath(r.URL.EscapedPath())
+	path := kongNormalize(rawPath(r))
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	var cands []routeCand
