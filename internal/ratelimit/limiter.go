@@ -65,7 +65,8 @@ type Options struct {
 	Now func() time.Time
 	// RedisNow, for tests only, replaces Redis TIME in the script with this
 	// clock (µs), so a test can drive every node and Redis on one fake
-	// clock. Nil in production: decisions use Redis' own clock.
+	// clock; its keys then never expire (script.go). Nil in production:
+	// decisions use Redis' own clock.
 	RedisNow func() int64
 	// Logger gets one line per Redis up/down transition. Default slog.Default().
 	Logger *slog.Logger
