@@ -235,11 +235,7 @@ func sharedKong(t *testing.T, dir, mode string) *kong {
 var kongSettings = []string{"KONG_DB_UPDATE_FREQUENCY=1", "KONG_WORKER_STATE_UPDATE_FREQUENCY=1", "KONG_START_TIMEOUT=240",
 	"KONG_ALLOW_DEBUG_HEADER=on"}
 
-func startKong(dir, mode string) (*kong, error) { return startKongWith(dir, mode, "") }
-
-// startKongWith starts a Kong with the declarative config in decl ("" for
-// none): DB-less serves it, DB mode imports it (kong config db_import).
-func startKongWith(dir, mode, decl string) (*kong, error) {
+func startKong(dir, mode string) (*kong, error) {
 	script := filepath.Join(dir, "bin", "kong-start.sh")
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("%s names no realkong build: %w", envDirs, err)
@@ -264,17 +260,13 @@ func startKongWith(dir, mode, decl string) (*kong, error) {
 	} else {
 		env = append(env, kongSettings...)
 	}
+	decl := empty
 	if isDB(mode) {
 		if k.db, err = createDatabase(dir, mode); err != nil {
 			return nil, err
 		}
 		env = append(env, "KONG_DATABASE=postgres", "KONG_PG_HOST=127.0.0.1", "KONG_PG_PORT=5432", "KONG_PG_DATABASE="+k.db)
-		if decl == "" {
-			decl = "-"
-		}
-	}
-	if decl == "" {
-		decl = empty
+		decl = "-"
 	}
 	// Ports are free when picked, not reserved: try again on a clash.
 	for attempt := 0; ; attempt++ {
