@@ -252,11 +252,12 @@ func startKong(dir, mode string) (*kong, error) {
 	env := append(buildEnv(dir), "KONG_PREFIX_DIR="+k.prefix, "KONG_DATABASE=off")
 	if mode == modeBenchDBLess || mode == modeBenchDB {
 		// Kong's own update frequencies; official Kong's lmdb_map_size (the
-		// build's 256m is small for 10 000 routes); an Admin API body limit
-		// a 10 000-route declarative config (14 MB) fits in (default 10m:
-		// adminsvc's push is refused with 413).
+		// build's 256m is small for 10 000 routes); Admin API body limit and
+		// buffer a 10 000-route declarative config (14 MB) fits in (default
+		// 10m each: adminsvc's push is refused with 413; a body buffered to
+		// a file gets 400 "Cannot parse JSON body").
 		env = append(env, kongSettings[2:]...)
-		env = append(env, "KONG_LMDB_MAP_SIZE=2048m", "KONG_NGINX_ADMIN_CLIENT_MAX_BODY_SIZE=64m")
+		env = append(env, "KONG_LMDB_MAP_SIZE=2048m", "KONG_NGINX_ADMIN_CLIENT_MAX_BODY_SIZE=64m", "KONG_NGINX_ADMIN_CLIENT_BODY_BUFFER_SIZE=64m")
 	} else {
 		env = append(env, kongSettings...)
 	}
