@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/kong-service-registry/service-registry/internal/translator"
 )
@@ -14,9 +15,10 @@ import (
 // (without our tag) already catches "/" without hosts, ours would tie with
 // it in Kong's router, so ours is not created (or is removed) and Status
 // says which route is in the way. The operator's config wins. The same
-// holds for an operator route matching on neither hosts, headers nor paths
-// (methods, SNIs only): Kong's traditional router ranks a paths-only route
-// above those (tests/KONG-NOTES.md), so ours would take their traffic.
+// holds for an operator route matching on neither headers nor paths and on
+// only one of methods, SNIs, wildcard hosts: Kong ranks a paths-only route
+// above those (traditional: tests/KONG-NOTES.md; traditional_compatible:
+// priority_test.go), so ours would take their traffic.
 
 // Fast path states in Status.FastPath.
 const (
@@ -90,16 +92,26 @@ type catchAll struct {
 
 // catchesAll reports whether r is an operator's HTTP route that our
 // catch-all would tie with (no hosts, headers, methods or SNIs, and the
-// path "/") or take traffic from (no hosts, headers or paths at all). A
-// route with a host, a header or a longer path wins over ours anyway.
+// path "/") or take traffic from: a route without paths or headers and
+// with at most one of methods, SNIs, hosts with a wildcard (in Kong's
+// default router, traditional_compatible, such a route ranks below ours,
+// which has one condition and a path of length 1; two conditions or a
+// plain host rank above: priority_test.go's port of Kong's get_priority).
+// A route with a plain host, a header or a longer path wins over ours.
 func (r catchAll) catchesAll() bool {
-	if hasTag(r.Tags, translator.TagManaged) || r.Expression != "" || !r.http() || !emptyJSON(r.Hosts) || !emptyJSON(r.Headers) {
+	if hasTag(r.Tags, translator.TagManaged) || r.Expression != "" || !r.http() || !emptyJSON(r.Headers) {
 		return false
 	}
 	if emptyJSON(r.Paths) {
-		return true
+		conditions := 0
+		for _, f := range []json.RawMessage{r.Methods, r.SNIs, r.Hosts} {
+			if !emptyJSON(f) {
+				conditions++
+			}
+		}
+		return conditions <= 1 && (emptyJSON(r.Hosts) || wildcardHosts(r.Hosts))
 	}
-	if !emptyJSON(r.Methods) || !emptyJSON(r.SNIs) {
+	if !emptyJSON(r.Hosts) || !emptyJSON(r.Methods) || !emptyJSON(r.SNIs) {
 		return false
 	}
 	var paths []string
@@ -108,6 +120,21 @@ func (r catchAll) catchesAll() bool {
 	}
 	for _, p := range paths {
 		if p == "/" {
+			return true
+		}
+	}
+	return false
+}
+
+// wildcardHosts reports whether a hosts list holds a wildcard host, which
+// takes away the plain-host rank Kong gives a route's hosts.
+func wildcardHosts(raw json.RawMessage) bool {
+	var hosts []string
+	if json.Unmarshal(raw, &hosts) != nil {
+		return false
+	}
+	for _, h := range hosts {
+		if strings.Contains(h, "*") {
 			return true
 		}
 	}

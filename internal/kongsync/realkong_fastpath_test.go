@@ -2,6 +2,7 @@ package kongsync_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"strings"
@@ -70,9 +71,28 @@ func realKongFastPath(t *testing.T, adminURL, mode string) {
 	if res := reconcile(true); res.Changes() != 0 || res.Pushed {
 		t.Fatalf("second reconcile not a no-op: %+v", res)
 	}
+	// Sent without hosts, Kong holds null (not [], which Kong's default
+	// router ranks as a plain host: priority_test.go).
+	if h := routeHosts(t, adminURL); h != "null" {
+		t.Fatalf("catch-all hosts %s", h)
+	}
 	if mode == kongsync.ModeDB {
-		req, _ := http.NewRequest(http.MethodDelete, adminURL+"/routes/sr-fast-path", nil)
+		// hosts [] (adminsvc before the fix wrote that) is written once.
+		req, _ := http.NewRequest(http.MethodPatch, adminURL+"/routes/sr-fast-path", strings.NewReader(`{"hosts":[]}`))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("patching hosts []: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		if res := reconcile(true); res.Updated != 1 || res.Changes() != 1 || routeHosts(t, adminURL) != "null" {
+			t.Fatalf("healing hosts []: %+v", res)
+		}
+		if res := reconcile(true); res.Changes() != 0 {
+			t.Fatalf("after healing hosts []: %+v", res)
+		}
+		req, _ = http.NewRequest(http.MethodDelete, adminURL+"/routes/sr-fast-path", nil)
+		resp, err = http.DefaultClient.Do(req)
 		if err != nil || resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("deleting the catch-all route: %v %v", resp, err)
 		}
@@ -92,4 +112,21 @@ func realKongFastPath(t *testing.T, adminURL, mode string) {
 		t.Fatal(err)
 	}
 	reconcile(false)
+}
+
+// routeHosts is the catch-all route's hosts as Kong's Admin API writes it.
+func routeHosts(t *testing.T, adminURL string) string {
+	t.Helper()
+	resp, err := http.Get(adminURL + "/routes/sr-fast-path")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rt struct {
+		Hosts json.RawMessage `json:"hosts"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rt); err != nil {
+		t.Fatal(err)
+	}
+	return string(rt.Hosts)
 }

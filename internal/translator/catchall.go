@@ -49,10 +49,14 @@ func FastPath(opts Options) (Service, Upstream) {
 			ID:   ID("route", FastPathName),
 			Name: FastPathName,
 			// No hosts, no methods, the shortest path: the lowest rank in
-			// Kong's router. preserve_host as on every dedicated route, so
-			// the backend sees the client's Host either way.
+			// Kong's router. Hosts stays nil so the key is not sent at all:
+			// Kong then stores null, while an empty list is stored as [] and
+			// Kong's default router (traditional_compatible, get_priority)
+			// sets the plain-host-only bit for any hosts table, even empty,
+			// which ranked ours above paths-only and headers-only operator
+			// routes. preserve_host as on every dedicated route, so the
+			// backend sees the client's Host either way.
 			Protocols:    []string{"http", "https"},
-			Hosts:        []string{},
 			Paths:        []string{"/"},
 			StripPath:    false,
 			PreserveHost: true,

@@ -30,10 +30,12 @@ type Service struct {
 
 // Route is a Kong route; it always belongs to the service it is nested in.
 type Route struct {
-	ID           string   `json:"id"`
-	Name         string   `json:"name"`
-	Protocols    []string `json:"protocols"`
-	Hosts        []string `json:"hosts"`
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Protocols []string `json:"protocols"`
+	// Hosts is left out when empty: Kong ranks a route whose hosts is a
+	// list (even []) higher than one without (the catch-all, catchall.go).
+	Hosts        []string `json:"hosts,omitempty"`
 	Paths        []string `json:"paths"`
 	StripPath    bool     `json:"strip_path"`
 	PreserveHost bool     `json:"preserve_host"`
