@@ -231,8 +231,10 @@ func (c *Config) compile() *compiled {
 		if c.FastPath {
 			cp.buildRoute = c.buildRoute
 		}
-		// The guards need Redis even with registry = kong.
-		if c.Registry == "redis" || c.RateLimit.Enabled || c.CircuitBreaker.Enabled {
+		// The guards need Redis even with registry = kong. A backend set
+		// already is a fast-path route's, shared with its catch-all
+		// (buildRoute) and not counted.
+		if cp.backend == nil && (c.Registry == "redis" || c.RateLimit.Enabled || c.CircuitBreaker.Enabled) {
 			cp.backend = backends.acquire(c, c.Redis)
 		}
 		if err := c.compileGuards(cp); err != nil {

@@ -178,6 +178,15 @@ func (c *Config) buildRoute(e *routetable.Entry) any {
 	}
 	rc := &Config{}
 	_ = rc.UnmarshalJSON(raw) // never fails: problems come back from compile
+	// rc shares the catch-all's backend (same Redis settings) without a
+	// reference of its own: rc is reachable from that backend (its route
+	// table's entries), so a reference released when rc is collected
+	// would never be released, and a backend left behind by a change of
+	// the catch-all's Redis settings would never be closed.
+	if rc.compiled == nil {
+		rc.compiled = &compiled{}
+	}
+	rc.compiled.backend = c.compile().backend
 	if cp := rc.compile(); cp.err != nil {
 		rs.err = cp.err
 		return rs

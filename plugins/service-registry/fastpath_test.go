@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -244,4 +245,50 @@ func BenchmarkFastPathAccess(b *testing.B) {
 	}
 	b.ReportMetric(float64(k.setTarget+k.exit+k.other)/float64(b.N), "pdk-calls/op")
 	b.ReportMetric(float64(srv.TotalCalls("config|resetstat", "hello"))/float64(b.N), "redis-cmds/op")
+}
+
+// A fast-path route's config shares its catch-all's backend without a
+// reference of its own: it is reachable from that backend (route table
+// entry), so a reference it held was never released, and after a change of
+// the catch-all's Redis settings the old backend was never closed.
+func TestFastPathOldBackendClosed(t *testing.T) {
+	fx := newFixture(t)
+	fx.register(t, "leak.example.com", "/", "http://127.0.0.1:9001", `{"rate_limit":{"enabled":true,"requests_per_min":60}}`)
+	backends.mu.Lock()
+	oldIdle := backends.idle
+	backends.idle = 0
+	backends.mu.Unlock()
+	defer func() { backends.mu.Lock(); backends.idle = oldIdle; backends.mu.Unlock() }()
+
+	catchAll := func(timeoutMs int) *Config {
+		return decode(t, fmt.Sprintf(`{"registry":"redis","fast_path":true,"redis":{"host":"127.0.0.1","port":%d,"timeout_ms":%d}}`,
+			fx.srv.Port, timeoutMs))
+	}
+	var oldRedis RedisConfig
+	func() {
+		old := catchAll(4321)
+		oldRedis = old.Redis
+		if k := fastAccess(old, "leak.example.com", "/x", nil); k.port != 9001 {
+			t.Fatalf("old catch-all: %d %s, calls %v", k.status, k.body, k.calls)
+		}
+	}()
+	// The settings change: Kong runs the new config, the old one is garbage.
+	cur := catchAll(4322)
+	if k := fastAccess(cur, "leak.example.com", "/x", nil); k.port != 9001 {
+		t.Fatalf("new catch-all: %d %s, calls %v", k.status, k.body, k.calls)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for backends.open(oldRedis) {
+		if time.Now().After(deadline) {
+			t.Fatal("the old catch-all's backend never closed")
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !backends.open(cur.Redis) {
+		t.Fatal("the current catch-all's backend closed")
+	}
+	if k := fastAccess(cur, "leak.example.com", "/x", nil); k.port != 9001 || k.headers["RateLimit-Limit"] == nil {
+		t.Fatalf("after the close: %d %s, headers %v", k.status, k.body, k.headers)
+	}
 }
