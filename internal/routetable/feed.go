@@ -36,15 +36,6 @@ func (t *Table) run() {
 func (t *Table) follow(ch <-chan registry.Change, needLoad bool) {
 	tick := time.NewTicker(t.opts.PollInterval)
 	defer tick.Stop()
-	t.queue.Store(&ch)
-	defer func() {
-		// Messages this subscription still holds are dropped with it (the
-		// next one reloads everything): a waiting Settle must not wait
-		// for them.
-		t.queue.Store(nil)
-		t.taken.Add(int64(len(ch)))
-		t.batchApplied()
-	}()
 	for {
 		var retry <-chan time.Time
 		if needLoad {
@@ -66,6 +57,12 @@ func (t *Table) follow(ch <-chan registry.Change, needLoad bool) {
 			if !needLoad {
 				t.check()
 			}
+		case <-t.settleReq:
+			// A miss read a generation the table has not checked: check
+			// now (with needLoad, the retried full load settles it).
+			if !needLoad {
+				t.check()
+			}
 		}
 	}
 }
@@ -74,7 +71,6 @@ func (t *Table) follow(ch <-chan registry.Change, needLoad bool) {
 // already queued behind it (one pipeline, one swap); false when the feed
 // closed meanwhile.
 func (t *Table) applyFeed(c registry.Change, ch <-chan registry.Change) bool {
-	t.taken.Add(1)
 	seen := map[string]bool{c.Service: true}
 	services := []string{c.Service}
 	open := true
@@ -86,7 +82,6 @@ drain:
 				open = false
 				break drain
 			}
-			t.taken.Add(1)
 			if !seen[c2.Service] {
 				seen[c2.Service] = true
 				services = append(services, c2.Service)
@@ -97,7 +92,6 @@ drain:
 	}
 	t.changes.Add(int64(len(services)))
 	t.reread(services)
-	t.batchApplied()
 	return open
 }
 
@@ -168,6 +162,7 @@ func (t *Table) fullLoad() bool {
 	clear(t.retry)
 	t.gen = gen
 	t.publish(touched)
+	t.settle(gen)
 	t.fullLoads.Add(1)
 	select {
 	case <-t.loaded:
@@ -193,6 +188,7 @@ func (t *Table) check() {
 	}
 	t.ok()
 	if gen == t.gen && len(t.retry) == 0 {
+		t.settle(gen)
 		return
 	}
 	services, err := t.src.RouteServices(ctx)
@@ -222,5 +218,8 @@ func (t *Table) check() {
 	t.gen = gen
 	if len(differ) > 0 {
 		t.reread(differ)
+	}
+	if len(t.retry) == 0 {
+		t.settle(gen)
 	}
 }

@@ -65,12 +65,14 @@ type Table struct {
 	fullLoads, syncs, changes, subs, errs atomic.Int64
 	down                                  atomic.Bool
 
-	// Settle's view of the feed: messages taken from the feed, messages
-	// applied (a batch counts when its swap is done), the feed's queue,
-	// and a channel closed after every batch.
-	taken, applied atomic.Int64
-	queue          atomic.Pointer[<-chan registry.Change]
-	batchDone      atomic.Pointer[chan struct{}]
+	// Settle's state (settle.go): the registry generation the table is
+	// known to reflect (index checked at it), a channel closed whenever
+	// that moves, the run goroutine's request for a check, and the
+	// generation reads shared by concurrent misses.
+	settled   atomic.Int64
+	settledCh atomic.Pointer[chan struct{}]
+	settleReq chan struct{}
+	genRounds rounds
 
 	// Owned by the run goroutine.
 	byService map[string]*Entry
@@ -103,48 +105,11 @@ func New(src Source, o Options) *Table {
 		byService: map[string]*Entry{}, buckets: map[bucket]map[string]*Entry{}, retry: map[string]bool{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.snap.Store(emptySnapshot)
-	done := make(chan struct{})
-	t.batchDone.Store(&done)
+	ch := make(chan struct{})
+	t.settledCh.Store(&ch)
+	t.settleReq = make(chan struct{}, 1)
+	t.settled.Store(-1)
 	return t
-}
-
-// Settle waits, at most d, until every change-feed message the table has
-// received so far is applied. A request the table does not match calls it
-// before answering 404: POST /register answers after its change was
-// published, so a client's first request can arrive while the table is
-// still reading that route's record. It returns at once when nothing is
-// pending (the common case for unknown routes).
-func (t *Table) Settle(d time.Duration) {
-	target := t.taken.Load()
-	if q := t.queue.Load(); q != nil {
-		target += int64(len(*q))
-	}
-	if t.applied.Load() >= target {
-		return
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		done := t.batchDone.Load()
-		if t.applied.Load() >= target {
-			return
-		}
-		select {
-		case <-*done:
-		case <-timer.C:
-			return
-		case <-t.ctx.Done():
-			return
-		}
-	}
-}
-
-// batchApplied records that every message taken so far is applied and
-// wakes Settle's waiters.
-func (t *Table) batchApplied() {
-	t.applied.Store(t.taken.Load())
-	next := make(chan struct{})
-	close(*t.batchDone.Swap(&next))
 }
 
 // Wait starts the table (once) and waits until its first load succeeded or

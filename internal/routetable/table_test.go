@@ -220,3 +220,56 @@ func TestSettleWaitsForReceivedChanges(t *testing.T) {
 		t.Fatal("Settle returned before the pending change was applied")
 	}
 }
+
+// counting is a Source that counts generation reads.
+type counting struct {
+	*deaf
+	gets atomic.Int64
+}
+
+func (c *counting) Generation(ctx context.Context) (int64, error) {
+	c.gets.Add(1)
+	return c.deaf.Generation(ctx)
+}
+
+// TestSettleSeesChangesNotYetReceived: a registration whose change-feed
+// message has not reached the table (here: never will, the feed is deaf
+// to it; in production: still on the socket or in go-redis) is served
+// after Settle, since Settle reads the generation and has the index
+// checked at it. The poll is off (1 h), so only Settle can bring it.
+// Before, Settle waited only for messages already received: a miss.
+func TestSettleSeesChangesNotYetReceived(t *testing.T) {
+	e := newEnv(t)
+	src := &counting{deaf: &deaf{Store: e.store, deaf: map[string]bool{}}}
+	src.ignore(registry.ServiceName("unheard.example.com", "/a"))
+	tb := newTable(t, src, routetable.Options{PollInterval: time.Hour, Timeout: 30 * time.Second})
+	wait(t, tb)
+	e.register(t, "unheard.example.com", "/a", "http://unheard:80")
+	if tb.Match("unheard.example.com", "/a") != nil {
+		t.Fatal("matched before Settle")
+	}
+	tb.Settle(10 * time.Second)
+	if tb.Match("unheard.example.com", "/a") == nil {
+		t.Fatalf("Settle returned without the registration: stats %+v", tb.Stats())
+	}
+	if st := tb.Stats(); st.Syncs != 1 {
+		t.Fatalf("stats %+v: want one index check", st)
+	}
+
+	// Unknown routes while the registry is unchanged: one GET each, no
+	// index read. After a write anywhere: one index check, then none.
+	before := src.gets.Load()
+	for range 20 {
+		tb.Settle(10 * time.Second)
+	}
+	if got := src.gets.Load() - before; got != 20 {
+		t.Fatalf("20 misses made %d generation reads, want 20", got)
+	}
+	e.register(t, "other.example.com", "/", "http://other:80")
+	for range 20 {
+		tb.Settle(10 * time.Second)
+	}
+	if st := tb.Stats(); st.Syncs != 2 {
+		t.Fatalf("stats %+v: want one more index check for 20 misses after one write", st)
+	}
+}

@@ -65,8 +65,9 @@ func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
 	e := table.Match(reqHost, path)
 	if e == nil {
 		// A registration's change may still be on its way into the table
-		// (POST /register answers once it is published): let what the
-		// table already received settle, at most timeout_ms, then decide.
+		// (POST /register answers once the route is in the index): have
+		// the table checked at the registry's generation, at most
+		// timeout_ms (one GET while the registry is unchanged), then decide.
 		table.Settle(cp.backend.timeout)
 		if e = table.Match(reqHost, path); e == nil {
 			return "", noRoute(k)
