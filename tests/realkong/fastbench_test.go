@@ -38,17 +38,24 @@ func TestFastPathBench(t *testing.T) {
 	if os.Getenv(envBench) == "" {
 		t.Skip(envBench + " is not set (make bench-fastpath)")
 	}
-	routes, n := envInt(t, "SR_FASTBENCH_ROUTES", 10000), envInt(t, "SR_FASTBENCH_N", 100)
-	nOff := n
-	if os.Getenv("SR_FASTBENCH_N_OFF") != "" {
-		nOff = envInt(t, "SR_FASTBENCH_N_OFF", n)
+	p := benchPlan{routes: envInt(t, "SR_FASTBENCH_ROUTES", 10000, 2), n: envInt(t, "SR_FASTBENCH_N", 100, 2),
+		modes: []string{modeBenchDBLess, modeBenchDB}}
+	p.nOff = envInt(t, "SR_FASTBENCH_N_OFF", p.n, 0)
+	if g := os.Getenv("SR_FASTBENCH_GAP"); g != "" {
+		var err error
+		if p.gap, err = time.ParseDuration(g); err != nil {
+			t.Fatalf("SR_FASTBENCH_GAP: %v", err)
+		}
+	}
+	if m := os.Getenv("SR_FASTBENCH_MODES"); m != "" {
+		p.modes = strings.Fields(m) // bench-dbless bench-db
 	}
 	var rows []string
 	for _, dir := range kongDirs(t) {
-		t.Run(buildVersion(dir), func(t *testing.T) { rows = append(rows, fastBench(t, dir, routes, n, nOff)...) })
+		t.Run(buildVersion(dir), func(t *testing.T) { rows = append(rows, fastBench(t, dir, p)...) })
 	}
 	out := "| Kong | mode | fast path | registrations | p50 | p99 | max |\n|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
-	t.Logf("register → first 200 through Kong, %d routes present:\n%s", routes, out)
+	t.Logf("register → first 200 through Kong, %d routes present:\n%s", p.routes, out)
 	if f := os.Getenv("SR_FASTBENCH_OUT"); f != "" {
 		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
 			t.Error(err)
@@ -56,36 +63,45 @@ func TestFastPathBench(t *testing.T) {
 	}
 }
 
-func envInt(t *testing.T, name string, def int) int {
+// benchPlan is what TestFastPathBench measures: routes present, n
+// registrations with the fast path on and nOff (0: none) with it off, gap
+// between two registrations, Kong modes.
+type benchPlan struct {
+	routes, n, nOff int
+	gap             time.Duration
+	modes           []string
+}
+
+func envInt(t *testing.T, name string, def, least int) int {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 2 {
-		t.Fatalf("%s=%q: want an integer ≥ 2", name, v)
+	if err != nil || n < least {
+		t.Fatalf("%s=%q: want an integer ≥ %d", name, v, least)
 	}
 	return n
 }
 
 // fastBench runs one Kong build: DB-less, then DB mode; two rows each.
-func fastBench(t *testing.T, dir string, routes, n, nOff int) []string {
+func fastBench(t *testing.T, dir string, p benchPlan) []string {
 	rs := redistest.Start(t, redistest.Options{})
 	store := registry.NewStore(rs.Client(), registry.Options{})
 	be := newBackend(t, "bench")
 	t0 := time.Now()
-	preloadRoutes(t, store, routes, be)
-	t.Logf("%d routes written to the registry in %s", routes, time.Since(t0).Round(time.Millisecond))
+	preloadRoutes(t, store, p.routes, be)
+	t.Logf("%d routes written to the registry in %s", p.routes, time.Since(t0).Round(time.Millisecond))
 	var rows []string
-	for _, mode := range []string{modeBenchDBLess, modeBenchDB} {
+	for _, mode := range p.modes {
 		k := sharedKong(t, dir, mode)
 		t0 = time.Now()
 		s := startSvc(t, k, rs.URL(), benchSvcEnv(true))
-		waitSynced(t, k, routes, t0)
-		rows = append(rows, timeBlocks(t, k, s, rs, be, mode, n, nOff)...)
+		waitSynced(t, k, p.routes, t0)
+		rows = append(rows, timeBlocks(t, k, s, rs, be, mode, p)...)
 		s.proc.Stop()
-		k.down(t)                     // its CPU is the next Kong's now
-		for i := 0; i < n+nOff; i++ { // the next Kong starts with the 10 000 only
+		k.down(t)                         // its CPU is the next Kong's now
+		for i := 0; i < p.n+p.nOff; i++ { // the next Kong starts with the 10 000 only
 			_, err := store.DeregisterRoute(context.Background(), benchHost(mode, i), "/")
 			if err != nil && !errors.Is(err, registry.ErrRouteNotFound) {
 				t.Fatal(err)
@@ -119,33 +135,43 @@ func waitSynced(t *testing.T, k *kong, routes int, t0 time.Time) {
 	t.Logf("kong %s %s: %d routes synced and routed %s after adminsvc started", k.version, k.mode, routes, time.Since(t0).Round(time.Millisecond))
 }
 
-// timeBlocks times n registrations (hosts <kind><i>) with the fast path
-// on, then nOff with it off, adminsvc restarted with the setting in
-// between. It returns the two table rows.
-func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backendSrv, kind string, n, nOff int) []string {
+// timeBlocks times p.n registrations (hosts <kind><i>) with the fast path
+// on, then p.nOff with it off, adminsvc restarted with the setting in
+// between. It returns a table row per block.
+func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backendSrv, kind string, p benchPlan) []string {
 	t.Helper()
-	took := map[bool][]time.Duration{}
+	var rows []string
 	i := 0
 	for b, on := range []bool{true, false} {
+		count := p.n
+		if !on {
+			count = p.nOff
+		}
+		if count == 0 {
+			continue
+		}
 		if b > 0 {
 			s.proc.Stop()
 			*s = *startSvc(t, k, rs.URL(), benchSvcEnv(on))
 		}
 		waitCatchAll(t, k, on)
-		count := n
-		if !on {
-			count = nOff
-		}
+		var took []time.Duration
 		for j := 0; j < count; j++ {
-			took[on] = append(took[on], registerToFirst200(t, s, k, benchHost(kind, i), be))
+			time.Sleep(p.gap) // pacing, not waiting for state
+			took = append(took, registerToFirst200(t, s, k, benchHost(kind, i), be))
 			i++
 		}
 		// Steady state before the next block: the block's last route is
 		// on its own route (adminsvc and Kong done with this block).
 		benchDedicated(t, k, benchHost(kind, i-1))
 		t.Logf("kong %s %s block %d (fast path %s) done", k.version, k.mode, b+1, onOff(on))
+		label := onOff(on)
+		if p.gap > 0 {
+			label += ", " + p.gap.String() + " apart"
+		}
+		rows = append(rows, benchRow(k, label, took))
 	}
-	return []string{benchRow(k, "on", took[true]), benchRow(k, "off", took[false])}
+	return rows
 }
 
 func onOff(on bool) string {
