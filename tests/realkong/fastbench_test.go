@@ -54,7 +54,7 @@ func TestFastPathBench(t *testing.T) {
 	for _, dir := range kongDirs(t) {
 		t.Run(buildVersion(dir), func(t *testing.T) { rows = append(rows, fastBench(t, dir, p)...) })
 	}
-	out := "| Kong | mode | fast path | registrations | p50 | p99 | max |\n|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
+	out := "| Kong | mode | fast path | registrations | p50 | p99 | max | existing route p99 | existing route max |\n|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	t.Logf("register → first 200 through Kong, %d routes present:\n%s", p.routes, out)
 	if f := os.Getenv("SR_FASTBENCH_OUT"); f != "" {
 		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
@@ -155,12 +155,17 @@ func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backend
 			*s = *startSvc(t, k, rs.URL(), benchSvcEnv(on))
 		}
 		waitCatchAll(t, k, on)
+		peer := startPeer(k, benchHost("pre", 0))
 		var took []time.Duration
+		var spans []span
 		for j := 0; j < count; j++ {
 			time.Sleep(p.gap) // pacing, not waiting for state
-			took = append(took, registerToFirst200(t, s, k, benchHost(kind, i), be))
+			d := registerToFirst200(t, s, k, benchHost(kind, i), be)
+			took = append(took, d)
+			spans = append(spans, span{end: time.Now(), took: d})
 			i++
 		}
+		peerRow := peer.stop(t, k, onOff(on), spans)
 		// Steady state before the next block: the block's last route is
 		// on its own route (adminsvc and Kong done with this block).
 		benchDedicated(t, k, benchHost(kind, i-1))
@@ -169,9 +174,88 @@ func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backend
 		if p.gap > 0 {
 			label += ", " + p.gap.String() + " apart"
 		}
-		rows = append(rows, benchRow(k, label, took))
+		rows = append(rows, benchRow(k, label, took)+peerRow)
 	}
 	return rows
+}
+
+// span is one timed registration: when its first 200 came and how long
+// after the register answer.
+type span struct {
+	end  time.Time
+	took time.Duration
+}
+
+// peerPoll is the block's peer: one client sending GETs back to back to a
+// route Kong already routes by its own route, so Kong's own stalls (a
+// worker busy rebuilding its router or plugins iterator) show on a request
+// the fast path has nothing to do with.
+type peerPoll struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	reqs []span // end, latency
+}
+
+func startPeer(k *kong, host string) *peerPoll {
+	pp := &peerPoll{done: make(chan struct{})}
+	c := &http.Client{Timeout: 10 * time.Minute}
+	pp.wg.Add(1)
+	go func() {
+		defer pp.wg.Done()
+		for {
+			select {
+			case <-pp.done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			if sendOnce(c, k.proxy+"/", host) != 200 {
+				time.Sleep(time.Millisecond) // Kong down: do not spin
+				continue
+			}
+			end := time.Now()
+			pp.mu.Lock()
+			pp.reqs = append(pp.reqs, span{end: end, took: end.Sub(t0)})
+			pp.mu.Unlock()
+		}
+	}()
+	return pp
+}
+
+// stop ends the poll, logs every registration over 50 ms with the slowest
+// peer request that overlapped it, and returns the peer's table cells:
+// p99 and max of its latencies.
+func (pp *peerPoll) stop(t *testing.T, k *kong, label string, regs []span) string {
+	t.Helper()
+	close(pp.done)
+	pp.wg.Wait()
+	if len(pp.reqs) == 0 {
+		return " – | – |"
+	}
+	for _, r := range regs {
+		if r.took < 50*time.Millisecond {
+			continue
+		}
+		from := r.end.Add(-r.took)
+		var worst time.Duration
+		for _, q := range pp.reqs {
+			if q.end.After(from) && q.end.Add(-q.took).Before(r.end) && q.took > worst {
+				worst = q.took
+			}
+		}
+		t.Logf("kong %s %s fast path %s: a registration took %s; the slowest request to an existing route overlapping it took %s",
+			k.version, k.mode, label, r.took.Round(time.Microsecond), worst.Round(time.Microsecond))
+	}
+	d := make([]time.Duration, len(pp.reqs))
+	for i, q := range pp.reqs {
+		d[i] = q.took
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	ms := func(x time.Duration) string {
+		return strconv.FormatFloat(float64(x.Microseconds())/1000, 'f', 1, 64) + " ms"
+	}
+	return fmt.Sprintf(" %s | %s (%d requests) |", ms(d[(99*len(d)+99)/100-1]), ms(d[len(d)-1]), len(d))
 }
 
 func onOff(on bool) string {
