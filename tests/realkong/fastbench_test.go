@@ -117,8 +117,16 @@ func benchSvcEnv(fast bool) map[string]string {
 	// posts it again, forever.
 	// SR_KONG_LEASE_TTL: the sync lease must outlive that call, or adminsvc
 	// drops the result and pushes again.
-	return map[string]string{"SR_FAST_PATH": onOff(fast), "SR_RECONCILE_INTERVAL": "10m", "SR_KONG_TIMEOUT": "5m",
+	env := map[string]string{"SR_FAST_PATH": onOff(fast), "SR_RECONCILE_INTERVAL": "10m", "SR_KONG_TIMEOUT": "5m",
 		"SR_KONG_LEASE_TTL": "10m"}
+	// SR_FASTBENCH_SVC_ENV: more adminsvc settings, NAME=value separated
+	// by spaces (e.g. SR_KONG_SYNC_MAX_DELAY=30s).
+	for _, kv := range strings.Fields(os.Getenv("SR_FASTBENCH_SVC_ENV")) {
+		if n, v, ok := strings.Cut(kv, "="); ok {
+			env[n] = v
+		}
+	}
+	return env
 }
 
 // waitSynced waits until Kong holds the routes (the catch-all aside) and
