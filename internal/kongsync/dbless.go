@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/kong-service-registry/service-registry/internal/translator"
@@ -112,7 +114,34 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 		return res, nil
 	}
 	d.lastHash = status.ConfigurationHash
+	// Kong reports the empty hash when it holds no config, as after a
+	// restart. Read right after our push, it means Kong lost the config in
+	// between (the read is a separate call): keeping it would make the lost
+	// state look like ours, and nothing would push again until the registry
+	// changed. Left unknown, the next reconcile pushes. Only a push of an
+	// empty config is answered with the empty hash.
+	if d.lastHash == emptyConfigHash && !emptyDeclarative(body) {
+		d.lastHash = ""
+	}
 	return res, nil
+}
+
+// emptyConfigHash is Kong's configuration_hash for no config
+// (DECLARATIVE_EMPTY_CONFIG_HASH).
+var emptyConfigHash = strings.Repeat("0", 32)
+
+// emptyDeclarative reports whether a declarative config holds no entity.
+func emptyDeclarative(body []byte) bool {
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		return false
+	}
+	for _, v := range doc {
+		if list, ok := v.([]any); ok && len(list) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // kongConfig reads the declarative config Kong serves (GET /config answers
