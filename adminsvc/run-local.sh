@@ -16,7 +16,17 @@ pidfile="$(cd "$bin" && pwd)/redis-$port.pid"
 started=""
 cleanup() {
   if [ -n "$started" ] && [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null && echo "make run: stopped the Redis it started on port $port" >&2
+    pid=$(cat "$pidfile")
+    if kill "$pid" 2>/dev/null; then
+      # Redis saves and closes its files on the way out, then removes its
+      # pid file: wait for that (at most 10 s), so nothing is still writing
+      # in $bin when make run returns.
+      i=0
+      while [ -f "$pidfile" ] && kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do
+        i=$((i + 1)); sleep 0.1
+      done
+      echo "make run: stopped the Redis it started on port $port" >&2
+    fi
   fi
 }
 if ! redis-cli -u "$url" ping 2>/dev/null | grep -q PONG; then
