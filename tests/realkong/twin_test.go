@@ -224,13 +224,29 @@ func TestHarnessAgreesPluginDown(t *testing.T) {
 		if err := hk.WaitIdle(ctx); err != nil {
 			t.Fatal(err)
 		}
-		pid := k.pluginPID()
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
+		// On 3.4 (fail open) an event racing the kill is the one way to a
+		// 500: Kong resets the instance, the restart fails and raises. Seen
+		// under a CPU hog, where the real Kong's log timer for the probes
+		// above still ran at the kill. Then the supervisor's restart is
+		// awaited and the kill tried again (at most 3 times): a Kong that
+		// always answered 500 still fails the test.
+		var real string
+		for attempt := 1; ; attempt++ {
+			pid := k.pluginPID()
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			waitDead(t, pid)
+			real = down(k.proxy)
+			if !k.failOpen() || !strings.HasPrefix(real, "500 ") || attempt == 3 {
+				break
+			}
+			t.Logf("kong %s, kill %d: an event raced it (%s); again once the plugin server is back", k.version, attempt, real)
+			waitFor(t, 10*time.Second, "the real plugin server back", func() bool {
+				return strings.Contains(normalised(t, c, k.proxy, probe), "X-Instance: a")
+			})
 		}
-		waitDead(t, pid)
-		real := down(k.proxy)
-		pid = hk.Process().PID()
+		pid := hk.Process().PID()
 		if err := hk.Process().Kill(); err != nil {
 			t.Fatal(err)
 		}
