@@ -7,9 +7,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/kong-service-registry/service-registry/internal/kongsync"
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
 	"github.com/kong-service-registry/service-registry/tests/kongfake"
@@ -38,16 +36,7 @@ func TestDBLessConfigLostRightAfterPush(t *testing.T) {
 		}
 	}))
 	t.Cleanup(proxy.Close)
-	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: proxy.URL, Attempts: 2, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: store, Syncer: s, Redis: rs.Client(),
-		Interval: time.Hour, Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, LeaseTTL: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, redis: rs, store: store, kong: fake, sync: s, rec: rec}
+	e := newEnvVia(t, rs, store, fake, proxy.URL, "")
 	e.register("api.example.com", "/v1", "http://api-v1:8080", "")
 
 	wipeNext.Store(true)

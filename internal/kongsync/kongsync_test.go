@@ -40,7 +40,14 @@ func newEnvVersion(t *testing.T, dbless bool, base, version string) *env {
 	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, Version: version, Plugins: map[string]kongfake.PluginSchema{
 		"service-registry": kongfake.RegistrySchema(t),
 	}})
-	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL(), BaseConfig: []byte(base), Attempts: 2, Timeout: 2 * time.Second})
+	return newEnvVia(t, rs, store, fake, fake.URL(), base)
+}
+
+// newEnvVia is an env whose syncer reaches the fake through adminURL (the
+// fake's own URL, or a proxy in front of it).
+func newEnvVia(t *testing.T, rs *redistest.Server, store *registry.Store, fake *kongfake.Fake, adminURL, base string) *env {
+	t.Helper()
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: adminURL, BaseConfig: []byte(base), Attempts: 2, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
