@@ -260,9 +260,6 @@ func (pp *peerPoll) stop(t *testing.T, k *kong, label string, regs []span) strin
 		d[i] = q.took
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	ms := func(x time.Duration) string {
-		return strconv.FormatFloat(float64(x.Microseconds())/1000, 'f', 1, 64) + " ms"
-	}
 	return fmt.Sprintf(" %s | %s (%d requests) |", ms(d[(99*len(d)+99)/100-1]), ms(d[len(d)-1]), len(d))
 }
 
@@ -401,12 +398,14 @@ func registerToFirst200(t *testing.T, s *svc, k *kong, host string, be *backendS
 func benchRow(k *kong, fast string, d []time.Duration) string {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	rank := func(p int) time.Duration { return d[(p*len(d)+99)/100-1] }
-	ms := func(x time.Duration) string {
-		return strconv.FormatFloat(float64(x.Microseconds())/1000, 'f', 1, 64) + " ms"
-	}
 	mode := "DB-less"
 	if isDB(k.mode) {
 		mode = "DB (Postgres)"
 	}
 	return fmt.Sprintf("| %s | %s | %s | %d | %s | %s | %s |", k.version, mode, fast, len(d), ms(rank(50)), ms(rank(99)), ms(d[len(d)-1]))
+}
+
+// ms is a duration in milliseconds with one decimal, as the tables print it.
+func ms(x time.Duration) string {
+	return strconv.FormatFloat(float64(x.Microseconds())/1000, 'f', 1, 64) + " ms"
 }
