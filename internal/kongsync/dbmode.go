@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -29,6 +30,12 @@ type dbSync struct {
 	// by the last full apply: while there is one, our catch-all is not
 	// written (see fastpath.go).
 	shadow string
+	// settle, pluginSince, pending: the catch-all route waits for its
+	// plugin (settle.go). now is the Syncer's clock.
+	settle      time.Duration
+	pluginSince time.Time
+	pending     bool
+	now         func() time.Time
 }
 
 // apply is a full reconcile: list what Kong holds, plan, execute.
@@ -43,8 +50,10 @@ func (d *dbSync) apply(ctx context.Context, want desired) (Result, []Refusal, er
 	if d.shadow != "" {
 		want = want.withoutFastPath()
 	}
+	want, wait := d.holdCatchAll(want, func(k key) bool { _, ok := have.byKind[k.k][k.id]; return ok })
 	p := planFull(want, have)
 	res := p.result()
+	res.RetryIn = wait
 	refused, errs := execute(ctx, d.c, &p, d.concurrency)
 	if len(errs) > 0 || len(refused) > 0 {
 		// Re-inspect everything next time: we do not know what landed.
@@ -66,9 +75,11 @@ func (d *dbSync) applyChanges(ctx context.Context, want desired) (Result, []Refu
 	if d.shadow != "" {
 		want = want.withoutFastPath()
 	}
+	want, wait := d.holdCatchAll(want, func(k key) bool { _, ok := d.known[k]; return ok })
 	hashes := want.hashes()
 	p := planChanges(want, d.known, hashes)
 	res := p.result()
+	res.RetryIn = wait
 	refused, errs := execute(ctx, d.c, &p, d.concurrency)
 	if len(errs) > 0 || len(refused) > 0 {
 		d.warm = false
@@ -80,6 +91,7 @@ func (d *dbSync) applyChanges(ctx context.Context, want desired) (Result, []Refu
 
 // remember records want as what Kong holds.
 func (d *dbSync) remember(want desired, hashes map[key]string) {
+	d.notePluginWritten(want)
 	d.known = make(applied, len(hashes))
 	for k, h := range hashes {
 		e, _ := want.get(k.k, k.id)

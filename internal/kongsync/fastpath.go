@@ -29,6 +29,9 @@ const (
 	// why; an older plugin binary without fast_path); its route is not in
 	// Kong, so unknown requests keep Kong's own 404.
 	FastPathRefused = "refused"
+	// FastPathPending: DB mode, the catch-all's plugin is in Kong and its
+	// route waits until every Kong worker has the plugin (settle.go).
+	FastPathPending = "pending"
 )
 
 // wantsFastPath reports whether st holds the catch-all.
@@ -246,6 +249,9 @@ func (s *Syncer) noteFastPath(mode string, st translator.State, refused []Refusa
 		}
 		if shadow != "" {
 			state = FastPathShadowed
+		}
+		if state == FastPathOn && mode == ModeDB && s.db.pending {
+			state = FastPathPending
 		}
 		for _, r := range refused {
 			if r.Route == translator.TagFastPath {

@@ -301,6 +301,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 		backoff = 0
 		r.logApplied(res, fullRun)
+		if res.RetryIn > 0 {
+			// Something waits on Kong (the catch-all's route on its plugin).
+			debounce = time.After(res.RetryIn)
+		}
 		if fullRun {
 			// After a change-triggered apply the interval timer keeps
 			// running for the next full reconcile.

@@ -63,6 +63,10 @@ type Result struct {
 	Refused  []Refusal
 	Calls    int64 // Admin API calls made
 	Duration time.Duration
+	// RetryIn, when set, asks for another apply after that long: DB mode
+	// holds the fast path's catch-all route back until its plugin has
+	// reached every Kong worker (settle.go).
+	RetryIn time.Duration
 }
 
 // Changes is the number of entities written or removed.
@@ -78,6 +82,9 @@ type Syncer struct {
 	db     *dbSync
 	dbless *dblessSync
 	status statusTracker
+	// infoRead: GET / has been read (the mode when auto, the timings that
+	// make the catch-all's settle time).
+	infoRead bool
 }
 
 // NewSyncer validates options; it does not contact Kong.
@@ -121,7 +128,8 @@ func NewSyncer(o Options) (*Syncer, error) {
 		return nil, err
 	}
 	s := &Syncer{o: o, c: c, log: o.Logger}
-	s.db = &dbSync{c: c, concurrency: o.Concurrency, deepEvery: o.DeepEvery, targetSets: map[string]string{}}
+	s.db = &dbSync{c: c, concurrency: o.Concurrency, deepEvery: o.DeepEvery, targetSets: map[string]string{},
+		settle: kongDefaultSettle, now: o.Now}
 	s.dbless = &dblessSync{c: c, log: o.Logger, base: base, fromKong: len(bytes.TrimSpace(o.BaseConfig)) == 0}
 	if o.Mode != ModeAuto {
 		s.mode = o.Mode
@@ -132,19 +140,32 @@ func NewSyncer(o Options) (*Syncer, error) {
 // Calls is the number of Admin API calls made so far.
 func (s *Syncer) Calls() int64 { return s.c.calls.Load() }
 
-// Mode resolves the Kong mode, asking GET / when configured as auto.
+// Mode resolves the Kong mode, asking GET / when configured as auto. GET /
+// is read once in either case: its configuration also says how long
+// Kong's workers take to see a change (settle.go); when it fails with the
+// mode configured, Kong's default timings are assumed and it is read again
+// next time.
 func (s *Syncer) Mode(ctx context.Context) (string, error) {
-	if s.mode != "" {
+	if s.infoRead {
 		return s.mode, nil
 	}
 	var info struct {
 		Version       string `json:"version"`
 		Configuration struct {
 			Database string `json:"database"`
+			kongTimings
 		} `json:"configuration"`
 	}
 	if err := s.c.do(ctx, http.MethodGet, "/", nil, nil, &info); err != nil {
+		if s.mode != "" {
+			return s.mode, nil
+		}
 		return "", fmt.Errorf("detecting kong mode: %w", err)
+	}
+	s.infoRead = true
+	s.db.settle = info.Configuration.settle()
+	if s.mode != "" {
+		return s.mode, nil
 	}
 	mode := ModeDB
 	if info.Configuration.Database == "off" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/internal/translator"
 	"github.com/kong-service-registry/service-registry/tests/kongfake"
 )
@@ -153,18 +154,24 @@ func TestKongDBModeEndToEnd(t *testing.T) {
 	if active["http_path"] != "/health" || active["healthy"].(map[string]any)["interval"] != 10.0 {
 		t.Fatalf("upstream healthchecks: %v", active)
 	}
+	// Both plugins of the route: agree counts service-registry plugins only,
+	// and adminsvc writes a route's plugins concurrently.
 	var srPlugin, rtPlugin map[string]any
-	for _, p := range k.List("plugins") {
-		if ref, _ := p["service"].(map[string]any); ref == nil || ref["id"] != svcE["id"] {
-			continue
+	testbin.WaitFor(t, 30*time.Second, "both plugins of "+name, func() bool {
+		srPlugin, rtPlugin = nil, nil
+		for _, p := range k.List("plugins") {
+			if ref, _ := p["service"].(map[string]any); ref == nil || ref["id"] != svcE["id"] {
+				continue
+			}
+			switch p["name"] {
+			case "service-registry":
+				srPlugin = p
+			case "response-transformer":
+				rtPlugin = p
+			}
 		}
-		switch p["name"] {
-		case "service-registry":
-			srPlugin = p
-		case "response-transformer":
-			rtPlugin = p
-		}
-	}
+		return srPlugin != nil && rtPlugin != nil
+	})
 	cfg := srPlugin["config"].(map[string]any)
 	if cfg["registry"] != "redis" || cfg["service"] != name {
 		t.Fatalf("service-registry plugin: %v", cfg)

@@ -34,6 +34,11 @@ type Options struct {
 	Plugins map[string]PluginSchema
 	// Now is the clock for created_at/updated_at; default time.Now.
 	Now func() time.Time
+	// UpdateFrequency is what GET / reports as db_update_frequency and
+	// worker_state_update_frequency (seconds; Kong's default is 5). The
+	// fake itself has no router to rebuild: its writes count at once, as
+	// the default 0 says.
+	UpdateFrequency float64
 }
 
 type kindDef struct {

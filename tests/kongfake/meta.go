@@ -53,6 +53,10 @@ func (f *Fake) info() map[string]any {
 			"proxy_listen":  []any{"0.0.0.0:8000"},
 			"role":          "traditional",
 			"router_flavor": "traditional_compatible",
+			// DB mode's timings (adminsvc's fast path reads them).
+			"db_update_frequency":           f.opts.UpdateFrequency,
+			"db_update_propagation":         0,
+			"worker_state_update_frequency": f.opts.UpdateFrequency,
 		},
 		"plugins": map[string]any{"available_on_server": avail, "enabled_in_cluster": enabled},
 	}

@@ -1,0 +1,163 @@
+package kongsync_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/kong-service-registry/service-registry/internal/kongsync"
+	"github.com/kong-service-registry/service-registry/internal/redistest"
+	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/translator"
+	"github.com/kong-service-registry/service-registry/tests/kongfake"
+)
+
+// settleEnv is a fast-path env against a fake that reports Kong's timings
+// (db_update_frequency = worker_state_update_frequency = freq seconds, so
+// the catch-all's settle time is 3 × freq) and a syncer on clock.
+func settleEnv(t *testing.T, dbless bool, freq float64, clock func() time.Time) *fastEnv {
+	t.Helper()
+	rs := redistest.Start(t, redistest.Options{})
+	store := registry.NewStore(rs.Client(), registry.Options{})
+	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, UpdateFrequency: freq,
+		Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+	e := &fastEnv{env: &env{t: t, redis: rs, store: store, kong: fake},
+		opts: translator.Options{FastPath: true, Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 500}}}
+	e.sync = e.newSyncer(clock)
+	e.setFastPath(true)
+	return e
+}
+
+func (e *fastEnv) newSyncer(clock func() time.Time) *kongsync.Syncer {
+	e.t.Helper()
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: e.kong.URL(), Attempts: 2, Timeout: 5 * time.Second, Now: clock})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *fastEnv) applyChanges() kongsync.Result {
+	e.t.Helper()
+	res, err := e.rec.ApplyChangesOnce(context.Background())
+	if err != nil {
+		e.t.Fatalf("apply changes: %v", err)
+	}
+	return res
+}
+
+func (e *fastEnv) deleteInKong(kind, name string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, e.kong.URL()+"/"+kind+"/"+name, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		e.t.Fatalf("DELETE /%s/%s: %d", kind, name, resp.StatusCode)
+	}
+}
+
+// In DB mode Kong's workers rebuild the router and the plugins iterator in
+// separate timers: a catch-all route written with its plugin can be routed
+// before its plugin runs, and Kong then answers unknown requests 503 (the
+// catch-all's upstream has no targets) instead of its own 404, as seen in a
+// real Kong 3.4.2 (tests/realkong TestFastPathDBMode). So the route waits
+// until the plugin has been in Kong for db_update_frequency +
+// db_update_propagation + 2 × worker_state_update_frequency, and the
+// result asks for the apply that creates it.
+func TestCatchAllRouteWaitsForItsPlugin(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	e := settleEnv(t, false, 1, clock)
+
+	res := e.reconcile()
+	_, rt, _, plug := e.catchAll()
+	if plug == nil || rt != nil {
+		t.Fatalf("first sync: plugin %v route %v, want the plugin alone", plug != nil, rt != nil)
+	}
+	if res.RetryIn != 3*time.Second {
+		t.Fatalf("first sync asks to retry in %v, want 3s", res.RetryIn)
+	}
+	if st := e.sync.Status().FastPath; st != kongsync.FastPathPending {
+		t.Fatalf("fast path %q while the route waits, want pending", st)
+	}
+
+	now = now.Add(2 * time.Second)
+	if res := e.applyChanges(); res.RetryIn != time.Second {
+		t.Fatalf("2 s later: retry in %v, want 1s", res.RetryIn)
+	}
+	if _, rt, _, _ := e.catchAll(); rt != nil {
+		t.Fatal("route created 2 s after its plugin, before the settle time (3 s)")
+	}
+
+	now = now.Add(time.Second)
+	if res := e.applyChanges(); res.RetryIn != 0 || res.Created != 1 {
+		t.Fatalf("3 s later: %+v, want the route created and no retry", res)
+	}
+	e.checkCatchAll()
+	if st := e.sync.Status().FastPath; st != kongsync.FastPathOn {
+		t.Fatalf("fast path %q with its route in kong, want on", st)
+	}
+
+	// Drift: the route deleted in Kong, its plugin long there: healed at once.
+	e.deleteInKong("routes", translator.FastPathName)
+	now = now.Add(time.Minute)
+	if res := e.reconcile(); res.RetryIn != 0 {
+		t.Fatalf("route deleted in kong: retry in %v, want the route back at once", res.RetryIn)
+	}
+	e.checkCatchAll()
+
+	// Another replica (or a restart) finding the plugin without its route
+	// cannot tell how long the plugin has been there: it waits the whole
+	// settle time from then.
+	e.deleteInKong("routes", translator.FastPathName)
+	e.sync = e.newSyncer(clock)
+	e.setFastPath(true)
+	if res := e.reconcile(); res.RetryIn != 3*time.Second {
+		t.Fatalf("new syncer, plugin without route: retry in %v, want 3s", res.RetryIn)
+	}
+	if _, rt, _, _ := e.catchAll(); rt != nil {
+		t.Fatal("new syncer created the route at once")
+	}
+	// A route already in Kong is kept while a new syncer settles.
+	now = now.Add(3 * time.Second)
+	e.applyChanges()
+	e.checkCatchAll()
+	e.sync = e.newSyncer(clock)
+	e.setFastPath(true)
+	if res := e.reconcile(); res.RetryIn != 0 || res.Deleted != 0 {
+		t.Fatalf("new syncer, catch-all complete in kong: %+v", res)
+	}
+	e.checkCatchAll()
+}
+
+// DB-less Kong swaps its router and plugins iterator together: the
+// catch-all is pushed whole at once.
+func TestCatchAllDBLessAtOnce(t *testing.T) {
+	e := settleEnv(t, true, 5, time.Now)
+	if res := e.reconcile(); res.RetryIn != 0 {
+		t.Fatalf("dbless: retry in %v", res.RetryIn)
+	}
+	e.checkCatchAll()
+}
+
+// The reconciler's loop makes the apply the held route asks for, with no
+// registry change and no full reconcile due (Interval is an hour).
+func TestReconcilerCreatesHeldRoute(t *testing.T) {
+	e := settleEnv(t, false, 0.05, time.Now) // settle 150 ms
+	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: e.store, Syncer: e.sync, Redis: e.redis.Client(),
+		Interval: time.Hour, Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, LeaseTTL: 3 * time.Second,
+		Translate: e.opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = rec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, func() bool { _, rt, _, _ := e.catchAll(); return rt != nil }, "the catch-all route created by the loop")
+	e.checkCatchAll()
+}
