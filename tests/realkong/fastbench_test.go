@@ -54,7 +54,7 @@ func TestFastPathBench(t *testing.T) {
 	for _, dir := range kongDirs(t) {
 		t.Run(buildVersion(dir), func(t *testing.T) { rows = append(rows, fastBench(t, dir, p)...) })
 	}
-	out := "| Kong | mode | fast path | registrations | p50 | p99 | max | existing route p99 | existing route max |\n|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
+	out := "| Kong | mode | fast path | registrations | p50 | p99 | max | existing route p99 | existing route max | route without plugin p99 | route without plugin max |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	t.Logf("register → first 200 through Kong, %d routes present:\n%s", p.routes, out)
 	if f := os.Getenv("SR_FASTBENCH_OUT"); f != "" {
 		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
@@ -163,6 +163,7 @@ func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backend
 			*s = *startSvc(t, k, rs.URL(), benchSvcEnv(on))
 		}
 		waitCatchAll(t, k, on)
+		plain := startPlainPeer(t, k, be)
 		peer := startPeer(k, benchHost("pre", 0))
 		var took []time.Duration
 		var spans []span
@@ -173,7 +174,7 @@ func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backend
 			spans = append(spans, span{end: time.Now(), took: d})
 			i++
 		}
-		peerRow := peer.stop(t, k, onOff(on), spans)
+		peerRow := peerCells(t, k, onOff(on), spans, peer, plain)
 		// Steady state before the next block: the block's last route is
 		// on its own route (adminsvc and Kong done with this block).
 		benchDedicated(t, k, benchHost(kind, i-1))
@@ -231,29 +232,28 @@ func startPeer(k *kong, host string) *peerPoll {
 	return pp
 }
 
-// stop ends the poll, logs every registration over 50 ms with the slowest
-// peer request that overlapped it, and returns the peer's table cells:
-// p99 and max of its latencies.
-func (pp *peerPoll) stop(t *testing.T, k *kong, label string, regs []span) string {
-	t.Helper()
+// stop ends the poll.
+func (pp *peerPoll) stop() {
 	close(pp.done)
 	pp.wg.Wait()
-	if len(pp.reqs) == 0 {
-		return " – | – |"
+}
+
+// worst is the slowest of the peer's requests that overlapped [from, to].
+func (pp *peerPoll) worst(from, to time.Time) time.Duration {
+	var w time.Duration
+	for _, q := range pp.reqs {
+		if q.end.After(from) && q.end.Add(-q.took).Before(to) && q.took > w {
+			w = q.took
+		}
 	}
-	for _, r := range regs {
-		if r.took < 50*time.Millisecond {
-			continue
-		}
-		from := r.end.Add(-r.took)
-		var worst time.Duration
-		for _, q := range pp.reqs {
-			if q.end.After(from) && q.end.Add(-q.took).Before(r.end) && q.took > worst {
-				worst = q.took
-			}
-		}
-		t.Logf("kong %s %s fast path %s: a registration took %s; the slowest request to an existing route overlapping it took %s",
-			k.version, k.mode, label, r.took.Round(time.Microsecond), worst.Round(time.Microsecond))
+	return w
+}
+
+// cells are the peer's table cells: p99 and max of its latencies ("–"
+// without a peer or requests).
+func (pp *peerPoll) cells() string {
+	if pp == nil || len(pp.reqs) == 0 {
+		return " – | – |"
 	}
 	d := make([]time.Duration, len(pp.reqs))
 	for i, q := range pp.reqs {
@@ -261,6 +261,59 @@ func (pp *peerPoll) stop(t *testing.T, k *kong, label string, regs []span) strin
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return fmt.Sprintf(" %s | %s (%d requests) |", ms(d[(99*len(d)+99)/100-1]), ms(d[len(d)-1]), len(d))
+}
+
+// peerCells stops the block's peers, logs every registration over 50 ms
+// with the slowest request of each peer that overlapped it, and returns
+// the peers' table cells. plain may be nil (DB-less: no plain route).
+func peerCells(t *testing.T, k *kong, label string, regs []span, peer, plain *peerPoll) string {
+	t.Helper()
+	peer.stop()
+	if plain != nil {
+		plain.stop()
+	}
+	for _, r := range regs {
+		if r.took < 50*time.Millisecond {
+			continue
+		}
+		from := r.end.Add(-r.took)
+		msg := fmt.Sprintf("kong %s %s fast path %s: a registration took %s; the slowest request overlapping it to an existing route took %s",
+			k.version, k.mode, label, r.took.Round(time.Microsecond), peer.worst(from, r.end).Round(time.Microsecond))
+		if plain != nil {
+			msg += fmt.Sprintf(", to the route without the plugin %s", plain.worst(from, r.end).Round(time.Microsecond))
+		}
+		t.Log(msg)
+	}
+	return peer.cells() + plain.cells()
+}
+
+// plainHost is a route the bench adds to a DB-mode Kong beside adminsvc's:
+// no plugin, its service's host an IP address (Kong's balancer does no
+// name lookup), so a stall it shows is Kong's worker alone, not the plugin
+// server's nor the balancer's upstream lookups.
+const plainHost = "plain.bench.example.com"
+
+// startPlainPeer adds that route (DB mode; not tagged as adminsvc's, so
+// its sync leaves it) once, and polls it; nil in DB-less mode, where
+// adminsvc's pushes own the whole config.
+func startPlainPeer(t *testing.T, k *kong, be *backendSrv) *peerPoll {
+	t.Helper()
+	if !isDB(k.mode) {
+		return nil
+	}
+	if _, ok := k.find(t, "services", "bench-plain"); !ok {
+		if err := k.adminJSON("POST", "/services", map[string]any{"name": "bench-plain", "url": "http://" + be.addr()}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.adminJSON("POST", "/services/bench-plain/routes", map[string]any{"name": "bench-plain", "hosts": []string{plainHost}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Minute, plainHost+" routed", func() bool {
+		status, route := benchGet(k, plainHost)
+		return status == 200 && route == "bench-plain"
+	})
+	return startPeer(k, plainHost)
 }
 
 func onOff(on bool) string {
