@@ -238,6 +238,17 @@ func (d desired) hasFastPath() bool {
 
 var fastPathRouteID = translator.ID("route", translator.FastPathName)
 
+// refusedFastPath reports whether Kong refused one of the catch-all's
+// entities.
+func refusedFastPath(refused []Refusal) bool {
+	for _, r := range refused {
+		if r.Route == translator.TagFastPath {
+			return true
+		}
+	}
+	return false
+}
+
 // noteFastPath records the catch-all's state for Status and logs when it
 // moves, so an operator's catch-all is logged once, not every reconcile.
 func (s *Syncer) noteFastPath(mode string, st translator.State, refused []Refusal) {
@@ -253,10 +264,8 @@ func (s *Syncer) noteFastPath(mode string, st translator.State, refused []Refusa
 		if state == FastPathOn && mode == ModeDB && s.db.pending {
 			state = FastPathPending
 		}
-		for _, r := range refused {
-			if r.Route == translator.TagFastPath {
-				state = FastPathRefused
-			}
+		if refusedFastPath(refused) {
+			state = FastPathRefused
 		}
 	}
 	if !s.status.setFastPath(state, shadow) {

@@ -18,10 +18,15 @@ import (
 // the catch-all's settle time is 3 × freq) and a syncer on clock.
 func settleEnv(t *testing.T, dbless bool, freq float64, clock func() time.Time) *fastEnv {
 	t.Helper()
+	return settleEnvSchema(t, dbless, freq, clock, kongfake.RegistrySchema(t))
+}
+
+func settleEnvSchema(t *testing.T, dbless bool, freq float64, clock func() time.Time, schema kongfake.PluginSchema) *fastEnv {
+	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	store := registry.NewStore(rs.Client(), registry.Options{})
 	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, UpdateFrequency: freq,
-		Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+		Plugins: map[string]kongfake.PluginSchema{"service-registry": schema}})
 	e := &fastEnv{env: &env{t: t, redis: rs, store: store, kong: fake},
 		opts: translator.Options{FastPath: true, Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 500}}}
 	e.sync = e.newSyncer(clock)
@@ -160,4 +165,21 @@ func TestReconcilerCreatesHeldRoute(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	waitFor(t, func() bool { _, rt, _, _ := e.catchAll(); return rt != nil }, "the catch-all route created by the loop")
 	e.checkCatchAll()
+}
+
+// A plugin Kong refuses (an older binary without fast_path) keeps the
+// route out for good: no early apply is asked for, the next full
+// reconcile tries again, and Status says refused.
+func TestRefusedPluginAsksNoRetry(t *testing.T) {
+	e := settleEnvSchema(t, false, 1, time.Now, refuseFastPath{kongfake.RegistrySchema(t)})
+	res := e.reconcile()
+	if len(res.Refused) == 0 || res.RetryIn != 0 {
+		t.Fatalf("refused %+v, retry in %v: want the refusal and no retry", res.Refused, res.RetryIn)
+	}
+	if _, rt, _, _ := e.catchAll(); rt != nil {
+		t.Fatal("catch-all route created without its plugin")
+	}
+	if st := e.sync.Status().FastPath; st != kongsync.FastPathRefused {
+		t.Fatalf("fast path %q, want refused", st)
+	}
 }

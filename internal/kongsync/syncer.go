@@ -209,6 +209,11 @@ func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Res
 	default:
 		res, res.Refused, err = s.db.applyChanges(ctx, newDesired(st))
 	}
+	if refusedFastPath(res.Refused) {
+		// The held route waits for a plugin Kong refuses: asking for an
+		// apply sooner than the next full reconcile would only repeat it.
+		res.RetryIn = 0
+	}
 	res.Mode = mode
 	res.Calls = s.c.calls.Load() - calls
 	res.Duration = time.Since(start)
