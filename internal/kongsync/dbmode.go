@@ -40,6 +40,7 @@ type dbSync struct {
 
 // apply is a full reconcile: list what Kong holds, plan, execute.
 func (d *dbSync) apply(ctx context.Context, want desired) (Result, []Refusal, error) {
+	d.pending = false // set again by holdCatchAll once Kong is listed
 	deep := d.runs%d.deepEvery == 0
 	d.runs++
 	have, err := d.list(ctx, want, deep)

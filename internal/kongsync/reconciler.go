@@ -260,6 +260,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	full := time.NewTimer(0) // first reconcile right away
 	defer full.Stop()
 	var debounce <-chan time.Time
+	// retry: an apply a result asked for (Result.RetryIn), apart from the
+	// debounce so that changes meanwhile are still coalesced.
+	var retry <-chan time.Time
 	var firstChange time.Time
 	backoff := time.Duration(0)
 	fullRun := false
@@ -276,10 +279,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		case <-debounce:
 			fullRun = false
+		case <-retry:
+			fullRun = false
 		case <-full.C:
 			fullRun = true
 		}
-		debounce = nil
+		debounce, retry = nil, nil
 		if !r.holdLease(ctx) {
 			full.Reset(r.o.LeaseTTL / 3)
 			continue
@@ -303,7 +308,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		r.logApplied(res, fullRun)
 		if res.RetryIn > 0 {
 			// Something waits on Kong (the catch-all's route on its plugin).
-			debounce = time.After(res.RetryIn)
+			retry = time.After(res.RetryIn)
 		}
 		if fullRun {
 			// After a change-triggered apply the interval timer keeps

@@ -3,6 +3,11 @@ package kongsync_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,12 +155,26 @@ func TestCatchAllDBLessAtOnce(t *testing.T) {
 }
 
 // The reconciler's loop makes the apply the held route asks for, with no
-// registry change and no full reconcile due (Interval is an hour).
+// registry change and no full reconcile due (Interval is an hour), and
+// not before the settle time.
 func TestReconcilerCreatesHeldRoute(t *testing.T) {
-	e := settleEnv(t, false, 0.05, time.Now) // settle 150 ms
+	const settle = time.Second
+	e := settleEnv(t, false, settle.Seconds()/3, time.Now)
+	var mu sync.Mutex
+	var pluginAt, routeAt time.Time
 	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{Source: e.store, Syncer: e.sync, Redis: e.redis.Client(),
 		Interval: time.Hour, Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, LeaseTTL: 3 * time.Second,
-		Translate: e.opts})
+		Translate: e.opts, OnApply: func(res kongsync.Result, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			_, rt, _, plug := e.catchAll()
+			if plug != nil && pluginAt.IsZero() {
+				pluginAt = time.Now()
+			}
+			if rt != nil && routeAt.IsZero() {
+				routeAt = time.Now()
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +182,75 @@ func TestReconcilerCreatesHeldRoute(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = rec.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, func() bool { _, rt, _, _ := e.catchAll(); return rt != nil }, "the catch-all route created by the loop")
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return !routeAt.IsZero() }, "the catch-all route created by the loop")
 	e.checkCatchAll()
+	mu.Lock()
+	defer mu.Unlock()
+	// Without the hold the route comes with the plugin (gap ~0). The clock
+	// starts inside the apply that wrote the plugin, a moment before
+	// OnApply records it, so half the settle time is a bound load cannot
+	// break.
+	if gap := routeAt.Sub(pluginAt); gap < settle/2 {
+		t.Fatalf("route %v after its plugin, want at least the settle time %v", gap, settle)
+	}
+}
+
+// A replica that lost the lease and gets it back (ForgetApplied) starts
+// the settle clock again: the leader meanwhile may have deleted and
+// rewritten the plugin.
+func TestForgetAppliedRestartsSettle(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	e := settleEnv(t, false, 1, func() time.Time { return now })
+	e.reconcile()
+	now = now.Add(3 * time.Second)
+	e.applyChanges()
+	e.checkCatchAll()
+	e.deleteInKong("routes", translator.FastPathName)
+	e.sync.ForgetApplied()
+	if res := e.reconcile(); res.RetryIn != 3*time.Second {
+		t.Fatalf("after ForgetApplied: retry in %v, want the whole settle time (3s)", res.RetryIn)
+	}
+	if _, rt, _, _ := e.catchAll(); rt != nil {
+		t.Fatal("route recreated at once after ForgetApplied")
+	}
+}
+
+// With the mode configured, a Kong that refuses GET / (an RBAC token
+// without access to it) is asked once, and Kong's default timings apply.
+func TestExplicitModeWithoutGetRoot(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	store := registry.NewStore(rs.Client(), registry.Options{})
+	fake := kongfake.Start(t, kongfake.Options{UpdateFrequency: 1,
+		Plugins: map[string]kongfake.PluginSchema{"service-registry": kongfake.RegistrySchema(t)}})
+	var roots atomic.Int64
+	target, _ := url.Parse(fake.URL())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			roots.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"message":"Forbidden"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: front.URL, Mode: kongsync.ModeDB, Attempts: 2, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &fastEnv{env: &env{t: t, redis: rs, store: store, kong: fake, sync: s},
+		opts: translator.Options{FastPath: true, Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port}}}
+	e.setFastPath(true)
+	if res := e.reconcile(); res.RetryIn != 15*time.Second {
+		t.Fatalf("retry in %v, want kong's default settle (15s)", res.RetryIn)
+	}
+	e.applyChanges()
+	e.reconcile()
+	if n := roots.Load(); n != 1 {
+		t.Fatalf("GET / asked %d times, want once (kong refused it)", n)
+	}
 }
 
 // A plugin Kong refuses (an older binary without fast_path) keeps the

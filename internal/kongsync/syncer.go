@@ -45,7 +45,8 @@ type Options struct {
 	Logger    *slog.Logger
 	// ObserveLatency, when set, receives the duration of every Admin API call.
 	ObserveLatency func(time.Duration)
-	// Now is the clock for Status; default time.Now.
+	// Now is the clock for Status and for the catch-all's settle time
+	// (settle.go); default time.Now.
 	Now func() time.Time
 }
 
@@ -83,8 +84,8 @@ type Syncer struct {
 	dbless *dblessSync
 	status statusTracker
 	// infoRead: GET / has been read (the mode when auto, the timings that
-	// make the catch-all's settle time).
-	infoRead bool
+	// make the catch-all's settle time); infoWarned: its failure logged.
+	infoRead, infoWarned bool
 }
 
 // NewSyncer validates options; it does not contact Kong.
@@ -140,12 +141,13 @@ func NewSyncer(o Options) (*Syncer, error) {
 // Calls is the number of Admin API calls made so far.
 func (s *Syncer) Calls() int64 { return s.c.calls.Load() }
 
-// Mode resolves the Kong mode, asking GET / when configured as auto. GET /
-// is read once in either case: its configuration also says how long
-// Kong's workers take to see a change (settle.go); when it fails with the
-// mode configured, Kong's default timings are assumed and it is read again
-// next time.
-func (s *Syncer) Mode(ctx context.Context) (string, error) {
+// detectMode resolves the Kong mode, asking GET / when configured as auto.
+// GET / is read once in either case: its configuration also says how long
+// Kong's workers take to see a change (settle.go). With the mode
+// configured, a failure is no error: Kong's default timings are assumed
+// (logged once), and GET / is asked again next time unless Kong refused
+// it (4xx, e.g. an RBAC token without access to /). Callers hold s.mu.
+func (s *Syncer) detectMode(ctx context.Context) (string, error) {
 	if s.infoRead {
 		return s.mode, nil
 	}
@@ -157,10 +159,18 @@ func (s *Syncer) Mode(ctx context.Context) (string, error) {
 		} `json:"configuration"`
 	}
 	if err := s.c.do(ctx, http.MethodGet, "/", nil, nil, &info); err != nil {
-		if s.mode != "" {
-			return s.mode, nil
+		if s.mode == "" {
+			return "", fmt.Errorf("detecting kong mode: %w", err)
 		}
-		return "", fmt.Errorf("detecting kong mode: %w", err)
+		if !s.infoWarned {
+			s.infoWarned = true
+			s.log.Warn("kong's GET / failed: assuming kong's default update frequencies for the fast path's catch-all",
+				"settle", s.db.settle.String(), "error", err)
+		}
+		if code := StatusCode(err); code >= 400 && code < 500 {
+			s.infoRead = true
+		}
+		return s.mode, nil
 	}
 	s.infoRead = true
 	s.db.settle = info.Configuration.settle()
@@ -195,7 +205,7 @@ func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Res
 	defer s.mu.Unlock()
 	start := time.Now()
 	calls := s.c.calls.Load()
-	mode, err := s.Mode(ctx)
+	mode, err := s.detectMode(ctx)
 	if err != nil {
 		s.status.record(s.o.Now(), "", nil, err)
 		return Result{Calls: s.c.calls.Load() - calls}, err
@@ -229,6 +239,7 @@ func (s *Syncer) ForgetApplied() {
 	defer s.mu.Unlock()
 	s.db.targetSets = map[string]string{}
 	s.db.warm = false
+	s.db.pluginSince, s.db.pending = time.Time{}, false // another replica may have rewritten the plugin
 	s.dbless.lastHash = ""
 }
 
