@@ -17,6 +17,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/registry"
+	"github.com/kong-service-registry/service-registry/internal/testbin"
 	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
@@ -85,6 +86,18 @@ func fastPathScenario(t *testing.T, k *kong) {
 	dedicated := registry.ServiceName("fp.example.com", "/api")
 	servedBy(t, k, "fp.example.com", "/api", dedicated, 30*time.Second)
 	logRouted(t, k, "dedicated route", time.Since(t0))
+	if isDB(k.mode) {
+		// DB mode: Kong's router can have the dedicated route before its
+		// plugins iterator has the route's plugins (separate timers; seen
+		// in a clean-clone CI run on 3.9.3: the dedicated route answered
+		// without rate-limit or X-API-Version headers). The fast path
+		// does not serve the route then, so wait as a client of Kong must.
+		testbin.WaitForWhy(t, 30*time.Second, "the dedicated route's plugins applied through kong", func() (bool, string) {
+			status, _, h := debugGet(t, k, "fp.example.com", "/api", nil)
+			ok := status == 200 && h.Get("Kong-Route-Name") == dedicated && h.Get("X-API-Version") == "2.0" && h.Get("RateLimit-Limit") == "1000"
+			return ok, fmt.Sprintf("%d %v", status, h)
+		})
+	}
 	for i, a := range answersOf(t, k, be, dedicated) {
 		if a != fast[i] {
 			t.Errorf("%s: fast path and dedicated route differ:\nfast:      %s\ndedicated: %s", fastProbes[i], fast[i], a)
