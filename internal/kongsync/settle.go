@@ -45,10 +45,8 @@ func (k kongTimings) settle() time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-var fastPathPluginID = translator.ID("plugin", translator.FastPathName+"/"+translator.PluginRegistry)
-
 var (
-	fastPathPluginKey = key{kindPlugin, fastPathPluginID}
+	fastPathPluginKey = key{kindPlugin, translator.FastPathPluginID}
 	fastPathRouteKey  = key{kindRoute, fastPathRouteID}
 )
 
@@ -86,7 +84,7 @@ func (d *dbSync) holdCatchAll(want desired, inKong func(key) bool) (desired, tim
 // notePluginWritten starts the settle clock when an apply that held the
 // route back has written the plugin.
 func (d *dbSync) notePluginWritten(want desired) {
-	if _, ok := want.get(kindPlugin, fastPathPluginID); ok && d.pluginSince.IsZero() && d.pending {
+	if _, ok := want.get(kindPlugin, translator.FastPathPluginID); ok && d.pluginSince.IsZero() && d.pending {
 		d.pluginSince = d.now()
 	}
 }

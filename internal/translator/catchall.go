@@ -17,6 +17,9 @@ const FastPathName = "sr-fast-path"
 // sr-path tags because they belong to no route.
 const TagFastPath = "sr-fast-path"
 
+// FastPathPluginID is the id of the catch-all's service-registry plugin.
+var FastPathPluginID = ID("plugin", FastPathName+"/"+PluginRegistry)
+
 // FastPathTags are the tags of every catch-all entity.
 func FastPathTags() []string { return []string{TagManaged, TagFastPath} }
 
@@ -63,7 +66,7 @@ func FastPath(opts Options) (Service, Upstream) {
 			Tags:         tags,
 		}},
 		Plugins: []Plugin{{
-			ID:      ID("plugin", FastPathName+"/"+PluginRegistry),
+			ID:      FastPathPluginID,
 			Name:    PluginRegistry,
 			Enabled: true,
 			Config:  cfg,
