@@ -22,26 +22,50 @@ type fastEnv struct {
 	*env
 	opts translator.Options
 	log  *testbin.Buffer
+	base string // the operator's base config (DB-less)
 }
 
 func newFastEnv(t *testing.T, dbless bool, base string, schema kongfake.PluginSchema) *fastEnv {
 	t.Helper()
+	return newFastEnvWith(t, fastEnvOptions{dbless: dbless, base: base, schema: schema})
+}
+
+// fastEnvOptions: freq is the fake's reported update frequency (the
+// catch-all's settle time is 3 × freq, settle.go); clock the syncer's.
+type fastEnvOptions struct {
+	dbless bool
+	base   string
+	schema kongfake.PluginSchema // default kongfake.RegistrySchema
+	freq   float64
+	clock  func() time.Time // default time.Now
+}
+
+func newFastEnvWith(t *testing.T, o fastEnvOptions) *fastEnv {
+	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	store := registry.NewStore(rs.Client(), registry.Options{})
-	if schema == nil {
-		schema = kongfake.RegistrySchema(t)
+	if o.schema == nil {
+		o.schema = kongfake.RegistrySchema(t)
 	}
-	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, Plugins: map[string]kongfake.PluginSchema{"service-registry": schema}})
-	logs := &testbin.Buffer{}
-	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: fake.URL(), BaseConfig: []byte(base), Attempts: 2,
-		Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &fastEnv{env: &env{t: t, redis: rs, store: store, kong: fake, sync: s}, log: logs,
+	fake := kongfake.Start(t, kongfake.Options{DBLess: o.dbless, UpdateFrequency: o.freq,
+		Plugins: map[string]kongfake.PluginSchema{"service-registry": o.schema}})
+	e := &fastEnv{env: &env{t: t, redis: rs, store: store, kong: fake}, log: &testbin.Buffer{}, base: o.base,
 		opts: translator.Options{FastPath: true, Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 500}}}
+	e.sync = e.newSyncer(o.clock)
 	e.setFastPath(true)
 	return e
+}
+
+// newSyncer is a syncer on the env's fake, as after an adminsvc restart
+// (clock nil: time.Now).
+func (e *fastEnv) newSyncer(clock func() time.Time) *kongsync.Syncer {
+	e.t.Helper()
+	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: e.kong.URL(), BaseConfig: []byte(e.base), Attempts: 2,
+		Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(e.log, nil)), Now: clock})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
 }
 
 // setFastPath replaces the reconciler as adminsvc restarted with

@@ -23,29 +23,7 @@ import (
 // the catch-all's settle time is 3 × freq) and a syncer on clock.
 func settleEnv(t *testing.T, dbless bool, freq float64, clock func() time.Time) *fastEnv {
 	t.Helper()
-	return settleEnvSchema(t, dbless, freq, clock, kongfake.RegistrySchema(t))
-}
-
-func settleEnvSchema(t *testing.T, dbless bool, freq float64, clock func() time.Time, schema kongfake.PluginSchema) *fastEnv {
-	t.Helper()
-	rs := redistest.Start(t, redistest.Options{})
-	store := registry.NewStore(rs.Client(), registry.Options{})
-	fake := kongfake.Start(t, kongfake.Options{DBLess: dbless, UpdateFrequency: freq,
-		Plugins: map[string]kongfake.PluginSchema{"service-registry": schema}})
-	e := &fastEnv{env: &env{t: t, redis: rs, store: store, kong: fake},
-		opts: translator.Options{FastPath: true, Redis: map[string]any{"host": "127.0.0.1", "port": rs.Port, "timeout_ms": 500}}}
-	e.sync = e.newSyncer(clock)
-	e.setFastPath(true)
-	return e
-}
-
-func (e *fastEnv) newSyncer(clock func() time.Time) *kongsync.Syncer {
-	e.t.Helper()
-	s, err := kongsync.NewSyncer(kongsync.Options{AdminURL: e.kong.URL(), Attempts: 2, Timeout: 5 * time.Second, Now: clock})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return s
+	return newFastEnvWith(t, fastEnvOptions{dbless: dbless, freq: freq, clock: clock})
 }
 
 func (e *fastEnv) applyChanges() kongsync.Result {
@@ -59,14 +37,8 @@ func (e *fastEnv) applyChanges() kongsync.Result {
 
 func (e *fastEnv) deleteInKong(kind, name string) {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, e.kong.URL()+"/"+kind+"/"+name, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		e.t.Fatalf("DELETE /%s/%s: %d", kind, name, resp.StatusCode)
+	if code, b := e.kongCall(http.MethodDelete, "/"+kind+"/"+name, nil); code != http.StatusNoContent {
+		e.t.Fatalf("DELETE /%s/%s: %d %v", kind, name, code, b)
 	}
 }
 
@@ -257,7 +229,7 @@ func TestExplicitModeWithoutGetRoot(t *testing.T) {
 // route out for good: no early apply is asked for, the next full
 // reconcile tries again, and Status says refused.
 func TestRefusedPluginAsksNoRetry(t *testing.T) {
-	e := settleEnvSchema(t, false, 1, time.Now, refuseFastPath{kongfake.RegistrySchema(t)})
+	e := newFastEnvWith(t, fastEnvOptions{freq: 1, schema: refuseFastPath{kongfake.RegistrySchema(t)}})
 	res := e.reconcile()
 	if len(res.Refused) == 0 || res.RetryIn != 0 {
 		t.Fatalf("refused %+v, retry in %v: want the refusal and no retry", res.Refused, res.RetryIn)
