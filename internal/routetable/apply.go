@@ -10,6 +10,7 @@ func (t *Table) set(service string, r registry.ServingRoute, present bool, touch
 	if present && old != nil && old.same(r.Route) {
 		return
 	}
+	t.svcTouched[service] = true
 	if old != nil {
 		b := bucketOf(old.Route.Host)
 		delete(t.buckets[b], service)
@@ -45,7 +46,8 @@ func (t *Table) publish(touched map[bucket]bool) {
 		return
 	}
 	old := t.snap.Load()
-	next := &snapshot{exact: copyMap(old.exact, touched, false), wild: copyMap(old.wild, touched, true), n: len(t.byService)}
+	next := &snapshot{exact: copyMap(old.exact, touched, false), wild: copyMap(old.wild, touched, true),
+		byService: t.servicesAfter(old.byService), n: len(t.byService)}
 	for b := range touched {
 		m := next.exact
 		if b.wild {
@@ -78,4 +80,26 @@ func copyMap(m map[string][]*Entry, touched map[bucket]bool, wild bool) map[stri
 		}
 	}
 	return m
+}
+
+// servicesAfter is the snapshot's service index with the services set
+// touched since the last publish brought up to date (a copy: readers hold
+// the old one).
+func (t *Table) servicesAfter(old map[string]*Entry) map[string]*Entry {
+	if len(t.svcTouched) == 0 {
+		return old
+	}
+	out := make(map[string]*Entry, len(t.byService))
+	for k, v := range old {
+		out[k] = v
+	}
+	for s := range t.svcTouched {
+		if e := t.byService[s]; e != nil {
+			out[s] = e
+		} else {
+			delete(out, s)
+		}
+	}
+	clear(t.svcTouched)
+	return out
 }

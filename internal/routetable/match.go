@@ -46,10 +46,12 @@ type snapshot struct {
 	// (the route host "*.example.com" without its star) -> routes.
 	exact map[string][]*Entry
 	wild  map[string][]*Entry
-	n     int
+	// byService: registry (and Kong) service name -> its route.
+	byService map[string]*Entry
+	n         int
 }
 
-var emptySnapshot = &snapshot{exact: map[string][]*Entry{}, wild: map[string][]*Entry{}}
+var emptySnapshot = &snapshot{exact: map[string][]*Entry{}, wild: map[string][]*Entry{}, byService: map[string]*Entry{}}
 
 // match finds the route Kong's router would pick among the table's
 // routes: exact host first (PLAIN_HOST_ONLY_BIT ranks above path length),

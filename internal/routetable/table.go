@@ -75,10 +75,11 @@ type Table struct {
 	genRounds rounds
 
 	// Owned by the run goroutine.
-	byService map[string]*Entry
-	buckets   map[bucket]map[string]*Entry // the routes of each host key
-	gen       int64                        // registry generation the table reflects
-	retry     map[string]bool              // services whose re-read failed
+	byService  map[string]*Entry
+	svcTouched map[string]bool              // services set since the last publish
+	buckets    map[bucket]map[string]*Entry // the routes of each host key
+	gen        int64                        // registry generation the table reflects
+	retry      map[string]bool              // services whose re-read failed
 }
 
 // bucket is a snapshot map key: an exact host, or a wildcard's suffix.
@@ -102,7 +103,7 @@ func New(src Source, o Options) *Table {
 		o.ResubscribeBackoff = 500 * time.Millisecond
 	}
 	t := &Table{src: src, log: o.Logger, opts: o, loaded: make(chan struct{}),
-		byService: map[string]*Entry{}, buckets: map[bucket]map[string]*Entry{}, retry: map[string]bool{}}
+		byService: map[string]*Entry{}, svcTouched: map[string]bool{}, buckets: map[bucket]map[string]*Entry{}, retry: map[string]bool{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.snap.Store(emptySnapshot)
 	ch := make(chan struct{})
@@ -156,6 +157,13 @@ func (t *Table) Ready() bool {
 // It does not lock or allocate.
 func (t *Table) Match(host, path string) *Entry {
 	return t.snap.Load().match(host, path)
+}
+
+// Service returns the route of a registry service (the name of the Kong
+// service adminsvc made for it); nil when none. It does not lock or
+// allocate.
+func (t *Table) Service(name string) *Entry {
+	return t.snap.Load().byService[name]
 }
 
 // Len is the number of routes in the table.

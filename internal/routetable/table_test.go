@@ -85,14 +85,26 @@ func TestFeedUpsertsAndDeletes(t *testing.T) {
 		lat = append(lat, eventually(t, 5*time.Second, "registered "+host, func() bool {
 			return tb.Match(host, "/api/v1") != nil
 		}))
+		// The service index is published with the same snapshot.
+		m := tb.Match(host, "/api/v1")
+		if got := tb.Service(m.Service); got != m {
+			t.Fatalf("Service(%q) = %v, want the matched entry", m.Service, got)
+		}
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("register answered -> in the table: p50 %s, max %s (20 registrations)", lat[len(lat)/2], lat[len(lat)-1])
 
 	for i := 0; i < 20; i++ {
 		host := fmt.Sprintf("n%d.example.com", i)
+		name := tb.Match(host, "/api/v1").Service
 		e.deregister(t, host, "/api")
 		eventually(t, 5*time.Second, "deregistered "+host, func() bool { return tb.Match(host, "/api/v1") == nil })
+		if tb.Service(name) != nil {
+			t.Fatalf("Service(%q) still there after its route left the table", name)
+		}
+	}
+	if tb.Service(keep.Service) != keep {
+		t.Fatal("the unchanged route's service entry changed")
 	}
 	close(done)
 	if n := <-readers; n == 0 {

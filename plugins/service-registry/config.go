@@ -30,6 +30,7 @@ type Config struct {
 	RateLimit      RateLimitConfig      `json:"rate_limit" desc:"Rate limiting (GCRA in Redis, one round trip per request)."`
 	CircuitBreaker CircuitBreakerConfig `json:"circuit_breaker" desc:"Circuit breaking per backend instance."`
 	FastPath       bool                 `json:"fast_path" sr:"default=false" desc:"Route by the registry: serve every registered route (host, longest path prefix) with its own options until Kong's router has its dedicated route; unknown routes get Kong's 404. Requires registry redis; service is ignored. For the catch-all route adminsvc creates."`
+	RegistryRoutes bool                 `json:"registry_routes" sr:"default=false" desc:"For a global instance: serve the Kong services adminsvc made for registered routes with each route's own options from the registry (rate limit, circuit breaker, preserve_host), as a plugin on each service would; requests to other Kong services pass untouched. Requires registry redis; service is ignored. adminsvc writes it in plugin scope global."`
 
 	// Kong's own keys, read by UnmarshalJSON; not part of the schema.
 	pluginID  string
@@ -182,6 +183,12 @@ func (c *Config) validate(decodeErrs []string) []string {
 	if c.FastPath && c.Registry != "redis" {
 		errs = append(errs, "fast_path: requires registry redis")
 	}
+	if c.RegistryRoutes && c.Registry != "redis" {
+		errs = append(errs, "registry_routes: requires registry redis")
+	}
+	if c.RegistryRoutes && c.FastPath {
+		errs = append(errs, "registry_routes: not with fast_path (the catch-all matches by host and path itself)")
+	}
 	if strings.ContainsAny(c.Service, "{}") {
 		errs = append(errs, "service: must not contain braces")
 	}
@@ -228,7 +235,7 @@ func (c *Config) compile() *compiled {
 			}
 			return
 		}
-		if c.FastPath {
+		if c.FastPath || c.RegistryRoutes {
 			cp.buildRoute = c.buildRoute
 		}
 		// The guards need Redis even with registry = kong. A backend set

@@ -32,18 +32,19 @@ import (
 // tells the log phase which route it served: "<request host>\x00<path>".
 const fastPathKey = "service-registry.fast-path"
 
-// fastBreakers is set once a fast-path route with a circuit breaker was
-// built: before that the log phase has nothing to record and skips its
-// ctx.shared.get.
+// fastBreakers is set once a route with a circuit breaker was built for the
+// fast path or registry_routes (buildRoute): before that their log phase
+// has nothing to record and makes no PDK call.
 var fastBreakers atomic.Bool
 
 // routeServing is what the fast path builds once per route record.
 type routeServing struct {
-	cfg      *Config // the route's own config, as on its dedicated service
-	basePath string  // the Kong service's path ("" when none)
-	https    bool
-	headers  map[string][]string // options.headers (response-transformer add)
-	err      error
+	cfg       *Config // the route's own config, as on its dedicated service
+	serviceID string  // the dedicated Kong service's id
+	basePath  string  // the Kong service's path ("" when none)
+	https     bool
+	headers   map[string][]string // options.headers (response-transformer add)
+	err       error
 }
 
 // fastPath serves a request on the catch-all route.
@@ -192,7 +193,7 @@ func (c *Config) buildRoute(e *routetable.Entry) any {
 		rs.err = cp.err
 		return rs
 	}
-	rs.cfg, rs.basePath, rs.https = rc, sv.Path, sv.Protocol == "https"
+	rs.cfg, rs.serviceID, rs.basePath, rs.https = rc, sv.ServiceID, sv.Path, sv.Protocol == "https"
 	if rc.compile().breaker != nil {
 		fastBreakers.Store(true)
 	}

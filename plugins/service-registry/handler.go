@@ -39,6 +39,9 @@ func (c *Config) serve(k kongAPI) (string, outcome) {
 	if c.FastPath {
 		return c.fastPath(k, cp)
 	}
+	if c.RegistryRoutes {
+		return c.registryRoute(k, cp)
+	}
 	if cp.shareRouter {
 		k = &requestRouter{kongAPI: k}
 	}
@@ -164,6 +167,10 @@ func (c *Config) log(k kongAPI) {
 	cp := c.compile()
 	if cp.err == nil && c.FastPath {
 		c.fastPathLog(k, cp)
+		return
+	}
+	if cp.err == nil && c.RegistryRoutes {
+		c.registryRoutesLog(k, cp)
 		return
 	}
 	if cp.err != nil || cp.breaker == nil {

@@ -22,48 +22,65 @@ type try struct {
 // (Kong retries go to the same target; each try is a call). No tries: the
 // request never reached a backend (answered in access), nothing to record.
 func (c *Config) recordOutcome(cp *compiled, k kongAPI) {
+	if doc, ok := readLogDoc(k); ok {
+		c.record(cp, doc)
+	}
+}
+
+// logDoc is what the breaker reads of kong.log.serialize(): raw JSON of
+// four top-level values, nil when absent.
+type logDoc struct {
+	tries, response, source, service []byte
+}
+
+// readLogDoc asks Kong for the serialized request (one PDK call).
+func readLogDoc(k kongAPI) (logDoc, bool) {
 	s, err := k.Serialize()
 	if err != nil {
 		logThrottled("serialize", "service-registry: kong.log.serialize failed", "error", err)
-		return
+		return logDoc{}, false
 	}
-	// The document is mostly headers: decode only the three top-level
-	// values the breaker reads (a full json.Unmarshal costs ~10 µs).
-	doc := []byte(s)
-	var rawTries, rawResp, rawSource, rawService []byte
-	if !topLevel(doc, func(key, v []byte) {
+	// The document is mostly headers: decode only the top-level values the
+	// breaker reads (a full json.Unmarshal costs ~10 µs).
+	var d logDoc
+	if !topLevel([]byte(s), func(key, v []byte) {
 		switch string(key) { // no allocation: the compiler compares in place
 		case "tries":
-			rawTries = v
+			d.tries = v
 		case "response":
-			rawResp = v
+			d.response = v
 		case "source":
-			rawSource = v
+			d.source = v
 		case "service":
-			rawService = v
+			d.service = v
 		}
 	}) {
 		logThrottled("serialize-json", "service-registry: kong.log.serialize: bad JSON")
-		return
+		return logDoc{}, false
 	}
-	if rawTries == nil {
+	return d, true
+}
+
+// record feeds cp's breaker the tries of doc.
+func (c *Config) record(cp *compiled, doc logDoc) {
+	if doc.tries == nil {
 		return
 	}
 	var tries []try
-	if err := json.Unmarshal(rawTries, &tries); err != nil || len(tries) == 0 {
+	if err := json.Unmarshal(doc.tries, &tries); err != nil || len(tries) == 0 {
 		return
 	}
 	var status int
-	if rawResp != nil {
-		topLevel(rawResp, func(key, v []byte) {
+	if doc.response != nil {
+		topLevel(doc.response, func(key, v []byte) {
 			if string(key) == "status" {
 				_ = json.Unmarshal(v, &status)
 			}
 		})
 	}
 	var source string
-	_ = json.Unmarshal(rawSource, &source)
-	name := c.logServiceName(rawService)
+	_ = json.Unmarshal(doc.source, &source)
+	name := c.logServiceName(doc.service)
 	b := cp.breaker.set
 	st := b.Settings()
 	for i, t := range tries {
