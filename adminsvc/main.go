@@ -350,6 +350,10 @@ func newReconciler(s *Settings, store *registry.Store, rdb redis.UniversalClient
 	if err != nil {
 		return nil, nil, err
 	}
+	scope, err := s.pluginScope()
+	if err != nil {
+		return nil, nil, err
+	}
 	syncer, err := kongsync.NewSyncer(kongsync.Options{
 		AdminURL: s.KongAdminURL, Mode: s.KongMode, Headers: headers, Timeout: s.KongTimeout,
 		Concurrency: s.KongConcurrency, BaseConfig: base, Logger: log, ObserveLatency: m.ObserveKong,
@@ -360,7 +364,7 @@ func newReconciler(s *Settings, store *registry.Store, rdb redis.UniversalClient
 	rec, err := kongsync.NewReconciler(kongsync.ReconcilerOptions{
 		Source: store, Syncer: syncer, Redis: rdb, Prefix: s.RedisPrefix, Interval: s.Reconcile,
 		Debounce: s.SyncDebounce, MaxDelay: s.SyncMaxDelay, LeaseTTL: s.LeaseTTL,
-		Translate: translator.Options{Redis: pluginRedis(s, ropt), FastPath: fast}, ReplicaID: s.ReplicaID, Logger: log,
+		Translate: translator.Options{Redis: pluginRedis(s, ropt), FastPath: fast, PluginScope: scope}, ReplicaID: s.ReplicaID, Logger: log,
 		OnApply: m.ObserveApply,
 	})
 	return rec, syncer, err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kong-service-registry/service-registry/adminsvc/api"
+	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 // Settings are every knob of adminsvc.
@@ -49,6 +50,7 @@ type Settings struct {
 	DenyBackends    string // CIDRs, IPs and host:port refused as backends
 	KongHealthGrace time.Duration
 	FastPath        string // on or off: the fast path's catch-all route in Kong
+	PluginScope     string // auto, service or global: where the service-registry plugin goes
 	LogLevel        string
 	LogFormat       string
 	ReplicaID       string
@@ -132,6 +134,7 @@ func kongFlags(f *envFlags, s *Settings) {
 	f.dur(&s.KongHealthGrace, "kong-health-grace", "SR_KONG_HEALTH_GRACE", time.Minute, "how long Kong may be unreachable or refuse writes before /health says degraded")
 	f.dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
 	f.str(&s.FastPath, "fast-path", "SR_FAST_PATH", "on", "on: keep the fast path's catch-all route sr-fast-path (paths [\"/\"], no hosts) in Kong, so a new registration answers before Kong's router has its own route; off: remove it")
+	f.str(&s.PluginScope, "plugin-scope", "SR_PLUGIN_SCOPE", translator.PluginScopeAuto, "where the service-registry plugin goes: service (one per registered route's Kong service), global (one global plugin serving every registered route; each plugin write in Kong DB mode makes every Kong worker rebuild over all plugins), auto (global in Kong DB mode, service in DB-less mode)")
 }
 
 // pluginRedisFlags say how the Kong plugin reaches Redis, when not the same
@@ -171,6 +174,9 @@ func (s *Settings) check() []error {
 	if _, err := s.fastPathOn(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := s.pluginScope(); err != nil {
+		errs = append(errs, err)
+	}
 	if s.KongHealthGrace <= 0 {
 		errs = append(errs, errors.New("kong-health-grace must be positive"))
 	}
@@ -206,6 +212,17 @@ func (s *Settings) fastPathOn() (bool, error) {
 		return b, nil
 	}
 	return false, fmt.Errorf("fast-path %q: expected on or off", s.FastPath)
+}
+
+// pluginScope reads the plugin-scope setting (any case): auto, service or
+// global, as translator.Options.PluginScope takes it (kongsync resolves
+// auto by the Kong mode).
+func (s *Settings) pluginScope() (string, error) {
+	switch v := strings.ToLower(s.PluginScope); v {
+	case translator.PluginScopeAuto, translator.PluginScopeService, translator.PluginScopeGlobal:
+		return v, nil
+	}
+	return "", fmt.Errorf("plugin-scope %q: expected auto, service or global", s.PluginScope)
 }
 
 // parseSettings reads env then flags (flags win). Flags may come before,

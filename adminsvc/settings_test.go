@@ -249,3 +249,36 @@ func TestFastPathSetting(t *testing.T) {
 		t.Fatalf("--help lacks SR_FAST_PATH:\n%s", help.String())
 	}
 }
+
+// SR_PLUGIN_SCOPE: auto by default (kongsync resolves it by the Kong
+// mode), service and global in any case, flags win, anything else is
+// refused at start.
+func TestPluginScopeSetting(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{{nil, nil, "auto"}, {map[string]string{"SR_PLUGIN_SCOPE": "global"}, nil, "global"}, {map[string]string{"SR_PLUGIN_SCOPE": "Service"}, nil, "service"},
+		{map[string]string{"SR_PLUGIN_SCOPE": "global"}, []string{"--plugin-scope", "service"}, "service"}, {nil, []string{"--plugin-scope=AUTO"}, "auto"}} {
+		s, _, err := parseSettings("adminsvc", c.args, env(c.env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", c.env, c.args, err)
+		}
+		if got, err := s.pluginScope(); err != nil || got != c.want {
+			t.Fatalf("%v %v: plugin scope %q %v, want %q", c.env, c.args, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"route", "on", " global"} {
+		if _, _, err := parseSettings("adminsvc", nil, env(map[string]string{"SR_PLUGIN_SCOPE": bad}), io.Discard); err == nil ||
+			!strings.Contains(err.Error(), "expected auto, service or global") {
+			t.Fatalf("SR_PLUGIN_SCOPE=%q: %v", bad, err)
+		}
+	}
+	var help bytes.Buffer
+	_, _, _ = parseSettings("adminsvc", []string{"--help"}, env(nil), &help)
+	_, entry, _ := strings.Cut(help.String(), "-plugin-scope")
+	entry, _, _ = strings.Cut(entry, "\n  -")
+	if !strings.Contains(entry, "SR_PLUGIN_SCOPE") || !strings.Contains(entry, `(default "auto")`) {
+		t.Fatalf("--help lacks SR_PLUGIN_SCOPE:\n%s", help.String())
+	}
+}

@@ -56,6 +56,14 @@ func (srv *Server) health(c echo.Context) error {
 			kong["fast_path_shadowed_by"] = status.FastPathShadowedBy
 		}
 	}
+	if status.PluginScope != "" {
+		// An operator's own global plugin in the DB-less base is the
+		// operator's choice, not a failure.
+		kong["plugin_scope"] = status.PluginScope
+		if status.GlobalPluginShadowedBy != "" {
+			kong["global_plugin_shadowed_by"] = status.GlobalPluginShadowedBy
+		}
+	}
 	if reason := srv.degraded(status); reason != "" {
 		body["status"], body["reason"] = "degraded", reason
 	}

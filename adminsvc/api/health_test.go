@@ -90,3 +90,25 @@ func TestHealthShowsShadowedFastPath(t *testing.T) {
 		t.Fatalf("fast path on: %v", body)
 	}
 }
+
+// TestHealthShowsPluginScope: /health says where the service-registry
+// plugin is, and names an operator's own global plugin that took the place
+// of ours in a DB-less base, staying healthy (the operator's choice).
+func TestHealthShowsPluginScope(t *testing.T) {
+	a := newTestAPI(t, nil)
+	body := decode(t, a.do(http.MethodGet, "/health", ""))
+	if kong, _ := body["kong"].(map[string]any); kong["plugin_scope"] != nil {
+		t.Fatalf("plugin scope before the first apply: %v", body)
+	}
+	a.sync.status = kongsync.Status{Mode: "db", PluginScope: "global"}
+	body = decode(t, a.do(http.MethodGet, "/health", ""))
+	if kong, _ := body["kong"].(map[string]any); kong["plugin_scope"] != "global" || kong["global_plugin_shadowed_by"] != nil {
+		t.Fatalf("global scope: %v", body)
+	}
+	a.sync.status = kongsync.Status{Mode: "dbless", PluginScope: "global", GlobalPluginShadowedBy: "operator-sr"}
+	rec := a.do(http.MethodGet, "/health", "")
+	body = decode(t, rec)
+	if kong, _ := body["kong"].(map[string]any); rec.Code != 200 || body["status"] != "healthy" || kong["global_plugin_shadowed_by"] != "operator-sr" {
+		t.Fatalf("shadowed global plugin: %d %v", rec.Code, body)
+	}
+}

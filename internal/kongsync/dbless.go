@@ -39,6 +39,9 @@ type dblessSync struct {
 	// shadow is the operator's route catching "/" without hosts in the
 	// base of the last push: our catch-all is left out while it is there.
 	shadow string
+	// globalShadow is the operator's own global service-registry plugin
+	// in the base of the last push: ours is left out while it is there.
+	globalShadow string
 }
 
 type kongStatus struct {
@@ -48,6 +51,9 @@ type kongStatus struct {
 func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) (Result, error) {
 	fast := wantsFastPath(st)
 	st = d.fileShadow(st, fast)
+	if !d.fromKong {
+		st = d.yieldGlobal(d.base, st)
+	}
 	body, err := BuildDeclarative(d.base, st)
 	if err != nil {
 		return Result{}, err
@@ -82,6 +88,7 @@ func (d *dblessSync) apply(ctx context.Context, st translator.State, full bool) 
 		if d.shadow != "" {
 			st = withoutFastPath(st)
 		}
+		st = d.yieldGlobal(base, st)
 		if body, err = BuildDeclarative(base, st); err != nil {
 			return Result{}, err
 		}
@@ -195,6 +202,23 @@ func (d *dblessSync) fileShadow(st translator.State, fast bool) translator.State
 	}
 	if d.shadow = declarativeCatchAll(d.base); d.shadow != "" {
 		return withoutFastPath(st)
+	}
+	return st
+}
+
+// yieldGlobal leaves our global plugin out of st when base holds an
+// operator's own global service-registry plugin, which Kong would refuse
+// ours beside (one global instance per plugin name): the operator's config
+// wins, and serves the routes' services by their Kong names. The base
+// file does not change while we run; a base read from Kong is checked at
+// each push.
+func (d *dblessSync) yieldGlobal(base map[string]any, st translator.State) translator.State {
+	d.globalShadow = ""
+	if len(st.Plugins) == 0 {
+		return st
+	}
+	if d.globalShadow = declarativeGlobal(base, translator.PluginRegistry); d.globalShadow != "" {
+		return withoutGlobal(st)
 	}
 	return st
 }

@@ -39,7 +39,7 @@ func parseBase(raw []byte) (map[string]any, error) {
 
 // BuildDeclarative returns the declarative config (JSON) for a DB-less push:
 // base's entities, minus any tagged managed-by (the registry owns those),
-// plus st's services and upstreams.
+// plus st's services, upstreams and global plugins (top-level plugins).
 func BuildDeclarative(base map[string]any, st translator.State) ([]byte, error) {
 	doc := make(map[string]any, len(base)+2)
 	for k, v := range base {
@@ -64,6 +64,13 @@ func BuildDeclarative(base map[string]any, st translator.State) ([]byte, error) 
 		if _, isList := v.([]any); isList && k != "services" && k != "upstreams" {
 			doc[k] = unmanaged(v)
 		}
+	}
+	if len(st.Plugins) > 0 {
+		plugins := unmanaged(base["plugins"])
+		for _, p := range st.Plugins {
+			plugins = append(plugins, p)
+		}
+		doc["plugins"] = plugins
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {
@@ -135,10 +142,18 @@ func refusedRoutes(err error) map[string]string {
 	return out
 }
 
-// withoutRoutes drops the entities of the routes whose tag pairs are in bad.
+// withoutRoutes drops the entities of the routes whose tag pairs are in bad,
+// and the global plugin when bad names it (translator.TagGlobal).
 func withoutRoutes(st translator.State, bad map[string]string) (translator.State, []Refusal) {
 	out := translator.State{Errors: st.Errors}
 	var dropped []Refusal
+	for _, p := range st.Plugins {
+		if msg, ok := bad[tagPair(p.Tags)]; ok {
+			dropped = append(dropped, Refusal{Kind: kindPlugin.String(), Name: p.Name, Route: translator.TagGlobal, Message: msg})
+			continue
+		}
+		out.Plugins = append(out.Plugins, p)
+	}
 	for _, s := range st.Services {
 		pair := tagPair(s.Tags)
 		if msg, ok := bad[pair]; ok {
@@ -153,4 +168,45 @@ func withoutRoutes(st translator.State, bad map[string]string) (translator.State
 		}
 	}
 	return out, dropped
+}
+
+// declarativeGlobal finds an operator's own global plugin named name in a
+// declarative config (top-level plugins without service, route or
+// consumer, as kong.yml and Kong's GET /config write them) and returns its
+// instance name, id or name ("" when none). Kong holds one global instance
+// per plugin name.
+func declarativeGlobal(base map[string]any, name string) string {
+	for _, e := range unmanaged(base["plugins"]) {
+		m, ok := e.(map[string]any)
+		if !ok || m["name"] != name || !emptyRef(m["service"]) || !emptyRef(m["route"]) || !emptyRef(m["consumer"]) {
+			continue
+		}
+		for _, k := range []string{"instance_name", "id"} {
+			if s, _ := m[k].(string); s != "" {
+				return s
+			}
+		}
+		return name
+	}
+	return ""
+}
+
+// emptyRef reports whether a declarative foreign key is unset: absent,
+// null, "" or an empty record.
+func emptyRef(v any) bool {
+	switch r := v.(type) {
+	case nil:
+		return true
+	case string:
+		return r == ""
+	case map[string]any:
+		return len(r) == 0
+	}
+	return false
+}
+
+// withoutGlobal is st without its global plugins.
+func withoutGlobal(st translator.State) translator.State {
+	st.Plugins = nil
+	return st
 }

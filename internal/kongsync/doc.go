@@ -20,6 +20,12 @@
 // out while an operator's route already catches "/" without hosts
 // (fastpath.go), and its route is written after its plugin.
 //
+// In plugin scope global (scope.go) the route services carry no
+// service-registry plugin and one global plugin of ours serves them: it is
+// written before any delete and deleted after every write (plan.go), and
+// Kong refusing it (an operator's own global one: 409) is a refusal like
+// a 400. Scope auto is resolved by the Kong mode: global in DB mode.
+//
 // The Reconciler runs this on every registry change and on an interval,
 // under a Redis lease so only one adminsvc replica writes Kong.
 //

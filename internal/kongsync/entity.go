@@ -96,6 +96,9 @@ func newDesired(st translator.State) desired {
 			add(newPlugin(p, s.ID))
 		}
 	}
+	for _, p := range st.Plugins {
+		add(newPlugin(p, ""))
+	}
 	for _, u := range st.Upstreams {
 		add(newUpstream(u))
 		for _, t := range u.Targets {
@@ -123,6 +126,10 @@ func tagPair(tags []string) string {
 	if translator.IsFastPath(tags) {
 		// The catch-all belongs to no route: it is one unit of its own.
 		return translator.TagFastPath
+	}
+	if translator.IsGlobal(tags) {
+		// So is the global plugin.
+		return translator.TagGlobal
 	}
 	var h, p string
 	for _, s := range tags {

@@ -37,13 +37,22 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 		// phase) is not written: without its plugin it would turn Kong's
 		// 404 for unknown routes into a 503.
 		fastFailed bool
+		// globalFailed: the global plugin (the first phase) is not in
+		// Kong, so the route services' service-registry plugins it
+		// replaces are not deleted: without either, Kong would proxy the
+		// routes with no rate limit, breaker or instance choice.
+		globalFailed bool
 	)
 	for _, phase := range p.phases() {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(concurrency)
-		skipFast := fastFailed // the previous phases' goroutines are done
+		// The previous phases' goroutines are done.
+		skipFast, keepRegistry := fastFailed, globalFailed
 		for _, o := range phase {
 			if skipFast && o.act != remove && translator.IsFastPath(o.e.tagList()) {
+				continue
+			}
+			if keepRegistry && replacedByGlobal(o) {
 				continue
 			}
 			g.Go(func() error {
@@ -59,6 +68,7 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 				mu.Lock()
 				defer mu.Unlock()
 				fastFailed = fastFailed || (o.act != remove && translator.IsFastPath(o.e.tagList()))
+				globalFailed = globalFailed || (o.act != remove && global(o.e))
 				if r, ok := refusal(o, err); ok {
 					refused = append(refused, r)
 				} else {
@@ -72,10 +82,34 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 	return refused, errs
 }
 
+// replacedByGlobal reports whether o deletes a route service's
+// service-registry plugin, the kind the global plugin replaces. The name
+// comes from a full plan's listing: a change-triggered plan's deletes
+// carry ids only, but such a plan never writes the global plugin (its
+// body is fixed for the process, and a failed write makes the next apply
+// a full one).
+func replacedByGlobal(o op) bool {
+	return o.act == remove && o.e.kind() == kindPlugin && o.e.label() == translator.PluginRegistry &&
+		!translator.IsFastPath(o.e.tagList()) && !global(o.e)
+}
+
 // refusal reports whether err is Kong refusing the entity itself.
 func refusal(o op, err error) (Refusal, bool) {
 	var apiErr *kong.APIError
-	if o.act == remove || !errors.As(err, &apiErr) || apiErr.Code() != http.StatusBadRequest {
+	if o.act == remove || !errors.As(err, &apiErr) {
+		return Refusal{}, false
+	}
+	switch apiErr.Code() {
+	case http.StatusBadRequest:
+	case http.StatusConflict:
+		// Kong holds one global instance per plugin name: an operator's
+		// own global service-registry plugin (not tagged as ours) has the
+		// place of ours, and sending ours again cannot help while it is
+		// there. Any other conflict (a name taken) stays an error.
+		if !global(o.e) {
+			return Refusal{}, false
+		}
+	default:
 		return Refusal{}, false
 	}
 	return Refusal{Kind: o.e.kind().String(), Name: o.e.label(), Route: tagPair(o.e.tagList()),

@@ -44,9 +44,10 @@ func wantsFastPath(st translator.State) bool {
 	return false
 }
 
-// withoutFastPath is st without the catch-all's entities.
+// withoutFastPath is st without the catch-all's entities (the global
+// plugin is not one of them).
 func withoutFastPath(st translator.State) translator.State {
-	out := translator.State{Errors: st.Errors,
+	out := translator.State{Errors: st.Errors, Plugins: st.Plugins,
 		Services: make([]translator.Service, 0, len(st.Services)), Upstreams: make([]translator.Upstream, 0, len(st.Upstreams))}
 	for _, s := range st.Services {
 		if !translator.IsFastPath(s.Tags) {

@@ -23,9 +23,19 @@ type op struct {
 // first (so a name freed by a stale entity can be taken by its
 // replacement), from the highest dependency level down, then creates and
 // updates from the lowest level up.
+//
+// The global plugin (plugin scope global) stands apart: it takes the place
+// of the service-registry plugins on the route services, so it is written
+// before every delete (first) and deleted after every write (last).
+// Switching scope either way, each route keeps an instance: a Kong worker
+// rebuilds its plugins iterator from the database, where the new plugins
+// are before the old ones go. It depends on nothing. While it cannot be
+// written, the route services' plugins it replaces stay (execute).
 type plan struct {
+	first     []op
 	deletes   [numLevels][]op
 	upserts   [numLevels][]op
+	last      []op
 	unchanged int
 }
 
@@ -45,6 +55,14 @@ var levelOf = func() (l [numKinds]int) {
 }()
 
 func (p *plan) add(a action, e entity) {
+	if global(e) {
+		if a == remove {
+			p.last = append(p.last, op{a, e})
+		} else {
+			p.first = append(p.first, op{a, e})
+		}
+		return
+	}
 	l := levelOf[e.kind()]
 	if e.kind() == kindRoute && translator.IsFastPath(e.tagList()) {
 		l = numLevels - 1
@@ -72,7 +90,10 @@ func (p *plan) diff(want entity, have entity, exists bool) {
 // phases returns the ops in execution order, one slice per phase; the ops
 // of a phase do not depend on each other.
 func (p *plan) phases() [][]op {
-	out := make([][]op, 0, 2*numLevels)
+	out := make([][]op, 0, 2*numLevels+2)
+	if len(p.first) > 0 {
+		out = append(out, p.first)
+	}
 	for l := numLevels - 1; l >= 0; l-- {
 		if len(p.deletes[l]) > 0 {
 			out = append(out, p.deletes[l])
@@ -83,21 +104,28 @@ func (p *plan) phases() [][]op {
 			out = append(out, p.upserts[l])
 		}
 	}
+	if len(p.last) > 0 {
+		out = append(out, p.last)
+	}
 	return out
 }
 
 // result counts the plan's ops.
 func (p *plan) result() Result {
-	r := Result{Unchanged: p.unchanged}
-	for l := range numLevels {
-		r.Deleted += len(p.deletes[l])
-		for _, o := range p.upserts[l] {
+	r := Result{Unchanged: p.unchanged, Deleted: len(p.last)}
+	count := func(ops []op) {
+		for _, o := range ops {
 			if o.act == create {
 				r.Created++
 			} else {
 				r.Updated++
 			}
 		}
+	}
+	count(p.first)
+	for l := range numLevels {
+		r.Deleted += len(p.deletes[l])
+		count(p.upserts[l])
 	}
 	return r
 }
@@ -200,6 +228,10 @@ func stub(k kind, id, parent string) entity {
 		}
 		return route{ID: id, Name: id}
 	case kindPlugin:
+		if id == translator.GlobalPluginID {
+			// Deleted last, after the plugins that replace it.
+			return plugin{ID: id, Name: id, Tags: translator.GlobalTags()}
+		}
 		return plugin{ID: id, Name: id}
 	case kindUpstream:
 		return upstream{ID: id, Name: id}

@@ -40,7 +40,9 @@ type ReconcilerOptions struct {
 	Debounce time.Duration
 	MaxDelay time.Duration
 	// LeaseTTL is how long a silent leader keeps the lease; default 15s.
-	LeaseTTL  time.Duration
+	LeaseTTL time.Duration
+	// Translate are the translator's options; PluginScope auto is
+	// resolved by the Kong mode (scope.go).
 	Translate translator.Options
 	ReplicaID string // default hostname/pid
 	Logger    *slog.Logger
@@ -78,6 +80,9 @@ type Reconciler struct {
 func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
 	if o.Source == nil || o.Syncer == nil || o.Redis == nil {
 		return nil, errors.New("reconciler: source, syncer and redis are required")
+	}
+	if err := checkPluginScope(o.Translate.PluginScope); err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
 	}
 	if o.Prefix == "" {
 		o.Prefix = "sr"
@@ -143,8 +148,17 @@ func (r *Reconciler) Pending(ctx context.Context) (int64, error) {
 	return max(gen-applied, 0), nil
 }
 
-// Desired reads the registry and translates it.
+// Desired reads the registry and translates it. With plugin scope auto it
+// needs the Kong mode (asking Kong once when that is auto too).
 func (r *Reconciler) Desired(ctx context.Context) (translator.State, error) {
+	opts, err := r.translateOptions(ctx)
+	if err != nil {
+		return translator.State{}, err
+	}
+	return r.desired(ctx, opts)
+}
+
+func (r *Reconciler) desired(ctx context.Context, opts translator.Options) (translator.State, error) {
 	routes, err := r.o.Source.ListRoutes(ctx)
 	if err != nil {
 		return translator.State{}, err
@@ -171,7 +185,7 @@ func (r *Reconciler) Desired(ctx context.Context) (translator.State, error) {
 		}
 		in = append(in, translator.RouteInput{Route: rt, Service: name, Instances: live})
 	}
-	st := translator.Translate(in, r.o.Translate)
+	st := translator.Translate(in, opts)
 	for _, e := range st.Errors {
 		r.log.Warn("route not translatable to kong", "host", e.Host, "path", e.Path, "error", e.Error)
 	}
@@ -197,7 +211,13 @@ func (r *Reconciler) reconcile(ctx context.Context, full bool) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	st, err := r.Desired(ctx)
+	opts, err := r.translateOptions(ctx)
+	if err != nil {
+		// Kong did not tell its mode: counted as the failed apply it is.
+		r.account(Result{}, err)
+		return Result{}, err
+	}
+	st, err := r.desired(ctx, opts)
 	if err != nil {
 		return Result{}, err
 	}
@@ -207,6 +227,20 @@ func (r *Reconciler) reconcile(ctx context.Context, full bool) (Result, error) {
 	} else {
 		res, err = r.o.Syncer.ApplyChanges(ctx, st)
 	}
+	r.account(res, err)
+	if err != nil {
+		return res, err
+	}
+	if r.lease.value != "" {
+		if err := r.lease.recordApplied(ctx, gen); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// account records an apply's outcome in the counters, the log and OnApply.
+func (r *Reconciler) account(res Result, err error) {
 	r.runs.Add(1)
 	for _, rf := range res.Refused {
 		r.log.Warn("kong refused an entity; applied the others", "kind", rf.Kind, "name", rf.Name, "route", rf.Route, "error", rf.Message)
@@ -226,15 +260,6 @@ func (r *Reconciler) reconcile(ctx context.Context, full bool) (Result, error) {
 		r.lastApply = r.o.Now()
 	}
 	r.mu.Unlock()
-	if err != nil {
-		return res, err
-	}
-	if r.lease.value != "" {
-		if err := r.lease.recordApplied(ctx, gen); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
 }
 
 // Run reconciles until ctx ends: on registry changes (debounced), every

@@ -29,6 +29,14 @@ type Status struct {
 	// apply.
 	FastPath           string
 	FastPathShadowedBy string
+	// PluginScope is where the last apply put the service-registry
+	// plugin: service (on each route's service) or global (one global
+	// instance); "" before the first apply. In DB-less mode an operator's
+	// own global service-registry plugin in the base (named in
+	// GlobalPluginShadowedBy) takes the place of ours, which is left out;
+	// not a failure. In DB mode Kong refuses ours then (see Refused).
+	PluginScope            string
+	GlobalPluginShadowedBy string
 }
 
 // Healthy reports whether the last apply succeeded with nothing refused.
@@ -75,6 +83,15 @@ func (t *statusTracker) setFastPath(state, shadowedBy string) bool {
 	defer t.mu.Unlock()
 	moved := t.st.FastPath != state || t.st.FastPathShadowedBy != shadowedBy
 	t.st.FastPath, t.st.FastPathShadowedBy = state, shadowedBy
+	return moved
+}
+
+// setPluginScope records the plugin scope and reports whether it moved.
+func (t *statusTracker) setPluginScope(scope, shadowedBy string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	moved := t.st.PluginScope != scope || t.st.GlobalPluginShadowedBy != shadowedBy
+	t.st.PluginScope, t.st.GlobalPluginShadowedBy = scope, shadowedBy
 	return moved
 }
 

@@ -186,6 +186,19 @@ func (s *Syncer) detectMode(ctx context.Context) (string, error) {
 	return mode, nil
 }
 
+// Mode is the Kong mode (ModeDB or ModeDBLess), asking Kong's GET / the
+// first time when configured as auto. A failure to ask counts in Status
+// like a failed apply: it is Kong being unreachable.
+func (s *Syncer) Mode(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mode, err := s.detectMode(ctx)
+	if err != nil {
+		s.status.record(s.o.Now(), "", nil, err)
+	}
+	return mode, err
+}
+
 // Apply makes Kong equal to st (entities tagged managed-by only): a full
 // reconcile that reads Kong and heals drift.
 func (s *Syncer) Apply(ctx context.Context, st translator.State) (Result, error) {
@@ -228,6 +241,7 @@ func (s *Syncer) apply(ctx context.Context, st translator.State, full bool) (Res
 	res.Calls = s.c.calls.Load() - calls
 	res.Duration = time.Since(start)
 	s.noteFastPath(mode, st, res.Refused)
+	s.notePluginScope(mode, st)
 	s.status.record(s.o.Now(), mode, res.Refused, err)
 	return res, err
 }

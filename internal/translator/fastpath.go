@@ -29,8 +29,12 @@ type RouteServing struct {
 }
 
 // ForRoute translates one route as Translate would and returns what its
-// dedicated service, route and plugins ask for.
+// dedicated service, route and plugins ask for. It always translates in
+// plugin scope service: the plugin's config and id are those of the
+// route's service-scoped instance, which the global instance (plugin scope
+// global) and the fast path serve the route with, in either scope.
 func ForRoute(r registry.Route, service string, opts Options) (RouteServing, error) {
+	opts.PluginScope = PluginScopeService
 	svc, _, err := translateRoute(RouteInput{Route: r, Service: service}, opts)
 	if err != nil {
 		return RouteServing{}, err

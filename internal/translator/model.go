@@ -6,9 +6,12 @@ package translator
 
 // State is every Kong entity the registry wants, sorted by name.
 type State struct {
-	Services  []Service    `json:"services"`
-	Upstreams []Upstream   `json:"upstreams"`
-	Errors    []RouteError `json:"errors,omitempty"`
+	Services  []Service  `json:"services"`
+	Upstreams []Upstream `json:"upstreams"`
+	// Plugins are global plugin instances (no service, route or consumer),
+	// as kong.yml's top-level plugins: the one of plugin scope global.
+	Plugins []Plugin     `json:"plugins,omitempty"`
+	Errors  []RouteError `json:"errors,omitempty"`
 }
 
 // Service is a Kong service with its routes and plugins nested.
@@ -42,7 +45,8 @@ type Route struct {
 	Tags         []string `json:"tags"`
 }
 
-// Plugin is a plugin instance scoped to the service it is nested in.
+// Plugin is a plugin instance scoped to the service it is nested in, or
+// global in State.Plugins.
 type Plugin struct {
 	ID      string         `json:"id"`
 	Name    string         `json:"name"`

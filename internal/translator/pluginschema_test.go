@@ -34,6 +34,12 @@ func pluginRefuses(cfg map[string]any) []string {
 			errs = append(errs, "circuit_breaker.failure_statuses: at least one status is required when enabled")
 		}
 	}
+	if cfg["registry_routes"] == true && cfg["registry"] != "redis" {
+		errs = append(errs, "registry_routes: requires registry redis")
+	}
+	if cfg["registry_routes"] == true && cfg["fast_path"] == true {
+		errs = append(errs, "registry_routes: not with fast_path")
+	}
 	if s, _ := cfg["service"].(string); strings.ContainsAny(s, "{}") {
 		errs = append(errs, "service: must not contain braces")
 	}

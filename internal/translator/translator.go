@@ -59,6 +59,11 @@ type Options struct {
 	Redis map[string]any `json:"redis"`
 	// FastPath adds the catch-all entities of the fast path (FastPath).
 	FastPath bool `json:"fast_path"`
+	// PluginScope is where the service-registry plugin goes: service (on
+	// each registered route's service; also when empty) or global (one
+	// global instance, GlobalPlugin; global.go). The fast path's catch-all
+	// keeps its own service-scoped instance in both.
+	PluginScope string `json:"plugin_scope,omitempty"`
 }
 
 // Translate computes the desired Kong state. It never fails as a whole: a
@@ -78,6 +83,9 @@ func Translate(routes []RouteInput, opts Options) State {
 		svc, up := FastPath(opts)
 		st.Services = append(st.Services, svc)
 		st.Upstreams = append(st.Upstreams, up)
+	}
+	if globalScope(opts) {
+		st.Plugins = []Plugin{GlobalPlugin(opts)}
 	}
 	sort.Slice(st.Services, func(i, j int) bool { return st.Services[i].Name < st.Services[j].Name })
 	sort.Slice(st.Upstreams, func(i, j int) bool { return st.Upstreams[i].Name < st.Upstreams[j].Name })
@@ -199,17 +207,21 @@ func service(name, upName string, be backend, o routeopts.Options, tags []string
 	return svc
 }
 
-// plugins are the service's plugin instances: always the registry plugin
-// (carrying the route's preserve_host), and a response-transformer when
-// the route adds headers.
+// plugins are the service's plugin instances: the registry plugin
+// (carrying the route's preserve_host) unless the global one serves every
+// route (plugin scope global), and a response-transformer when the route
+// adds headers.
 func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, tags []string) []Plugin {
-	out := []Plugin{{
-		ID:      ID("plugin", name+"/"+PluginRegistry),
-		Name:    PluginRegistry,
-		Enabled: true,
-		Config:  RegistryConfig(name, preserveHost, o, opts),
-		Tags:    tags,
-	}}
+	out := make([]Plugin, 0, 2)
+	if !globalScope(opts) {
+		out = append(out, Plugin{
+			ID:      ID("plugin", name+"/"+PluginRegistry),
+			Name:    PluginRegistry,
+			Enabled: true,
+			Config:  RegistryConfig(name, preserveHost, o, opts),
+			Tags:    tags,
+		})
+	}
 	if len(o.Headers) > 0 {
 		add := make([]string, 0, len(o.Headers))
 		for k, v := range o.Headers {

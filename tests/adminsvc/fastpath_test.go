@@ -53,9 +53,12 @@ func checkCatchAll(t *testing.T, k *kongfake.Fake, dedicated string) {
 	if cfg["fast_path"] != true || cfg["registry"] != "redis" {
 		t.Fatalf("catch-all plugin: %v", cfg)
 	}
+	// The plugin serving the dedicated route: on its service, or the
+	// global one (plugin scope global).
 	svc, _ := k.Find("services", dedicated)
 	for _, p := range k.List("plugins") {
-		if ref, _ := p["service"].(map[string]any); ref != nil && ref["id"] == svc["id"] && p["name"] == "service-registry" {
+		ref, _ := p["service"].(map[string]any)
+		if p["name"] == "service-registry" && (ref == nil && p["id"] == translator.GlobalPluginID || ref != nil && ref["id"] == svc["id"]) {
 			if a, b := p["config"].(map[string]any)["redis"], cfg["redis"]; !sameMap(a, b) {
 				t.Fatalf("redis settings: dedicated %v, catch-all %v", a, b)
 			}

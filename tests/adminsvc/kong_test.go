@@ -66,7 +66,8 @@ func managed(list []map[string]any) []map[string]any {
 }
 
 // agree reports whether Kong holds exactly the registry's routes: one
-// managed service, route and upstream per registered route, no duplicates.
+// managed service, route and upstream per registered route, no duplicates,
+// and the service-registry plugins of the plugin scope /health reports.
 func agree(s *svc, k *kongfake.Fake) error {
 	r := s.do("GET", "/routes", "")
 	want := map[string]bool{}
@@ -91,14 +92,36 @@ func agree(s *svc, k *kongfake.Fake) error {
 	if n := len(managed(k.List("upstreams"))); n != len(want) {
 		return fmt.Errorf("upstreams: %d for %d routes", n, len(want))
 	}
-	n := 0
+	return agreePlugins(s, k, len(want))
+}
+
+// agreePlugins checks our service-registry plugins against the plugin
+// scope /health reports: one per route service (service), or one global
+// plugin and none on the route services (global; the default in DB mode).
+// A replica that has not applied (not the leader) reports none: then
+// either whole shape agrees.
+func agreePlugins(s *svc, k *kongfake.Fake, routes int) error {
+	kong, _ := s.do("GET", "/health", "").Body["kong"].(map[string]any)
+	scope, _ := kong["plugin_scope"].(string)
+	global, perService := 0, 0
 	for _, p := range managed(k.List("plugins")) {
-		if p["name"] == "service-registry" {
-			n++
+		switch {
+		case p["name"] != translator.PluginRegistry:
+		case hasTags(p["tags"], translator.TagGlobal) && p["service"] == nil:
+			global++
+		default:
+			perService++
 		}
 	}
-	if n != len(want) {
-		return fmt.Errorf("service-registry plugins: %d for %d routes", n, len(want))
+	globalShape := global == 1 && perService == 0
+	serviceShape := global == 0 && perService == routes
+	switch {
+	case scope == translator.PluginScopeGlobal && !globalShape:
+		return fmt.Errorf("plugin scope global: %d global service-registry plugins and %d on route services", global, perService)
+	case scope == translator.PluginScopeService && !serviceShape:
+		return fmt.Errorf("plugin scope service: service-registry plugins: %d for %d routes, %d global", perService, routes, global)
+	case !globalShape && !serviceShape:
+		return fmt.Errorf("service-registry plugins: %d global, %d on route services for %d routes", global, perService, routes)
 	}
 	return nil
 }
@@ -125,10 +148,13 @@ func tail(s string, n int) string {
 	return s
 }
 
+// TestKongDBModeEndToEnd runs in plugin scope service: it checks each
+// route's own service-registry plugin (TestKongDBModeGlobalScope: the
+// default in DB mode).
 func TestKongDBModeEndToEnd(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	k := startKong(t, false)
-	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL()})
+	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL(), Env: map[string]string{"SR_PLUGIN_SCOPE": "service"}})
 
 	r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v2","backend":"http://api-v2:9000",
 	  "options":{"timeout":"45s","headers":{"X-API-Version":"2.0"},"rate_limit":{"enabled":true,"requests_per_min":100,"per_ip":true},

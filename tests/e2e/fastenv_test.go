@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,6 +30,27 @@ type fastEnv struct {
 	store *registry.Store
 	rcfg  map[string]any // the plugin's redis record
 	http  *http.Client
+	scope string // translator.Options.PluginScope of dedicate ("": service)
+}
+
+// globalScope puts the sync's global service-registry plugin in Kong
+// (plugin scope global): routes dedicated from now on carry none of their own.
+func (e *fastEnv) globalScope() {
+	e.t.Helper()
+	e.scope = translator.PluginScopeGlobal
+	p := translator.GlobalPlugin(translator.Options{Redis: e.rcfg})
+	if _, err := e.kong.AddPlugin(harness.PluginConfig{ID: p.ID, Config: p.Config}); err != nil {
+		e.t.Fatalf("global plugin refused: %v", err)
+	}
+}
+
+// scopes runs a test in both plugin scopes: the dedicated routes carry
+// their own instance (service) or the global one serves them (global).
+func scopes(t *testing.T, test func(t *testing.T, global bool)) {
+	for _, global := range []bool{false, true} {
+		name := map[bool]string{false: "service", true: "global"}[global]
+		t.Run(name, func(t *testing.T) { test(t, global) })
+	}
 }
 
 func newFastEnv(t testing.TB, o harness.Options, catchAll bool) *fastEnv {
@@ -87,7 +109,7 @@ func (e *fastEnv) register(host, path, backend, options string) registry.Route {
 func (e *fastEnv) dedicate(r registry.Route) {
 	e.t.Helper()
 	name := registry.ServiceName(r.Host, r.Path)
-	st := translator.Translate([]translator.RouteInput{{Route: r, Service: name}}, translator.Options{Redis: e.rcfg})
+	st := translator.Translate([]translator.RouteInput{{Route: r, Service: name}}, translator.Options{Redis: e.rcfg, PluginScope: e.scope})
 	if len(st.Services) != 1 || len(st.Errors) != 0 {
 		e.t.Fatalf("translation: %+v", st)
 	}
@@ -184,6 +206,8 @@ func newEcho(t testing.TB) *echo {
 }
 
 func (b *echo) url(path string) string { return b.srv.URL + path }
+
+func (b *echo) port() int { return b.srv.Listener.Addr().(*net.TCPAddr).Port }
 
 func (b *echo) setFail(v bool) {
 	b.mu.Lock()

@@ -26,7 +26,14 @@ func (e *fastEnv) waitServed(host, path string) {
 // shows which one served; once the route's own Kong route exists it takes
 // over, with the rate-limit counter the fast path used.
 func TestFastPathAnswersLikeDedicatedRoute(t *testing.T) {
+	scopes(t, testFastPathAnswersLikeDedicatedRoute)
+}
+
+func testFastPathAnswersLikeDedicatedRoute(t *testing.T, global bool) {
 	e := newFastEnv(t, harness.Options{}, true)
+	if global {
+		e.globalScope()
+	}
 	be := newEcho(t)
 	opts := `{"headers":{"X-Team":"blue"},"rate_limit":{"enabled":true,"requests_per_min":6}}`
 	fast := e.register("fast.example.com", "/api", be.url("/base"), opts)
@@ -66,8 +73,13 @@ func TestFastPathAnswersLikeDedicatedRoute(t *testing.T) {
 
 // TestFastPathBreakerShared: the fast path records outcomes through the
 // route's breaker, the same one its dedicated route uses.
-func TestFastPathBreakerShared(t *testing.T) {
+func TestFastPathBreakerShared(t *testing.T) { scopes(t, testFastPathBreakerShared) }
+
+func testFastPathBreakerShared(t *testing.T, global bool) {
 	e := newFastEnv(t, harness.Options{}, true)
+	if global {
+		e.globalScope()
+	}
 	fastBe, twinBe := newEcho(t), newEcho(t)
 	fastBe.setFail(true)
 	twinBe.setFail(true)
@@ -146,8 +158,13 @@ func unknownComparable(a answer) map[string]any {
 // reaches the backend later than the feed's delay, on the fast path and on
 // a dedicated route (whose snapshot empties: 503). The 100 ms goal is
 // measured and logged; the assertion allows 1 s for a loaded machine.
-func TestFastPathDeregistration(t *testing.T) {
+func TestFastPathDeregistration(t *testing.T) { scopes(t, testFastPathDeregistration) }
+
+func testFastPathDeregistration(t *testing.T, global bool) {
 	e := newFastEnv(t, harness.Options{}, true)
+	if global {
+		e.globalScope()
+	}
 	for _, dedicated := range []bool{false, true} {
 		be := newEcho(t)
 		host := fmt.Sprintf("dereg-%v.example.com", dedicated)
@@ -199,7 +216,10 @@ func TestFastPathDeregistration(t *testing.T) {
 		if after > time.Second {
 			t.Fatalf("dedicated=%v: backend reached %s after deregistration", dedicated, after)
 		}
-		if a := e.do(host, "/"); (dedicated && a.status != 503) || (!dedicated && a.status != 404) {
+		// A dedicated route's own instance finds no instance left (503);
+		// the global one no longer finds the route (Kong's 404, as once
+		// the sync deleted it); the fast path: Kong's 404.
+		if a := e.do(host, "/"); (dedicated && !global && a.status != 503) || ((!dedicated || global) && a.status != 404) {
 			t.Fatalf("dedicated=%v: after deregistration %d %s", dedicated, a.status, a.body)
 		}
 	}
@@ -238,6 +258,26 @@ func TestFastPathPDKCalls(t *testing.T) {
 	e.dedicate(plain)
 	if got := calls("plain.example.com"); got["access"] != 3 || got["log"] != 0 {
 		t.Fatalf("dedicated route: %v", got)
+	}
+
+	// Plugin scope global: the dedicated route costs one call more
+	// (kong.router.get_service: which route's options apply), and an
+	// operator's route (a Kong service of its own, no registry route)
+	// costs that one call and passes untouched.
+	g := newFastEnv(t, harness.Options{}, true)
+	g.globalScope()
+	e = g
+	g.dedicate(g.register("plain.example.com", "/", be.url(""), ""))
+	g.waitServed("plain.example.com", "/")
+	if got := calls("plain.example.com"); got["access"] != 4 || got["log"] != 0 {
+		t.Fatalf("global scope, dedicated route: %v", got)
+	}
+	g.kong.AddService(harness.Service{Name: "operator", Host: "127.0.0.1", Port: be.port()})
+	if _, err := g.kong.AddRoute(harness.Route{Name: "operator", Service: "operator", Hosts: []string{"operator.example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls("operator.example.com"); got["access"] != 1 || got["log"] != 0 {
+		t.Fatalf("global scope, operator route: %v", got)
 	}
 }
 

@@ -24,11 +24,29 @@ type svc struct {
 	URL  string
 	Logs *testbin.Buffer
 	proc *clienttest.Adminsvc
+	// scope is the plugin scope it writes (translator.PluginScope*), ""
+	// when the test does not say.
+	scope string
 }
 
 func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *svc {
 	t.Helper()
-	return startSvcVia(t, k.admin, redisURL, env)
+	s := startSvcVia(t, k.admin, redisURL, env)
+	s.scope = pluginScope(env, k.mode)
+	return s
+}
+
+// pluginScope is the plugin scope adminsvc runs with: SR_PLUGIN_SCOPE, or
+// for auto (the default) global in DB mode and service in DB-less mode.
+func pluginScope(env map[string]string, mode string) string {
+	switch env["SR_PLUGIN_SCOPE"] {
+	case translator.PluginScopeService, translator.PluginScopeGlobal:
+		return env["SR_PLUGIN_SCOPE"]
+	}
+	if isDB(mode) {
+		return translator.PluginScopeGlobal
+	}
+	return translator.PluginScopeService
 }
 
 // startSvcVia is startSvc with adminsvc talking to Kong's Admin API at
@@ -101,17 +119,18 @@ func (s *svc) waitReconciles(n int) {
 }
 
 // managed are the entities adminsvc writes for registered routes: tagged
-// as ours, the fast path's catch-all aside (it belongs to no route).
+// as ours, the fast path's catch-all and the global plugin aside (they
+// belong to no route).
 func managed(list []map[string]any) []map[string]any {
 	var out []map[string]any
 	for _, e := range list {
 		tags, _ := e["tags"].([]any)
-		ours, catchAll := false, false
+		ours, own := false, false
 		for _, tg := range tags {
 			ours = ours || tg == translator.TagManaged
-			catchAll = catchAll || tg == translator.TagFastPath
+			own = own || tg == translator.TagFastPath || tg == translator.TagGlobal
 		}
-		if ours && !catchAll {
+		if ours && !own {
 			out = append(out, e)
 		}
 	}
@@ -119,8 +138,8 @@ func managed(list []map[string]any) []map[string]any {
 }
 
 // agree reports whether Kong holds exactly the registry's routes: one
-// managed service, route, upstream and service-registry plugin per
-// registered route (tests/adminsvc's agree, reading the real Admin API).
+// managed service, route, upstream and (plugin scope service)
+// service-registry plugin per registered route, or the global plugin (tests/adminsvc's agree, reading the real Admin API).
 func agree(t testing.TB, s *svc, k *kong) error {
 	r := s.do("GET", "/routes", "")
 	want := map[string]bool{}
@@ -152,10 +171,24 @@ func agree(t testing.TB, s *svc, k *kong) error {
 			n++
 		}
 	}
-	if n != len(want) {
-		return fmt.Errorf("service-registry plugins: %d for %d routes", n, len(want))
+	want1 := len(want) // one per route's service
+	if s.scope == translator.PluginScopeGlobal {
+		want1 = 0 // the global one (globalPlugin) serves them all
+	}
+	if n != want1 {
+		return fmt.Errorf("service-registry plugins on services: %d for %d routes (plugin scope %s)", n, len(want), s.scope)
+	}
+	if g := globalPlugin(t, k); (g != nil) != (s.scope == translator.PluginScopeGlobal) {
+		return fmt.Errorf("global plugin %v in plugin scope %s", g != nil, s.scope)
 	}
 	return nil
+}
+
+// globalPlugin is adminsvc's global service-registry plugin, nil when
+// Kong has none.
+func globalPlugin(t testing.TB, k *kong) map[string]any {
+	p, _ := k.find(t, "plugins", translator.GlobalPluginID)
+	return p
 }
 
 func waitAgree(t testing.TB, s *svc, k *kong, timeout time.Duration) {

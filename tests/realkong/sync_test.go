@@ -9,6 +9,7 @@ import (
 
 	"github.com/kong-service-registry/service-registry/internal/redistest"
 	"github.com/kong-service-registry/service-registry/internal/testbin"
+	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
 // adminsvc syncing a real Kong: the twins of tests/adminsvc's
@@ -20,49 +21,82 @@ import (
 // → 404.
 func TestAdminsvcDBMode(t *testing.T) {
 	eachKong(t, modeDB, func(t *testing.T, k *kong) {
-		rs := redistest.Start(t, redistest.Options{})
-		s := startSvc(t, k, rs.URL(), nil)
-		v1, v2 := newBackend(t, "v1"), newBackend(t, "v2")
+		// The default (auto: global in DB mode), then per-service plugins.
+		for i, scope := range []string{translator.PluginScopeGlobal, translator.PluginScopeService} {
+			t.Run(scope, func(t *testing.T) {
+				if i > 0 {
+					k.reset(t)
+				}
+				adminsvcDBMode(t, k, scope)
+			})
+		}
+	})
+}
 
-		t0 := time.Now()
-		r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v2","backend":"http://`+v2.addr()+`",
-		  "options":{"timeout":"45s","headers":{"X-API-Version":"2.0"},"rate_limit":{"enabled":true,"requests_per_min":100,"per_ip":true},
-		  "circuit_breaker":{"enabled":true,"failure_threshold":5,"timeout":"30s"},"retry":{"enabled":true,"max_attempts":3},
-		  "health_check_path":"/health","health_check_interval":"10s"}}`)
-		if r.Status != 200 {
-			t.Fatal(r.Raw)
-		}
-		// DB mode: adminsvc's debounce, then Kong's router rebuild (every
-		// worker_state_update_frequency = 1 s here).
-		logRouted(t, k, "first route", routed(t, k, "api.example.com", "/v2", v2, t0, 30*time.Second))
-		t0 = time.Now()
-		if r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v1","backend":"http://`+v1.addr()+`"}`); r.Status != 200 {
-			t.Fatal(r.Raw)
-		}
-		logRouted(t, k, "second route", routed(t, k, "api.example.com", "/v1", v1, t0, 30*time.Second))
-		waitAgree(t, s, k, 20*time.Second)
+func adminsvcDBMode(t *testing.T, k *kong, scope string) {
+	rs := redistest.Start(t, redistest.Options{})
+	env := map[string]string{}
+	if scope == translator.PluginScopeService {
+		env["SR_PLUGIN_SCOPE"] = scope
+	}
+	s := startSvc(t, k, rs.URL(), env)
+	v1, v2 := newBackend(t, "v1"), newBackend(t, "v2")
 
-		name := "sr-api.example.com_v2"
-		svcE, _ := k.find(t, "services", name)
-		if svcE["read_timeout"] != 45000.0 || svcE["connect_timeout"] != 45000.0 || svcE["retries"] != 2.0 || svcE["host"] != name+".upstream" {
-			t.Fatalf("service: %v", svcE)
+	t0 := time.Now()
+	r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v2","backend":"http://`+v2.addr()+`",
+	  "options":{"timeout":"45s","headers":{"X-API-Version":"2.0"},"rate_limit":{"enabled":true,"requests_per_min":100,"per_ip":true},
+	  "circuit_breaker":{"enabled":true,"failure_threshold":5,"timeout":"30s"},"retry":{"enabled":true,"max_attempts":3},
+	  "health_check_path":"/health","health_check_interval":"10s"}}`)
+	if r.Status != 200 {
+		t.Fatal(r.Raw)
+	}
+	// DB mode: adminsvc's debounce, then Kong's router rebuild (every
+	// worker_state_update_frequency = 1 s here).
+	logRouted(t, k, "first route", routed(t, k, "api.example.com", "/v2", v2, t0, 30*time.Second))
+	t0 = time.Now()
+	if r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v1","backend":"http://`+v1.addr()+`"}`); r.Status != 200 {
+		t.Fatal(r.Raw)
+	}
+	logRouted(t, k, "second route", routed(t, k, "api.example.com", "/v1", v1, t0, 30*time.Second))
+	waitAgree(t, s, k, 20*time.Second)
+
+	name := "sr-api.example.com_v2"
+	svcE, _ := k.find(t, "services", name)
+	if svcE["read_timeout"] != 45000.0 || svcE["connect_timeout"] != 45000.0 || svcE["retries"] != 2.0 || svcE["host"] != name+".upstream" {
+		t.Fatalf("service: %v", svcE)
+	}
+	rt, _ := k.find(t, "routes", name)
+	if rt["hosts"].([]any)[0] != "api.example.com" || rt["paths"].([]any)[0] != "/v2" || rt["service"].(map[string]any)["id"] != svcE["id"] {
+		t.Fatalf("route: %v", rt)
+	}
+	up, _ := k.find(t, "upstreams", name+".upstream")
+	active := up["healthchecks"].(map[string]any)["active"].(map[string]any)
+	if active["http_path"] != "/health" || active["healthy"].(map[string]any)["interval"] != 10.0 {
+		t.Fatalf("upstream healthchecks: %v", active)
+	}
+	srPlugin, rtPlugin := servicePlugins(t, k, svcE["id"])
+	if scope == translator.PluginScopeGlobal {
+		// No plugin of its own: the global one reads the route's options
+		// from the registry (the rate limit's headers below show them).
+		if srPlugin != nil {
+			t.Fatalf("plugin scope global, yet a service-registry plugin on the service: %v", srPlugin)
 		}
-		rt, _ := k.find(t, "routes", name)
-		if rt["hosts"].([]any)[0] != "api.example.com" || rt["paths"].([]any)[0] != "/v2" || rt["service"].(map[string]any)["id"] != svcE["id"] {
-			t.Fatalf("route: %v", rt)
+		srPlugin = globalPlugin(t, k)
+		if srPlugin == nil || srPlugin["service"] != nil || srPlugin["route"] != nil {
+			t.Fatalf("global plugin: %v", srPlugin)
 		}
-		up, _ := k.find(t, "upstreams", name+".upstream")
-		active := up["healthchecks"].(map[string]any)["active"].(map[string]any)
-		if active["http_path"] != "/health" || active["healthy"].(map[string]any)["interval"] != 10.0 {
-			t.Fatalf("upstream healthchecks: %v", active)
+	}
+	cfg := srPlugin["config"].(map[string]any)
+	if rc, _ := cfg["redis"].(map[string]any); rc == nil || rc["host"] != "127.0.0.1" || rc["port"] != float64(rs.Port) {
+		t.Fatalf("plugin redis settings: %v", cfg["redis"])
+	}
+	if scope == translator.PluginScopeGlobal {
+		if cfg["registry"] != "redis" || cfg["registry_routes"] != true {
+			t.Fatalf("global plugin config: %v", cfg)
 		}
-		srPlugin, rtPlugin := servicePlugins(t, k, svcE["id"])
-		cfg := srPlugin["config"].(map[string]any)
+	} else {
 		if cfg["registry"] != "redis" || cfg["service"] != name {
 			t.Fatalf("service-registry plugin: %v", cfg)
-		}
-		if rc, _ := cfg["redis"].(map[string]any); rc == nil || rc["host"] != "127.0.0.1" || rc["port"] != float64(rs.Port) {
-			t.Fatalf("plugin redis settings: %v", cfg["redis"])
 		}
 		if rl := cfg["rate_limit"].(map[string]any); rl["enabled"] != true || rl["requests_per_min"] != 100.0 || rl["per_ip"] != true || rl["burst"] != 99.0 {
 			t.Fatalf("plugin rate_limit: %v", rl)
@@ -70,43 +104,43 @@ func TestAdminsvcDBMode(t *testing.T) {
 		if cb := cfg["circuit_breaker"].(map[string]any); cb["failure_threshold"] != 5.0 || cb["timeout_ms"] != 30000.0 {
 			t.Fatalf("plugin circuit_breaker: %v", cb)
 		}
-		if add := rtPlugin["config"].(map[string]any)["add"].(map[string]any)["headers"].([]any); len(add) != 1 || add[0] != "X-API-Version:2.0" {
-			t.Fatalf("response-transformer: %v", rtPlugin)
-		}
-		// What the real Kong adds: the options act on the proxied response.
-		// Kong's DB mode rebuilds its router and its plugins iterator on
-		// separate timers: a request can take the new route before the
-		// route's plugins apply (seen under a CPU hog: a 200 from v2 with
-		// neither header, after adminsvc and the Admin API agreed), so this
-		// waits for the plugins as a client of Kong must.
-		testbin.WaitForWhy(t, 30*time.Second, "the route's plugins applied through kong", func() (bool, string) {
-			status, _, h := getURL(t, proxyClient, k.proxy+"/v2", "api.example.com")
-			ok := status == 200 && h.Get("X-API-Version") == "2.0" && h.Get("RateLimit-Limit") == "100" && h.Get("X-RateLimit-Limit-Minute") == "100"
-			return ok, fmt.Sprintf("%d %v", status, h)
-		})
-
-		driftHealed(t, s, k, srPlugin["id"].(string), v1)
-
-		// Deregister → gone from Kong, and Kong answers 404 for it.
-		s.do("POST", "/deregister", `{"host":"api.example.com","path":"/v2"}`)
-		waitAgree(t, s, k, 20*time.Second)
-		if _, ok := k.find(t, "services", name); ok {
-			t.Fatal("deregistered service still in kong")
-		}
-		for _, p := range k.list(t, "plugins") {
-			if ref, _ := p["service"].(map[string]any); ref != nil && ref["id"] == svcE["id"] {
-				t.Fatalf("plugin of deregistered service left: %v", p["name"])
-			}
-		}
-		unrouted(t, k, "api.example.com", "/v2", 30*time.Second)
-		if status, _, h := getURL(t, proxyClient, k.proxy+"/v1", "api.example.com"); status != 200 || h.Get("X-Instance") != "v1" {
-			t.Fatalf("the other route after the deregistration: %d from %q", status, h.Get("X-Instance"))
-		}
+	}
+	if add := rtPlugin["config"].(map[string]any)["add"].(map[string]any)["headers"].([]any); len(add) != 1 || add[0] != "X-API-Version:2.0" {
+		t.Fatalf("response-transformer: %v", rtPlugin)
+	}
+	// What the real Kong adds: the options act on the proxied response.
+	// Kong's DB mode rebuilds its router and its plugins iterator on
+	// separate timers: a request can take the new route before the
+	// route's plugins apply (seen under a CPU hog: a 200 from v2 with
+	// neither header, after adminsvc and the Admin API agreed), so this
+	// waits for the plugins as a client of Kong must.
+	testbin.WaitForWhy(t, 30*time.Second, "the route's plugins applied through kong", func() (bool, string) {
+		status, _, h := getURL(t, proxyClient, k.proxy+"/v2", "api.example.com")
+		ok := status == 200 && h.Get("X-API-Version") == "2.0" && h.Get("RateLimit-Limit") == "100" && h.Get("X-RateLimit-Limit-Minute") == "100"
+		return ok, fmt.Sprintf("%d %v", status, h)
 	})
+
+	driftHealed(t, s, k, srPlugin["id"].(string), v1)
+
+	// Deregister → gone from Kong, and Kong answers 404 for it.
+	s.do("POST", "/deregister", `{"host":"api.example.com","path":"/v2"}`)
+	waitAgree(t, s, k, 20*time.Second)
+	if _, ok := k.find(t, "services", name); ok {
+		t.Fatal("deregistered service still in kong")
+	}
+	for _, p := range k.list(t, "plugins") {
+		if ref, _ := p["service"].(map[string]any); ref != nil && ref["id"] == svcE["id"] {
+			t.Fatalf("plugin of deregistered service left: %v", p["name"])
+		}
+	}
+	unrouted(t, k, "api.example.com", "/v2", 30*time.Second)
+	if status, _, h := getURL(t, proxyClient, k.proxy+"/v1", "api.example.com"); status != 200 || h.Get("X-Instance") != "v1" {
+		t.Fatalf("the other route after the deregistration: %d from %q", status, h.Get("X-Instance"))
+	}
 }
 
-// servicePlugins returns the service-registry and response-transformer
-// plugins of a Kong service.
+// servicePlugins returns the service-registry (nil when none: plugin scope
+// global) and response-transformer plugins of a Kong service.
 func servicePlugins(t testing.TB, k *kong, serviceID any) (sr, rt map[string]any) {
 	t.Helper()
 	for _, p := range k.list(t, "plugins") {
@@ -120,7 +154,7 @@ func servicePlugins(t testing.TB, k *kong, serviceID any) (sr, rt map[string]any
 			rt = p
 		}
 	}
-	if sr == nil || rt == nil {
+	if rt == nil {
 		t.Fatalf("plugins of service %v: service-registry %v, response-transformer %v", serviceID, sr, rt)
 	}
 	return sr, rt
