@@ -218,7 +218,7 @@ func (d *dblessSync) yieldGlobal(base map[string]any, st translator.State) trans
 		return st
 	}
 	if d.globalShadow = declarativeGlobal(base, translator.PluginRegistry); d.globalShadow != "" {
-		return withoutGlobal(st)
+		return translator.ServiceScope(st)
 	}
 	return st
 }

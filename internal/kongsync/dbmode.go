@@ -30,6 +30,10 @@ type dbSync struct {
 	// by the last full apply: while there is one, our catch-all is not
 	// written (see fastpath.go).
 	shadow string
+	// globalShadow is an operator's own global service-registry plugin,
+	// seen by the last full apply: while there is one, the route services
+	// carry their own plugins instead of our global one (scope.go).
+	globalShadow string
 	// settle, pluginSince, pending: the catch-all route waits for its
 	// plugin (settle.go). now is the Syncer's clock.
 	settle      time.Duration
@@ -50,6 +54,9 @@ func (d *dbSync) apply(ctx context.Context, want desired) (Result, []Refusal, er
 	d.shadow = have.shadow
 	if d.shadow != "" {
 		want = want.withoutFastPath()
+	}
+	if d.globalShadow = have.globalShadow; d.globalShadow != "" {
+		want = want.serviceScope()
 	}
 	want, wait := d.holdCatchAll(want, func(k key) bool { _, ok := have.byKind[k.k][k.id]; return ok })
 	p := planFull(want, have)
@@ -75,6 +82,9 @@ func (d *dbSync) applyChanges(ctx context.Context, want desired) (Result, []Refu
 	}
 	if d.shadow != "" {
 		want = want.withoutFastPath()
+	}
+	if d.globalShadow != "" {
+		want = want.serviceScope()
 	}
 	want, wait := d.holdCatchAll(want, func(k key) bool { _, ok := d.known[k]; return ok })
 	hashes := want.hashes()
@@ -134,7 +144,7 @@ func (d *dbSync) list(ctx context.Context, want desired, deep bool) (actual, err
 	}
 	listKind(kindService, func() ([]entity, error) { return listEntities[service](gctx, d.c, kindService) })
 	listKind(kindRoute, d.routeLister(gctx, want, &have.shadow))
-	listKind(kindPlugin, func() ([]entity, error) { return listEntities[plugin](gctx, d.c, kindPlugin) })
+	listKind(kindPlugin, d.pluginLister(gctx, want, &have.globalShadow))
 	listKind(kindUpstream, func() ([]entity, error) { return listEntities[upstream](gctx, d.c, kindUpstream) })
 	var tagged map[string]bool
 	g.Go(func() (err error) {

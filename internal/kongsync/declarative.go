@@ -204,9 +204,3 @@ func emptyRef(v any) bool {
 	}
 	return false
 }
-
-// withoutGlobal is st without its global plugins.
-func withoutGlobal(st translator.State) translator.State {
-	st.Plugins = nil
-	return st
-}

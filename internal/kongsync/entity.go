@@ -76,6 +76,9 @@ type desired struct {
 	// translate: their entities stay as they are in Kong rather than being
 	// deleted for a translation bug.
 	protect map[string]bool
+	// fallback holds, in plugin scope global, the service-registry plugins
+	// the route services carry in scope service (serviceScope).
+	fallback []entity
 }
 
 func newDesired(st translator.State) desired {
@@ -94,6 +97,9 @@ func newDesired(st translator.State) desired {
 		}
 		for _, p := range s.Plugins {
 			add(newPlugin(p, s.ID))
+		}
+		if s.RegistryPlugin != nil {
+			d.fallback = append(d.fallback, newPlugin(*s.RegistryPlugin, s.ID))
 		}
 	}
 	for _, p := range st.Plugins {

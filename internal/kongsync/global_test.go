@@ -31,6 +31,15 @@ type scopeEnv struct {
 
 	mu     sync.Mutex
 	writes []string // "METHOD /path" of every non-GET call, in order
+	hook   func()   // run once before the next write reaches Kong
+}
+
+// beforeWrite runs f once, just before the next write reaches Kong (after
+// the listings of a full reconcile).
+func (e *scopeEnv) beforeWrite(f func()) {
+	e.mu.Lock()
+	e.hook = f
+	e.mu.Unlock()
 }
 
 func newScopeEnv(t *testing.T, dbless bool, base string, schema kongfake.PluginSchema) *scopeEnv {
@@ -47,7 +56,12 @@ func newScopeEnv(t *testing.T, dbless bool, base string, schema kongfake.PluginS
 		if r.Method != http.MethodGet {
 			e.mu.Lock()
 			e.writes = append(e.writes, r.Method+" "+r.URL.Path)
+			hook := e.hook
+			e.hook = nil
 			e.mu.Unlock()
+			if hook != nil {
+				hook()
+			}
 		}
 		fake.ServeHTTP(w, r)
 	}))
@@ -289,47 +303,44 @@ func TestDBModePluginScopeSwitchConverges(t *testing.T) {
 }
 
 // An operator's own global service-registry plugin (not tagged as ours):
-// Kong keeps one global instance per plugin, so it refuses ours (409).
-// That is reported like any refused entity and the rest is applied; the
-// route services' plugins ours would replace stay until ours is in Kong.
-func TestDBModeOperatorGlobalPluginRefusesOurs(t *testing.T) {
+// Kong keeps one global instance per plugin, so the sync falls back to
+// scope service while it is there, and puts ours back once it is gone.
+func TestDBModeOperatorGlobalPluginFallsBackToServiceScope(t *testing.T) {
 	e := newScopeEnv(t, false, "", nil)
 	code, theirs := e.kongCall("POST", "/plugins", map[string]any{"name": "service-registry", "instance_name": "operator-sr",
 		"config": map[string]any{"registry": "redis"}})
 	if code != 201 {
 		t.Fatalf("operator's global plugin: %d %v", code, theirs)
 	}
-	e.setScope(translator.PluginScopeService)
-	e.registerTwo()
-	e.reconcile()
-	e.checkService(v2, v1, v2)
-
+	// Scope global with the operator's global plugin in Kong: no attempt
+	// at ours (Kong holds one global instance per plugin: it would refuse
+	// it), the route services carry their own plugins as in scope service,
+	// so the routes keep their options; the operator's serves the rest.
 	e.setScope(translator.PluginScopeGlobal)
-	e.register("new.example.com", "/", "http://new:80", "")
-	res, err := e.rec.ReconcileOnce(context.Background())
-	if err != nil {
-		t.Fatalf("reconcile: %v", err)
+	e.registerTwo()
+	for range 2 {
+		if res := e.reconcile(); len(res.Refused) != 0 {
+			t.Fatalf("refused: %+v", res.Refused)
+		}
 	}
-	if len(res.Refused) != 1 || res.Refused[0].Kind != "plugins" || res.Refused[0].Name != translator.PluginRegistry ||
-		res.Refused[0].Route != translator.TagGlobal || !strings.Contains(res.Refused[0].Message, "UNIQUE violation") {
+	e.register("new.example.com", "/", "http://new:80", "")
+	if res := e.reconcile(); len(res.Refused) != 0 {
 		t.Fatalf("refused: %+v", res.Refused)
 	}
-	if _, ok := e.kong.Find("routes", "sr-new.example.com_"); !ok {
-		t.Fatal("the refused global plugin kept a new route out")
-	}
-	// The operator's is untouched; our route services keep their own.
+	e.checkService(v2, v1, v2, "sr-new.example.com_")
 	if p, ok := e.kong.Find("plugins", theirs["id"].(string)); !ok || p["config"].(map[string]any)["registry_routes"] != false {
 		t.Fatalf("operator's plugin: %v", p)
 	}
-	if global, services := e.registryPlugins(); len(global) != 1 || !sameStrings(services, []string{translator.FastPathName, v1, v2}) {
-		t.Fatalf("after the refusal: global %v, services %v", global, services)
-	}
 	st := e.sync.Status()
-	if st.Healthy() || len(st.Refused) != 1 || st.RefusedSince.IsZero() || st.PluginScope != translator.PluginScopeGlobal {
+	if !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
 		t.Fatalf("status: %+v", st)
 	}
+	if n := strings.Count(e.log.String(), "an operator's own global service-registry plugin"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, e.log.String())
+	}
 
-	// The operator's goes: ours takes over, theirs are replaced.
+	// The operator's goes: ours takes over at the next full reconcile, and
+	// the route services' plugins go (after ours is written).
 	if code, b := e.kongCall("DELETE", "/plugins/"+theirs["id"].(string), nil); code != 204 {
 		t.Fatalf("%d %v", code, b)
 	}
@@ -337,7 +348,51 @@ func TestDBModeOperatorGlobalPluginRefusesOurs(t *testing.T) {
 		t.Fatalf("refused: %+v", res.Refused)
 	}
 	e.checkGlobal(v2)
-	if st := e.sync.Status(); !st.Healthy() {
+	if st := e.sync.Status(); !st.Healthy() || st.PluginScope != translator.PluginScopeGlobal || st.GlobalPluginShadowedBy != "" {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestDBModeOperatorGlobalPluginAppearsMeanwhile: the operator's global
+// plugin comes between a listing and our write: Kong refuses ours (409),
+// the route services keep their plugins, and the next (full) reconcile
+// falls back to scope service without a refusal.
+func TestDBModeOperatorGlobalPluginAppearsMeanwhile(t *testing.T) {
+	e := newScopeEnv(t, false, "", nil)
+	e.setScope(translator.PluginScopeService)
+	e.registerTwo()
+	e.reconcile()
+	e.checkService(v2, v1, v2)
+
+	// A full reconcile of scope global lists Kong first; the operator's
+	// plugin is created right after that listing (through the proxy hook
+	// newScopeEnv records writes with).
+	e.setScope(translator.PluginScopeGlobal)
+	var theirs map[string]any
+	e.beforeWrite(func() {
+		var code int
+		code, theirs = e.kongCall("POST", "/plugins", map[string]any{"name": "service-registry", "instance_name": "operator-sr",
+			"config": map[string]any{"registry": "redis"}})
+		if code != 201 {
+			t.Errorf("operator's global plugin: %d %v", code, theirs)
+		}
+	})
+	res, err := e.rec.ReconcileOnce(context.Background())
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if len(res.Refused) != 1 || res.Refused[0].Kind != "plugins" || res.Refused[0].Route != translator.TagGlobal ||
+		!strings.Contains(res.Refused[0].Message, "UNIQUE violation") {
+		t.Fatalf("refused: %+v", res.Refused)
+	}
+	if _, services := e.registryPlugins(); !sameStrings(services, []string{translator.FastPathName, v1, v2}) {
+		t.Fatalf("the route services lost their plugins: %v", services)
+	}
+	if res := e.reconcile(); len(res.Refused) != 0 {
+		t.Fatalf("refused again: %+v", res.Refused)
+	}
+	e.checkService(v2, v1, v2)
+	if st := e.sync.Status(); !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
 		t.Fatalf("status: %+v", st)
 	}
 }
@@ -477,20 +532,23 @@ plugins:
 					t.Fatalf("refused: %+v", res.Refused)
 				}
 			}
-			global, services := e.registryPlugins()
-			if len(global) != 1 || global[0]["instance_name"] != "operator-sr" || !sameStrings(services, []string{translator.FastPathName}) {
-				t.Fatalf("global %v, services %v", global, services)
+			// Ours is left out; the route services carry their own plugins
+			// (scope service), which Kong runs instead of the operator's.
+			global, _ := e.registryPlugins()
+			if len(global) != 1 || global[0]["instance_name"] != "operator-sr" {
+				t.Fatalf("global %v", global)
 			}
+			e.checkService(v2, v1, v2)
 			for _, n := range []string{v1, v2} {
 				if _, ok := e.kong.Find("routes", n); !ok {
 					t.Fatalf("route %s missing", n)
 				}
 			}
 			st := e.sync.Status()
-			if !st.Healthy() || st.PluginScope != translator.PluginScopeGlobal || st.GlobalPluginShadowedBy != "operator-sr" {
+			if !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
 				t.Fatalf("status: %+v", st)
 			}
-			if n := strings.Count(e.log.String(), "has its own global service-registry plugin"); n != 1 {
+			if n := strings.Count(e.log.String(), "an operator's own global service-registry plugin"); n != 1 {
 				t.Fatalf("logged %d times, want once:\n%s", n, e.log.String())
 			}
 		})

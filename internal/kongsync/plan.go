@@ -138,6 +138,9 @@ type actual struct {
 	// shadow is an operator's route catching "/" without hosts, when the
 	// listing looked for one (fastpath.go).
 	shadow string
+	// globalShadow is an operator's global service-registry plugin, when
+	// the listing looked for one (scope.go).
+	globalShadow string
 }
 
 // planFull compares want with what Kong holds. Entities of routes the

@@ -2,6 +2,7 @@ package kongsync
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/kong-service-registry/service-registry/internal/translator"
@@ -58,23 +59,118 @@ func hasGlobal(st translator.State) bool {
 	return false
 }
 
+// serviceScope turns d (in place) into plugin scope service: our global
+// plugin out, each route service's own service-registry plugin in. The
+// sync falls back to it while an operator's own global service-registry
+// plugin is in Kong, since Kong holds one global instance per plugin and a
+// plugin on a service takes precedence over a global one: the registered
+// routes keep their own options, and the operator's plugin serves the rest.
+func (d desired) serviceScope() desired {
+	for id, e := range d.byKind[kindPlugin] {
+		if global(e) {
+			delete(d.byKind[kindPlugin], id)
+		}
+	}
+	for _, e := range d.fallback {
+		d.byKind[kindPlugin][e.id()] = e
+	}
+	return d
+}
+
+// operatorGlobal reports whether raw (a plugin as Kong lists it) is a
+// global service-registry plugin not tagged as ours, and its label.
+func operatorGlobal(raw globalProbe) (string, bool) {
+	if raw.Name != translator.PluginRegistry || hasTag(raw.Tags, translator.TagManaged) ||
+		!emptyJSON(raw.Service) || !emptyJSON(raw.Route) || !emptyJSON(raw.Consumer) {
+		return "", false
+	}
+	if raw.InstanceName != "" {
+		return raw.InstanceName, true
+	}
+	return raw.ID, true
+}
+
+// globalProbe is what operatorGlobal reads of a listed plugin.
+type globalProbe struct {
+	ID           string          `json:"id"`
+	Name         string          `json:"name"`
+	InstanceName string          `json:"instance_name"`
+	Tags         []string        `json:"tags"`
+	Service      json.RawMessage `json:"service"`
+	Route        json.RawMessage `json:"route"`
+	Consumer     json.RawMessage `json:"consumer"`
+}
+
+// listPluginsAll lists every plugin in Kong (one paged list like the
+// tagged one it replaces) and returns ours, and an operator's global
+// service-registry plugin ("" when none).
+func listPluginsAll(ctx context.Context, c *client) ([]entity, string, error) {
+	raws, err := list[json.RawMessage](ctx, c, "/plugins", "")
+	if err != nil {
+		return nil, "", err
+	}
+	var ours []entity
+	var shadow string
+	for _, raw := range raws {
+		var pr globalProbe
+		if err := json.Unmarshal(raw, &pr); err != nil {
+			return nil, "", fmt.Errorf("reading a kong plugin: %w", err)
+		}
+		if !hasTag(pr.Tags, translator.TagManaged) {
+			if label, ok := operatorGlobal(pr); ok && shadow == "" {
+				shadow = label
+			}
+			continue
+		}
+		var p plugin
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, "", fmt.Errorf("reading kong plugin %s: %w", pr.ID, err)
+		}
+		ours = append(ours, p)
+	}
+	return ours, shadow, nil
+}
+
+// pluginLister lists our plugins; with our global plugin wanted it lists
+// every plugin instead to see an operator's global one, which it stores
+// in shadow.
+func (d *dbSync) pluginLister(ctx context.Context, want desired, shadow *string) func() ([]entity, error) {
+	if len(want.fallback) == 0 && !want.hasGlobal() {
+		return func() ([]entity, error) { return listEntities[plugin](ctx, d.c, kindPlugin) }
+	}
+	return func() (es []entity, err error) {
+		es, *shadow, err = listPluginsAll(ctx, d.c)
+		return es, err
+	}
+}
+
+// hasGlobal reports whether d holds our global plugin.
+func (d desired) hasGlobal() bool {
+	_, ok := d.byKind[kindPlugin][translator.GlobalPluginID]
+	return ok
+}
+
 // notePluginScope records the plugin scope of st for Status and logs when
-// it moves, so an operator's global plugin in a DB-less base is logged
-// once, not every reconcile.
+// it moves, so an operator's global plugin is logged once, not every
+// reconcile.
 func (s *Syncer) notePluginScope(mode string, st translator.State) {
 	scope, shadow := translator.PluginScopeService, ""
 	if hasGlobal(st) {
 		scope = translator.PluginScopeGlobal
+		shadow = s.db.globalShadow
 		if mode == ModeDBLess {
 			shadow = s.dbless.globalShadow
+		}
+		if shadow != "" {
+			scope = translator.PluginScopeService
 		}
 	}
 	if !s.status.setPluginScope(scope, shadow) {
 		return
 	}
 	if shadow != "" {
-		s.log.Warn("the kong base config has its own global service-registry plugin: ours (plugin scope global) is left out; "+
-			"registered routes are served by that plugin's config, by kong service name, without their own options",
+		s.log.Warn("kong has an operator's own global service-registry plugin: ours (plugin scope global) is left out "+
+			"and each registered route's service carries its own plugin instead (plugin scope service)",
 			"plugin", shadow)
 		return
 	}

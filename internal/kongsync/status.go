@@ -31,10 +31,10 @@ type Status struct {
 	FastPathShadowedBy string
 	// PluginScope is where the last apply put the service-registry
 	// plugin: service (on each route's service) or global (one global
-	// instance); "" before the first apply. In DB-less mode an operator's
-	// own global service-registry plugin in the base (named in
-	// GlobalPluginShadowedBy) takes the place of ours, which is left out;
-	// not a failure. In DB mode Kong refuses ours then (see Refused).
+	// instance); "" before the first apply. An operator's own global
+	// service-registry plugin (named in GlobalPluginShadowedBy) keeps ours
+	// out: the sync falls back to scope service then (scope.go); not a
+	// failure.
 	PluginScope            string
 	GlobalPluginShadowedBy string
 }

@@ -138,3 +138,27 @@ func TestGlobalPluginConfigAcceptedBySchema(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceScopeOfGlobal: the state of scope global turned back into
+// scope service (the sync's fallback when an operator's global plugin is
+// in the way) is exactly what scope service translates.
+func TestServiceScopeOfGlobal(t *testing.T) {
+	routes, opts := scopeInput()
+	opts.FastPath = true
+	service := Translate(routes, opts)
+	opts.PluginScope = PluginScopeGlobal
+	global := Translate(routes, opts)
+	back := ServiceScope(global)
+	if !reflect.DeepEqual(back, service) {
+		a, _ := json.MarshalIndent(back, "", " ")
+		b, _ := json.MarshalIndent(service, "", " ")
+		t.Fatalf("ServiceScope(global):\n%s\nservice:\n%s", a, b)
+	}
+	// The global state is left as it was.
+	if len(global.Plugins) != 1 || global.Services[0].RegistryPlugin == nil {
+		t.Fatalf("ServiceScope changed its argument: %+v", global)
+	}
+	if again := ServiceScope(service); !reflect.DeepEqual(again, service) {
+		t.Fatal("ServiceScope of a service-scope state changed it")
+	}
+}

@@ -29,6 +29,11 @@ type Service struct {
 	Tags           []string `json:"tags"`
 	Routes         []Route  `json:"routes"`
 	Plugins        []Plugin `json:"plugins"`
+	// RegistryPlugin is, in plugin scope global, the service-registry
+	// plugin this service carries in scope service (not in Plugins): the
+	// sync puts it back when an operator's own global service-registry
+	// plugin holds the place of ours (ServiceScope). Never marshalled.
+	RegistryPlugin *Plugin `json:"-"`
 }
 
 // Route is a Kong route; it always belongs to the service it is nested in.
@@ -79,4 +84,24 @@ type RouteError struct {
 	Host  string `json:"host"`
 	Path  string `json:"path"`
 	Error string `json:"error"`
+}
+
+// ServiceScope is st in plugin scope service: each route service's
+// RegistryPlugin back among its plugins (first, as Translate puts it), and
+// the global plugin gone. st is left as it is.
+func ServiceScope(st State) State {
+	if len(st.Plugins) == 0 {
+		return st
+	}
+	out := st
+	out.Plugins = nil
+	out.Services = make([]Service, len(st.Services))
+	for i, s := range st.Services {
+		if s.RegistryPlugin != nil {
+			s.Plugins = append([]Plugin{*s.RegistryPlugin}, s.Plugins...)
+			s.RegistryPlugin = nil
+		}
+		out.Services[i] = s
+	}
+	return out
 }

@@ -121,7 +121,11 @@ func translateRoute(ri RouteInput, opts Options) (Service, Upstream, error) {
 		PreserveHost: true,
 		Tags:         tags,
 	}}
-	svc.Plugins = plugins(name, svc.Routes[0].PreserveHost, o, opts, tags)
+	var registry Plugin
+	svc.Plugins, registry = plugins(name, svc.Routes[0].PreserveHost, o, opts, tags)
+	if globalScope(opts) {
+		svc.RegistryPlugin = &registry
+	}
 	up := Upstream{
 		ID:         ID("upstream", upName),
 		Name:       upName,
@@ -210,17 +214,19 @@ func service(name, upName string, be backend, o routeopts.Options, tags []string
 // plugins are the service's plugin instances: the registry plugin
 // (carrying the route's preserve_host) unless the global one serves every
 // route (plugin scope global), and a response-transformer when the route
-// adds headers.
-func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, tags []string) []Plugin {
+// adds headers. The registry plugin is returned apart too: in scope global
+// the sync falls back to it when Kong cannot take our global plugin.
+func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, tags []string) ([]Plugin, Plugin) {
 	out := make([]Plugin, 0, 2)
+	registry := Plugin{
+		ID:      ID("plugin", name+"/"+PluginRegistry),
+		Name:    PluginRegistry,
+		Enabled: true,
+		Config:  RegistryConfig(name, preserveHost, o, opts),
+		Tags:    tags,
+	}
 	if !globalScope(opts) {
-		out = append(out, Plugin{
-			ID:      ID("plugin", name+"/"+PluginRegistry),
-			Name:    PluginRegistry,
-			Enabled: true,
-			Config:  RegistryConfig(name, preserveHost, o, opts),
-			Tags:    tags,
-		})
+		out = append(out, registry)
 	}
 	if len(o.Headers) > 0 {
 		add := make([]string, 0, len(o.Headers))
@@ -236,7 +242,7 @@ func plugins(name string, preserveHost bool, o routeopts.Options, opts Options, 
 			Tags:    tags,
 		})
 	}
-	return out
+	return out, registry
 }
 
 // RegistryConfig is the plugin's config on a route's dedicated service;
