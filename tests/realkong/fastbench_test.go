@@ -163,6 +163,7 @@ func timeBlocks(t *testing.T, k *kong, s *svc, rs *redistest.Server, be *backend
 			*s = *startSvc(t, k, rs.URL(), benchSvcEnv(on))
 		}
 		waitCatchAll(t, k, on)
+		waitQuiet(t, k, benchHost("pre", 0))
 		plain := startPlainPeer(t, k, be)
 		peer := startPeer(k, benchHost("pre", 0))
 		var took []time.Duration
@@ -461,4 +462,37 @@ func benchRow(k *kong, fast string, d []time.Duration) string {
 // ms is a duration in milliseconds with one decimal, as the tables print it.
 func ms(x time.Duration) string {
 	return strconv.FormatFloat(float64(x.Microseconds())/1000, 'f', 1, 64) + " ms"
+}
+
+// quietWindow and quietSlow: a Kong is steady once no request to an
+// existing route took over quietSlow for quietWindow.
+const (
+	quietWindow = 10 * time.Second
+	quietSlow   = 50 * time.Millisecond
+)
+
+// waitQuiet waits (at most 10 min) until Kong answers an existing route
+// steadily: a Kong that has just taken 10 000 routes goes on digesting
+// them for tens of seconds (DB mode: cluster events, one balancer per
+// upstream; TestKongRegistryShapeStall's quiet probes stalled 258-599 ms
+// 10-30 s after the writes, and 4-39 ms without upstreams), and a block
+// timed then measures that, not registrations into a Kong holding 10 000
+// routes. Logged: how long it took and how many slow requests it saw.
+func waitQuiet(t *testing.T, k *kong, host string) {
+	t.Helper()
+	start := time.Now()
+	last, slow, worst := start, 0, time.Duration(0)
+	for time.Since(last) < quietWindow {
+		if time.Since(start) > 10*time.Minute {
+			t.Fatalf("kong %s %s: not steady after %s (%d requests over %s, worst %s)", k.version, k.mode,
+				time.Since(start).Round(time.Second), slow, quietSlow, ms(worst))
+		}
+		t0 := time.Now()
+		status, _ := benchGet(k, host)
+		if d := time.Since(t0); d > quietSlow || status != 200 {
+			last, slow, worst = time.Now(), slow+1, max(worst, d)
+		}
+	}
+	t.Logf("kong %s %s steady after %s (%d requests over %s before, worst %s)", k.version, k.mode,
+		time.Since(start).Round(time.Millisecond), slow, quietSlow, ms(worst))
 }
