@@ -134,7 +134,7 @@ func kongFlags(f *envFlags, s *Settings) {
 	f.dur(&s.KongHealthGrace, "kong-health-grace", "SR_KONG_HEALTH_GRACE", time.Minute, "how long Kong may be unreachable or refuse writes before /health says degraded")
 	f.dur(&s.LeaseTTL, "kong-lease-ttl", "SR_KONG_LEASE_TTL", 15*time.Second, "how long the Kong sync lease outlives a silent replica")
 	f.str(&s.FastPath, "fast-path", "SR_FAST_PATH", "on", "on: keep the fast path's catch-all route sr-fast-path (paths [\"/\"], no hosts) in Kong, so a new registration answers before Kong's router has its own route; off: remove it")
-	f.str(&s.PluginScope, "plugin-scope", "SR_PLUGIN_SCOPE", translator.PluginScopeAuto, "where the service-registry plugin goes: service (one per registered route's Kong service), global (one global plugin serving every registered route; each plugin write in Kong DB mode makes every Kong worker rebuild over all plugins), auto (global in Kong DB mode, service in DB-less mode)")
+	f.str(&s.PluginScope, "plugin-scope", "SR_PLUGIN_SCOPE", translator.PluginScopeService, "where the service-registry plugin goes: service (one per registered route's Kong service), global (one global plugin serving every registered route; each plugin write in Kong DB mode makes every Kong worker rebuild over all plugins), auto (global in Kong DB mode, service in DB-less mode)")
 }
 
 // pluginRedisFlags say how the Kong plugin reaches Redis, when not the same

@@ -258,7 +258,7 @@ func TestPluginScopeSetting(t *testing.T) {
 		env  map[string]string
 		args []string
 		want string
-	}{{nil, nil, "auto"}, {map[string]string{"SR_PLUGIN_SCOPE": "global"}, nil, "global"}, {map[string]string{"SR_PLUGIN_SCOPE": "Service"}, nil, "service"},
+	}{{nil, nil, "service"}, {map[string]string{"SR_PLUGIN_SCOPE": "global"}, nil, "global"}, {map[string]string{"SR_PLUGIN_SCOPE": "Service"}, nil, "service"},
 		{map[string]string{"SR_PLUGIN_SCOPE": "global"}, []string{"--plugin-scope", "service"}, "service"}, {nil, []string{"--plugin-scope=AUTO"}, "auto"}} {
 		s, _, err := parseSettings("adminsvc", c.args, env(c.env), io.Discard)
 		if err != nil {
@@ -278,7 +278,7 @@ func TestPluginScopeSetting(t *testing.T) {
 	_, _, _ = parseSettings("adminsvc", []string{"--help"}, env(nil), &help)
 	_, entry, _ := strings.Cut(help.String(), "-plugin-scope")
 	entry, _, _ = strings.Cut(entry, "\n  -")
-	if !strings.Contains(entry, "SR_PLUGIN_SCOPE") || !strings.Contains(entry, `(default "auto")`) {
+	if !strings.Contains(entry, "SR_PLUGIN_SCOPE") || !strings.Contains(entry, `(default "service")`) {
 		t.Fatalf("--help lacks SR_PLUGIN_SCOPE:\n%s", help.String())
 	}
 }

@@ -9,13 +9,13 @@ import (
 )
 
 // Plugin scope global (translator/global.go) writes one global
-// service-registry plugin instead of one per route service. It is the
-// choice for Kong DB mode, where each plugin-entity write makes every Kong
-// worker rebuild its plugins iterator over all plugin entities; DB-less
-// Kong rebuilds everything on each push anyway, so service scope costs
-// nothing more there. Scope auto means exactly that, and is resolved here
-// because only the sync learns the mode (from Kong's GET / when the mode
-// is auto too).
+// service-registry plugin instead of one per route service. It pays in Kong
+// DB mode, where each plugin-entity write makes every Kong worker rebuild
+// its plugins iterator over all plugin entities; DB-less Kong rebuilds
+// everything on each push anyway, so service scope costs nothing more
+// there. Scope auto means exactly that, and is resolved here because only
+// the sync learns the mode (from Kong's GET / when the mode is auto too).
+// adminsvc's default is service.
 
 // checkPluginScope refuses an unknown Options.PluginScope.
 func checkPluginScope(scope string) error {

@@ -148,9 +148,9 @@ func tail(s string, n int) string {
 	return s
 }
 
-// TestKongDBModeEndToEnd runs in plugin scope service: it checks each
-// route's own service-registry plugin (TestKongDBModeGlobalScope: the
-// default in DB mode).
+// TestKongDBModeEndToEnd runs in plugin scope service (the default, said
+// explicitly: it checks each route's own service-registry plugin;
+// TestKongDBModeGlobalScope: scope global).
 func TestKongDBModeEndToEnd(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	k := startKong(t, false)

@@ -8,14 +8,14 @@ import (
 	"github.com/kong-service-registry/service-registry/internal/translator"
 )
 
-// TestKongDBModeGlobalScope: by default (SR_PLUGIN_SCOPE=auto) adminsvc
-// writes one global service-registry plugin in Kong DB mode instead of
+// TestKongDBModeGlobalScope: with SR_PLUGIN_SCOPE=auto adminsvc writes
+// one global service-registry plugin in Kong DB mode instead of
 // one per route service, heals it when deleted in Kong, and a restart with
 // SR_PLUGIN_SCOPE=service puts the plugins back on the route services.
 func TestKongDBModeGlobalScope(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	k := startKong(t, false)
-	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL()})
+	s := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL(), Env: map[string]string{"SR_PLUGIN_SCOPE": "auto"}})
 	if r := s.do("POST", "/register", `{"host":"api.example.com","path":"/v2","backend":"http://api-v2:9000",
 	  "options":{"headers":{"X-API-Version":"2.0"},"rate_limit":{"enabled":true,"requests_per_min":100}}}`); r.Status != 200 {
 		t.Fatal(r.Raw)
@@ -52,7 +52,7 @@ func TestKongDBModeGlobalScope(t *testing.T) {
 	waitFor(t, 10*time.Second, "global plugin healed", func() bool { _, ok := k.Find("plugins", translator.GlobalPluginID); return ok })
 
 	s.Stop()
-	svcScope := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL(), Env: map[string]string{"SR_PLUGIN_SCOPE": "service"}})
+	svcScope := startSvc(t, svcOpts{Redis: rs.URL(), Kong: k.URL()}) // the default: service
 	waitFor(t, 10*time.Second, "/health plugin_scope service", func() bool { return healthKong(svcScope)["plugin_scope"] == "service" })
 	waitAgree(t, svcScope, k, 10*time.Second)
 	if _, ok := k.Find("plugins", translator.GlobalPluginID); ok {

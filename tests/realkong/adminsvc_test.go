@@ -36,15 +36,16 @@ func startSvc(t testing.TB, k *kong, redisURL string, env map[string]string) *sv
 	return s
 }
 
-// pluginScope is the plugin scope adminsvc runs with: SR_PLUGIN_SCOPE, or
-// for auto (the default) global in DB mode and service in DB-less mode.
+// pluginScope is the plugin scope adminsvc runs with: SR_PLUGIN_SCOPE
+// (default service; auto: global in DB mode, service in DB-less mode).
 func pluginScope(env map[string]string, mode string) string {
 	switch env["SR_PLUGIN_SCOPE"] {
-	case translator.PluginScopeService, translator.PluginScopeGlobal:
-		return env["SR_PLUGIN_SCOPE"]
-	}
-	if isDB(mode) {
+	case translator.PluginScopeGlobal:
 		return translator.PluginScopeGlobal
+	case translator.PluginScopeAuto:
+		if isDB(mode) {
+			return translator.PluginScopeGlobal
+		}
 	}
 	return translator.PluginScopeService
 }

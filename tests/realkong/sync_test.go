@@ -21,7 +21,8 @@ import (
 // → 404.
 func TestAdminsvcDBMode(t *testing.T) {
 	eachKong(t, modeDB, func(t *testing.T, k *kong) {
-		// The default (auto: global in DB mode), then per-service plugins.
+		// One global plugin (SR_PLUGIN_SCOPE=auto: global in DB mode), then
+		// per-service plugins (the default).
 		for i, scope := range []string{translator.PluginScopeGlobal, translator.PluginScopeService} {
 			t.Run(scope, func(t *testing.T) {
 				if i > 0 {
@@ -36,8 +37,8 @@ func TestAdminsvcDBMode(t *testing.T) {
 func adminsvcDBMode(t *testing.T, k *kong, scope string) {
 	rs := redistest.Start(t, redistest.Options{})
 	env := map[string]string{}
-	if scope == translator.PluginScopeService {
-		env["SR_PLUGIN_SCOPE"] = scope
+	if scope == translator.PluginScopeGlobal {
+		env["SR_PLUGIN_SCOPE"] = translator.PluginScopeAuto
 	}
 	s := startSvc(t, k, rs.URL(), env)
 	v1, v2 := newBackend(t, "v1"), newBackend(t, "v2")
