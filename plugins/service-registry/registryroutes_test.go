@@ -172,7 +172,7 @@ func TestRegistryRoutesBreaker(t *testing.T) {
 
 func TestRegistryRoutesConfig(t *testing.T) {
 	for js, want := range map[string]string{
-		`{"registry":"kong","registry_routes":true}`:                     "registry_routes: requires registry redis",
+		`{"registry":"kong","registry_routes":true}`:                   "registry_routes: requires registry redis",
 		`{"registry":"redis","registry_routes":true,"fast_path":true}`: "registry_routes: not with fast_path",
 	} {
 		cp := decode(t, js).compile()
