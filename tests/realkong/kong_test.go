@@ -426,6 +426,24 @@ func psql(sql string) ([]byte, error) {
 }
 
 // logs returns the tails of Kong's error.log and the plugin server's log.
+// errorLogSize is the size of Kong's error.log now (errorLogSince).
+func (k *kong) errorLogSize() int64 {
+	fi, err := os.Stat(filepath.Join(k.prefix, "logs", "error.log"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// errorLogSince is what Kong wrote to error.log after offset.
+func (k *kong) errorLogSince(offset int64) string {
+	data, _ := os.ReadFile(filepath.Join(k.prefix, "logs", "error.log"))
+	if int64(len(data)) < offset {
+		return string(data)
+	}
+	return string(data[offset:])
+}
+
 func (k *kong) logs() string {
 	var b strings.Builder
 	for _, f := range []string{"error.log", "service-registry.log"} {
