@@ -9,10 +9,14 @@
 // fast_path (the catch-all route, issue 16) it first matches the request in
 // the route table (internal/routetable) and runs those steps with the
 // matched route's own config (fastpath.go), or answers Kong's no-route 404
-// (noroute.go).
+// (noroute.go). With registry_routes (a global instance, adminsvc's plugin
+// scope global) it asks Kong which service the request matched and runs
+// those steps with that registered route's own config (registryroutes.go);
+// other Kong services pass untouched.
 //
 // One concept per file: handler.go (the access steps in order, the log
-// phase), fastpath.go and noroute.go (the fast path), servicename.go (the one resolver of the registry service),
+// phase), fastpath.go and noroute.go (the fast path), registryroutes.go
+// (one global instance for every registered route), servicename.go (the one resolver of the registry service),
 // guards.go (wiring the guards into compiled), rateguard.go (rate limit),
 // breakers.go (breaker sets shared across config versions), admission.go
 // (breaker admission and the all-open answer), outcome.go (outcomes from
