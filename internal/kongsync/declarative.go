@@ -143,17 +143,22 @@ func refusedRoutes(err error) map[string]string {
 }
 
 // withoutRoutes drops the entities of the routes whose tag pairs are in bad,
-// and the global plugin when bad names it (translator.TagGlobal).
+// and the global plugin when bad names it (translator.TagGlobal): the
+// route services then carry their own service-registry plugins instead
+// (translator.ServiceScope), so no route is left without one.
 func withoutRoutes(st translator.State, bad map[string]string) (translator.State, []Refusal) {
 	out := translator.State{Errors: st.Errors}
 	var dropped []Refusal
+	globalDropped := false
 	for _, p := range st.Plugins {
 		if msg, ok := bad[tagPair(p.Tags)]; ok {
 			dropped = append(dropped, Refusal{Kind: kindPlugin.String(), Name: p.Name, Route: translator.TagGlobal, Message: msg})
+			globalDropped = true
 			continue
 		}
 		out.Plugins = append(out.Plugins, p)
 	}
+
 	for _, s := range st.Services {
 		pair := tagPair(s.Tags)
 		if msg, ok := bad[pair]; ok {
@@ -166,6 +171,9 @@ func withoutRoutes(st translator.State, bad map[string]string) (translator.State
 		if _, ok := bad[tagPair(u.Tags)]; !ok {
 			out.Upstreams = append(out.Upstreams, u)
 		}
+	}
+	if globalDropped {
+		out = translator.ServiceScope(out)
 	}
 	return out, dropped
 }

@@ -43,16 +43,23 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 		// routes with no rate limit, breaker or instance choice.
 		globalFailed bool
 	)
-	for _, phase := range p.phases() {
+	// registryFailed: a route service's service-registry plugin was not
+	// written, so the global plugin (the last phase, on a switch to scope
+	// service) is not deleted either.
+	registryFailed := false
+	run := func(phase []op) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(concurrency)
 		// The previous phases' goroutines are done.
-		skipFast, keepRegistry := fastFailed, globalFailed
+		skipFast, keepRegistry, keepGlobal := fastFailed, globalFailed, registryFailed
 		for _, o := range phase {
 			if skipFast && o.act != remove && translator.IsFastPath(o.e.tagList()) {
 				continue
 			}
 			if keepRegistry && replacedByGlobal(o) {
+				continue
+			}
+			if keepGlobal && o.act == remove && global(o.e) {
 				continue
 			}
 			g.Go(func() error {
@@ -69,6 +76,7 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 				defer mu.Unlock()
 				fastFailed = fastFailed || (o.act != remove && translator.IsFastPath(o.e.tagList()))
 				globalFailed = globalFailed || (o.act != remove && global(o.e))
+				registryFailed = registryFailed || (o.act != remove && routeRegistryPlugin(o.e))
 				if r, ok := refusal(o, err); ok {
 					refused = append(refused, r)
 				} else {
@@ -79,7 +87,29 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 		}
 		_ = g.Wait()
 	}
+	phases := p.phases()
+	if len(p.last) > 0 {
+		phases = phases[:len(phases)-1]
+	}
+	for _, phase := range phases {
+		run(phase)
+	}
+	if globalFailed && len(p.fallback) > 0 {
+		// The global plugin is not in Kong: the route services (written
+		// by now, new routes' included) get their own plugins instead, so
+		// none is left without an instance while Kong refuses it.
+		run(p.fallback)
+	}
+	if len(p.last) > 0 {
+		run(p.last)
+	}
 	return refused, errs
+}
+
+// routeRegistryPlugin reports whether e is a route service's
+// service-registry plugin (not the catch-all's, not the global one).
+func routeRegistryPlugin(e entity) bool {
+	return e.kind() == kindPlugin && e.label() == translator.PluginRegistry && !translator.IsFastPath(e.tagList()) && !global(e)
 }
 
 // replacedByGlobal reports whether o deletes a route service's
@@ -89,8 +119,7 @@ func execute(ctx context.Context, c *client, p *plan, concurrency int) ([]Refusa
 // body is fixed for the process, and a failed write makes the next apply
 // a full one).
 func replacedByGlobal(o op) bool {
-	return o.act == remove && o.e.kind() == kindPlugin && o.e.label() == translator.PluginRegistry &&
-		!translator.IsFastPath(o.e.tagList()) && !global(o.e)
+	return o.act == remove && routeRegistryPlugin(o.e)
 }
 
 // refusal reports whether err is Kong refusing the entity itself.

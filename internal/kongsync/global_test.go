@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -425,6 +426,65 @@ func TestDBModeRefusedGlobalPluginKeepsServicePlugins(t *testing.T) {
 	if w := e.recorded(); index(w, "DELETE /plugins/") >= 0 {
 		t.Fatalf("plugins deleted although the global one was refused: %v", w)
 	}
+	// A route registered while Kong refuses the global plugin gets its
+	// own instead (before: none at all).
+	e.register("new.example.com", "/", "http://new:80", "")
+	if res := e.reconcile(); len(res.Refused) != 1 {
+		t.Fatalf("refused: %+v", res.Refused)
+	}
+	e.checkService(v2, v1, v2, "sr-new.example.com_")
+}
+
+// TestDBModeFreshGlobalRefusedFallsBack: scope global from the start, and
+// Kong refuses the global plugin (an older plugin without registry_routes):
+// every route service carries its own plugin.
+func TestDBModeFreshGlobalRefusedFallsBack(t *testing.T) {
+	e := newScopeEnv(t, false, "", noRegistryRoutes{kongfake.RegistrySchema(t)})
+	e.setScope(translator.PluginScopeGlobal)
+	e.registerTwo()
+	if res := e.reconcile(); len(res.Refused) != 1 || res.Refused[0].Route != translator.TagGlobal {
+		t.Fatalf("refused: %+v", res.Refused)
+	}
+	e.checkService(v2, v1, v2)
+}
+
+// TestDBModeSwitchToServiceKeepsGlobalWhileServicePluginsFail: back to
+// scope service, Kong refuses a route service's plugin: the global plugin
+// stays (it still serves that route) until every route has its own.
+func TestDBModeSwitchToServiceKeepsGlobalWhileServicePluginsFail(t *testing.T) {
+	refuse := &refuseService{PluginSchema: kongfake.RegistrySchema(t)}
+	e := newScopeEnv(t, false, "", refuse)
+	e.setScope(translator.PluginScopeGlobal)
+	e.registerTwo()
+	e.reconcile()
+	e.checkGlobal(v2)
+	refuse.on.Store(true)
+	e.setScope(translator.PluginScopeService)
+	if res := e.reconcile(); len(res.Refused) == 0 {
+		t.Fatalf("nothing refused: %+v", res)
+	}
+	if _, ok := e.kong.Find("plugins", translator.GlobalPluginID); !ok {
+		t.Fatal("global plugin deleted although a route service's plugin was refused")
+	}
+	refuse.on.Store(false)
+	if res := e.reconcile(); len(res.Refused) != 0 {
+		t.Fatalf("refused: %+v", res.Refused)
+	}
+	e.checkService(v2, v1, v2)
+}
+
+// refuseService refuses, while on, a service-registry config naming a
+// service (the route services' plugins; not the global one).
+type refuseService struct {
+	kongfake.PluginSchema
+	on atomic.Bool
+}
+
+func (s *refuseService) Validate(c map[string]any) (map[string]any, map[string]any) {
+	if name, _ := c["service"].(string); name != "" && s.on.Load() {
+		return nil, map[string]any{"service": "refused by the test"}
+	}
+	return s.PluginSchema.Validate(c)
 }
 
 // DB-less, plugin scope global: the global plugin is one of the pushed
@@ -568,6 +628,8 @@ func TestDBLessRefusedGlobalPluginReported(t *testing.T) {
 	if _, ok := e.kong.Find("routes", v2); !ok {
 		t.Fatal("the refused global plugin kept the routes out")
 	}
+	// The pushed config falls back to the route services' own plugins.
+	e.checkService(v2, v1, v2)
 	if st := e.sync.Status(); st.Healthy() || len(st.Refused) != 1 {
 		t.Fatalf("status: %+v", st)
 	}

@@ -37,6 +37,10 @@ type plan struct {
 	upserts   [numLevels][]op
 	last      []op
 	unchanged int
+	// fallback writes the route services' own service-registry plugins
+	// (those in Kong already and unchanged aside); execute runs it only
+	// when the global plugin (first) could not be written.
+	fallback []op
 }
 
 // numLevels adds one level above levels for the fast path's catch-all
@@ -159,6 +163,14 @@ func planFull(want desired, have actual) plan {
 			}
 			a, ok := have.byKind[k][id]
 			p.diff(w, a, ok)
+		}
+	}
+	for _, w := range want.fallback {
+		switch a, ok := have.byKind[kindPlugin][w.id()]; {
+		case !ok:
+			p.fallback = append(p.fallback, op{create, w})
+		case !w.same(a):
+			p.fallback = append(p.fallback, op{update, w})
 		}
 	}
 	return p

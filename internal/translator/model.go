@@ -90,9 +90,6 @@ type RouteError struct {
 // RegistryPlugin back among its plugins (first, as Translate puts it), and
 // the global plugin gone. st is left as it is.
 func ServiceScope(st State) State {
-	if len(st.Plugins) == 0 {
-		return st
-	}
 	out := st
 	out.Plugins = nil
 	out.Services = make([]Service, len(st.Services))

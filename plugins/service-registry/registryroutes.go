@@ -20,9 +20,12 @@ import (
 // PDK calls per request: kong.router.get_service (which Kong service, the
 // one call more than a per-service instance, whose config names it), then
 // what that service's own instance would make. Other Kong services (the
-// operator's) pass untouched after that one call. Log phase: nothing until
-// a registered route with a circuit breaker was served (fastBreakers), then
-// kong.log.serialize, which names the service.
+// operator's) pass untouched after that one call (and the two plugin-server
+// events every global plugin costs). Log phase: nothing until a route with
+// a circuit breaker was built on this node (fastBreakers), then
+// kong.log.serialize, which names the service, on every request Kong
+// proxies, the operator's included: one call, within DESIGN.md's log
+// budget, where per-service instances pay it on breaker routes only.
 
 // registryRoute serves a request as the plugin on its Kong service would.
 func (c *Config) registryRoute(k kongAPI, cp *compiled) (string, outcome) {
@@ -31,8 +34,10 @@ func (c *Config) registryRoute(k kongAPI, cp *compiled) (string, outcome) {
 		logThrottled("registry-routes-service", "service-registry: registry_routes: kong.router.get_service failed; Kong's upstream serves the request", "error", err)
 		return "", outPassed
 	}
-	if id == "" || name == "" {
-		return "", outPassed // no Kong service (a route without one): not ours
+	if id == "" || name == "" || id != translator.ID("service", name) {
+		// No Kong service, or one adminsvc did not make (its ids derive
+		// from the name): not ours, and no wait for the route table.
+		return "", outPassed
 	}
 	table := cp.backend.routeTable(time.Duration(c.CacheTTLMs) * time.Millisecond)
 	if err := waitRoutes(cp.backend, table); err != nil {
@@ -43,9 +48,6 @@ func (c *Config) registryRoute(k kongAPI, cp *compiled) (string, outcome) {
 	}
 	e := table.Service(name)
 	if e == nil {
-		if id != translator.ID("service", name) {
-			return "", outPassed // an operator's service
-		}
 		// Ours, and not in the table: deregistered (Kong's router keeps the
 		// route until the sync deletes it) or registered a moment ago and
 		// still on its way into the table: check at the registry's
