@@ -49,7 +49,7 @@ type routeServing struct {
 
 // fastPath serves a request on the catch-all route.
 func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
-	table := cp.backend.routeTable(time.Duration(c.CacheTTLMs) * time.Millisecond)
+	table := c.routes(cp)
 	if err := waitRoutes(cp.backend, table); err != nil {
 		// Without the table the route is unknown here: Kong without the
 		// catch-all would answer 404 too.
@@ -90,6 +90,12 @@ func (c *Config) fastPath(k kongAPI, cp *compiled) (string, outcome) {
 		rs.finish(fk, path, reqHost)
 	}
 	return name, o
+}
+
+// routes is the route table of cp's backend (the fast path's and
+// registry_routes'), checked against the registry every cache_ttl_ms.
+func (c *Config) routes(cp *compiled) *routetable.Table {
+	return cp.backend.routeTable(time.Duration(c.CacheTTLMs) * time.Millisecond)
 }
 
 // waitRoutes waits for the table's first load (once per process), no
@@ -151,7 +157,7 @@ func (c *Config) fastPathLog(k kongAPI, cp *compiled) {
 		return
 	}
 	host, path, _ := strings.Cut(v, "\x00")
-	e := cp.backend.routeTable(time.Duration(c.CacheTTLMs)*time.Millisecond).Match(host, path)
+	e := c.routes(cp).Match(host, path)
 	if e == nil {
 		return // deregistered meanwhile: nothing left to protect
 	}

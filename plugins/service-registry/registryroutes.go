@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/kong-service-registry/service-registry/internal/translator"
 )
@@ -34,12 +33,17 @@ func (c *Config) registryRoute(k kongAPI, cp *compiled) (string, outcome) {
 		logThrottled("registry-routes-service", "service-registry: registry_routes: kong.router.get_service failed; Kong's upstream serves the request", "error", err)
 		return "", outPassed
 	}
-	if id == "" || name == "" || id != translator.ID("service", name) {
-		// No Kong service, or one adminsvc did not make (its ids derive
-		// from the name): not ours, and no wait for the route table.
-		return "", outPassed
+	if id == "" || name == "" {
+		return "", outPassed // no Kong service: not ours
 	}
-	table := cp.backend.routeTable(time.Duration(c.CacheTTLMs) * time.Millisecond)
+	// Ours is a service adminsvc made: its id derives from its name. That
+	// takes a hash, so a service the table has is checked against the id
+	// its route was built with instead (below); the hash is for the others.
+	ours := func() bool { return id == translator.ID("service", name) }
+	table := c.routes(cp)
+	if !table.Ready() && !ours() {
+		return "", outPassed // an operator's service: no wait for the table
+	}
 	if err := waitRoutes(cp.backend, table); err != nil {
 		// Without the table the route's options are unknown: fail static,
 		// Kong's own upstream (adminsvc keeps its targets) serves it.
@@ -48,6 +52,9 @@ func (c *Config) registryRoute(k kongAPI, cp *compiled) (string, outcome) {
 	}
 	e := table.Service(name)
 	if e == nil {
+		if !ours() {
+			return "", outPassed // an operator's service
+		}
 		// Ours, and not in the table: deregistered (Kong's router keeps the
 		// route until the sync deletes it) or registered a moment ago and
 		// still on its way into the table: check at the registry's
@@ -87,7 +94,7 @@ func (c *Config) registryRoutesLog(k kongAPI, cp *compiled) {
 	if json.Unmarshal(doc.service, &svc) != nil || svc.Name == "" {
 		return
 	}
-	e := cp.backend.routeTable(time.Duration(c.CacheTTLMs) * time.Millisecond).Service(svc.Name)
+	e := c.routes(cp).Service(svc.Name)
 	if e == nil {
 		return // deregistered meanwhile: nothing left to protect
 	}
