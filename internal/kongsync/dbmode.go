@@ -2,6 +2,7 @@ package kongsync
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -143,8 +144,13 @@ func (d *dbSync) list(ctx context.Context, want desired, deep bool) (actual, err
 		})
 	}
 	listKind(kindService, func() ([]entity, error) { return listEntities[service](gctx, d.c, kindService) })
-	listKind(kindRoute, d.routeLister(gctx, want, &have.shadow))
-	listKind(kindPlugin, d.pluginLister(gctx, want, &have.globalShadow))
+	// With the fast path wanted, every route is listed to spot an
+	// operator's catch-all (fastpath.go); with our global plugin (or its
+	// fallback) wanted, every plugin, to spot an operator's global one
+	// (scope.go).
+	listKind(kindRoute, spottingLister[route, catchAll](gctx, d.c, kindRoute, want.hasFastPath(), &have.shadow))
+	listKind(kindPlugin, spottingLister[plugin, globalProbe](gctx, d.c, kindPlugin,
+		len(want.fallback) > 0 || want.hasGlobal(), &have.globalShadow))
 	listKind(kindUpstream, func() ([]entity, error) { return listEntities[upstream](gctx, d.c, kindUpstream) })
 	var tagged map[string]bool
 	g.Go(func() (err error) {
@@ -243,15 +249,52 @@ func taggedTargets(ctx context.Context, c *client) (map[string]bool, error) {
 	return out, nil
 }
 
-// routeLister lists our routes; with the fast path wanted it lists every
-// route instead (one paged list as before) to see an operator's catch-all,
-// which it stores in shadow.
-func (d *dbSync) routeLister(ctx context.Context, want desired, shadow *string) func() ([]entity, error) {
-	if !want.hasFastPath() {
-		return func() ([]entity, error) { return listEntities[route](ctx, d.c, kindRoute) }
+// spotter is what listAllSpotting reads of every listed entity before
+// anything else: its tags, and whether it is the operator's entity the
+// listing looks for, with its label.
+type spotter interface {
+	tagList() []string
+	spot() (string, bool)
+}
+
+// spottingLister lists our entities of kind k: by our tag, or, when all,
+// every one of them (one paged list like the tagged one), storing in
+// shadow the label of the first operator's entity S spots ("" when none).
+func spottingLister[T entity, S spotter](ctx context.Context, c *client, k kind, all bool, shadow *string) func() ([]entity, error) {
+	if !all {
+		return func() ([]entity, error) { return listEntities[T](ctx, c, k) }
 	}
 	return func() (es []entity, err error) {
-		es, *shadow, err = listRoutesAll(ctx, d.c)
+		es, *shadow, err = listAllSpotting[T, S](ctx, c, k)
 		return es, err
 	}
+}
+
+// listAllSpotting lists every entity of kind k in Kong, returns ours and
+// the label of the first other one S spots.
+func listAllSpotting[T entity, S spotter](ctx context.Context, c *client, k kind) ([]entity, string, error) {
+	raws, err := list[json.RawMessage](ctx, c, "/"+k.String(), "")
+	if err != nil {
+		return nil, "", err
+	}
+	var ours []entity
+	var shadow string
+	for _, raw := range raws {
+		var s S
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, "", fmt.Errorf("reading kong %s: %w", k, err)
+		}
+		if !hasTag(s.tagList(), translator.TagManaged) {
+			if label, ok := s.spot(); ok && shadow == "" {
+				shadow = label
+			}
+			continue
+		}
+		var e T
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, "", fmt.Errorf("reading kong %s: %w", k, err)
+		}
+		ours = append(ours, e)
+	}
+	return ours, shadow, nil
 }

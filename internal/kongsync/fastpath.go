@@ -2,9 +2,7 @@ package kongsync
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	"github.com/kong-service-registry/service-registry/internal/translator"
@@ -161,6 +159,12 @@ func (r catchAll) http() bool {
 	return false
 }
 
+// tagList and spot make catchAll the spotter of listAllSpotting: an
+// operator's route catching "/" without hosts, named.
+func (r catchAll) tagList() []string { return r.Tags }
+
+func (r catchAll) spot() (string, bool) { return r.label(), r.catchesAll() }
+
 func (r catchAll) label() string {
 	if r.Name != "" {
 		return r.Name
@@ -174,36 +178,6 @@ func emptyJSON(raw json.RawMessage) bool {
 		return true
 	}
 	return false
-}
-
-// listRoutesAll lists every route in Kong (ours and the operator's, one
-// paged list like the tagged one it replaces) and returns ours, and the
-// first operator route that catches "/" without hosts ("" when none).
-func listRoutesAll(ctx context.Context, c *client) ([]entity, string, error) {
-	raws, err := list[json.RawMessage](ctx, c, "/routes", "")
-	if err != nil {
-		return nil, "", err
-	}
-	var ours []entity
-	var shadow string
-	for _, raw := range raws {
-		var ca catchAll
-		if err := json.Unmarshal(raw, &ca); err != nil {
-			return nil, "", fmt.Errorf("reading a kong route: %w", err)
-		}
-		if !hasTag(ca.Tags, translator.TagManaged) {
-			if shadow == "" && ca.catchesAll() {
-				shadow = ca.label()
-			}
-			continue
-		}
-		var r route
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return nil, "", fmt.Errorf("reading kong route %s: %w", ca.label(), err)
-		}
-		ours = append(ours, r)
-	}
-	return ours, shadow, nil
 }
 
 // declarativeCatchAll finds an operator route catching "/" without hosts

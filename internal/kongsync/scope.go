@@ -77,20 +77,8 @@ func (d desired) serviceScope() desired {
 	return d
 }
 
-// operatorGlobal reports whether raw (a plugin as Kong lists it) is a
-// global service-registry plugin not tagged as ours, and its label.
-func operatorGlobal(raw globalProbe) (string, bool) {
-	if raw.Name != translator.PluginRegistry || hasTag(raw.Tags, translator.TagManaged) ||
-		!emptyJSON(raw.Service) || !emptyJSON(raw.Route) || !emptyJSON(raw.Consumer) {
-		return "", false
-	}
-	if raw.InstanceName != "" {
-		return raw.InstanceName, true
-	}
-	return raw.ID, true
-}
-
-// globalProbe is what operatorGlobal reads of a listed plugin.
+// globalProbe is what the plugin listing reads of each plugin first, to
+// spot an operator's global service-registry plugin (listAllSpotting).
 type globalProbe struct {
 	ID           string          `json:"id"`
 	Name         string          `json:"name"`
@@ -101,47 +89,19 @@ type globalProbe struct {
 	Consumer     json.RawMessage `json:"consumer"`
 }
 
-// listPluginsAll lists every plugin in Kong (one paged list like the
-// tagged one it replaces) and returns ours, and an operator's global
-// service-registry plugin ("" when none).
-func listPluginsAll(ctx context.Context, c *client) ([]entity, string, error) {
-	raws, err := list[json.RawMessage](ctx, c, "/plugins", "")
-	if err != nil {
-		return nil, "", err
-	}
-	var ours []entity
-	var shadow string
-	for _, raw := range raws {
-		var pr globalProbe
-		if err := json.Unmarshal(raw, &pr); err != nil {
-			return nil, "", fmt.Errorf("reading a kong plugin: %w", err)
-		}
-		if !hasTag(pr.Tags, translator.TagManaged) {
-			if label, ok := operatorGlobal(pr); ok && shadow == "" {
-				shadow = label
-			}
-			continue
-		}
-		var p plugin
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return nil, "", fmt.Errorf("reading kong plugin %s: %w", pr.ID, err)
-		}
-		ours = append(ours, p)
-	}
-	return ours, shadow, nil
-}
+func (p globalProbe) tagList() []string { return p.Tags }
 
-// pluginLister lists our plugins; with our global plugin wanted it lists
-// every plugin instead to see an operator's global one, which it stores
-// in shadow.
-func (d *dbSync) pluginLister(ctx context.Context, want desired, shadow *string) func() ([]entity, error) {
-	if len(want.fallback) == 0 && !want.hasGlobal() {
-		return func() ([]entity, error) { return listEntities[plugin](ctx, d.c, kindPlugin) }
+// spot reports whether p is a global service-registry plugin not tagged
+// as ours, and its label.
+func (p globalProbe) spot() (string, bool) {
+	if p.Name != translator.PluginRegistry || hasTag(p.Tags, translator.TagManaged) ||
+		!emptyJSON(p.Service) || !emptyJSON(p.Route) || !emptyJSON(p.Consumer) {
+		return "", false
 	}
-	return func() (es []entity, err error) {
-		es, *shadow, err = listPluginsAll(ctx, d.c)
-		return es, err
+	if p.InstanceName != "" {
+		return p.InstanceName, true
 	}
+	return p.ID, true
 }
 
 // hasGlobal reports whether d holds our global plugin.
