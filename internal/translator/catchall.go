@@ -84,13 +84,17 @@ func FastPath(opts Options) (Service, Upstream) {
 }
 
 // IsFastPath reports whether an entity's tags mark it as the catch-all's.
-func IsFastPath(tags []string) bool {
-	managed, fast := false, false
+func IsFastPath(tags []string) bool { return managedWith(tags, TagFastPath) }
+
+// managedWith reports whether tags hold TagManaged and tag: one of our
+// entities that belongs to no route (the catch-all's, the global plugin).
+func managedWith(tags []string, tag string) bool {
+	managed, with := false, false
 	for _, t := range tags {
 		managed = managed || t == TagManaged
-		fast = fast || t == TagFastPath
+		with = with || t == tag
 	}
-	return managed && fast
+	return managed && with
 }
 
 // redisConfig is the plugin's config.redis record from opts.Redis, without

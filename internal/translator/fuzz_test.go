@@ -3,14 +3,12 @@ package translator
 import (
 	"encoding/json"
 	"net"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
-	"github.com/kong-service-registry/service-registry/tests/kongschema"
 )
 
 // kongTag is Kong 3.9's tag rule (typedefs.lua validate_tag), written
@@ -35,14 +33,7 @@ func kongTag(s string) bool {
 // weights in range, and service-registry plugin configs that pass the
 // plugin's own schema (kong/schemas/service-registry.json, the -dump).
 func FuzzTranslate(f *testing.F) {
-	dump, err := os.ReadFile("../../kong/schemas/service-registry.json")
-	if err != nil {
-		f.Fatal(err)
-	}
-	schema, err := kongschema.ParseDump(dump)
-	if err != nil {
-		f.Fatal(err)
-	}
+	schema := snapshotSchema(f)
 	f.Add("api.example.com", "/v1", "http://api-v1:8080", ``, "10.0.0.1:80", 5)
 	f.Add("*.example.com", "/a,b/c%2F", "wss://ws.example.com/sock", `{"timeout":"45s","headers":{"X-A":"1"},"rate_limit":{"enabled":true,"requests_per_min":100,"per_ip":true},"circuit_breaker":{"enabled":true,"failure_threshold":5,"timeout":"30s"},"retry":{"enabled":true,"max_attempts":3},"health_check_path":"/h","health_check_interval":"10s"}`, "[::1]:9000", 0)
 	f.Add("h", "/", "https://[::1]:8443/base/", `{"retry":{"enabled":true,"max_attempts":40000}}`, "", -3)

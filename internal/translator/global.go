@@ -48,14 +48,7 @@ func GlobalPlugin(opts Options) Plugin {
 }
 
 // IsGlobal reports whether an entity's tags mark it as the global plugin.
-func IsGlobal(tags []string) bool {
-	managed, global := false, false
-	for _, t := range tags {
-		managed = managed || t == TagManaged
-		global = global || t == TagGlobal
-	}
-	return managed && global
-}
+func IsGlobal(tags []string) bool { return managedWith(tags, TagGlobal) }
 
 // globalScope reports whether opts ask for plugin scope global.
 func globalScope(opts Options) bool { return opts.PluginScope == PluginScopeGlobal }

@@ -2,13 +2,10 @@ package translator
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/kong-service-registry/service-registry/internal/registry"
-	"github.com/kong-service-registry/service-registry/tests/kongschema"
 )
 
 func scopeInput() ([]RouteInput, Options) {
@@ -110,25 +107,12 @@ func TestForRouteIgnoresPluginScope(t *testing.T) {
 // Kong accepts the global plugin's config (the plugin's -dump snapshot)
 // and the plugin's own checks pass; registry_routes survives the defaults.
 func TestGlobalPluginConfigAcceptedBySchema(t *testing.T) {
-	dump, err := os.ReadFile(filepath.Join("..", "..", "kong", "schemas", "service-registry.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := kongschema.ParseDump(dump)
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := snapshotSchema(t)
 	for _, redis := range []map[string]any{nil, {"host": "10.0.0.5", "port": 6380, "password": "", "ssl": true, "server_name": "redis.internal"}} {
 		p := GlobalPlugin(Options{Redis: redis, PluginScope: PluginScopeGlobal})
-		b, _ := json.Marshal(p.Config)
-		var in map[string]any
-		_ = json.Unmarshal(b, &in)
-		filled, errs := schema.Validate(in)
-		if errs != nil {
-			t.Fatalf("kong refuses the global plugin's config %s: %v", b, errs)
-		}
-		if e := pluginRefuses(schema.ForPlugin(filled)); len(e) > 0 {
-			t.Fatalf("plugin refuses %s: %v", b, e)
+		in, filled, why := schemaAccepts(schema, p.Config)
+		if why != "" {
+			t.Fatalf("the global plugin's config: %s", why)
 		}
 		if filled["registry_routes"] != true || filled["registry"] != "redis" || filled["fast_path"] == true {
 			t.Fatalf("after defaults: %v", filled)

@@ -14,6 +14,38 @@ import (
 	"github.com/kong-service-registry/service-registry/tests/kongschema"
 )
 
+// snapshotSchema is the plugin's schema as Kong loads it: the -dump
+// snapshot kong/schemas/service-registry.json.
+func snapshotSchema(t testing.TB) *kongschema.Plugin {
+	t.Helper()
+	dump, err := os.ReadFile(filepath.Join("..", "..", "kong", "schemas", "service-registry.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := kongschema.ParseDump(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schema
+}
+
+// schemaAccepts sends a plugin config the way the sync does (JSON) through
+// Kong's validation of it, which fills the defaults, and the plugin's own
+// checks: in is what was sent, filled what the plugin receives, and why
+// says who refused it ("" when neither did).
+func schemaAccepts(schema *kongschema.Plugin, cfg map[string]any) (in, filled map[string]any, why string) {
+	b, _ := json.Marshal(cfg)
+	_ = json.Unmarshal(b, &in)
+	filled, errs := schema.Validate(in)
+	if errs != nil {
+		return in, nil, fmt.Sprintf("Kong refuses plugin config %s: %v", b, errs)
+	}
+	if e := pluginRefuses(schema.ForPlugin(filled)); len(e) > 0 {
+		return in, filled, fmt.Sprintf("plugin refuses config %s: %v", b, e)
+	}
+	return in, filled, ""
+}
+
 // pluginRefuses applies the plugin's cross-field checks that the schema
 // cannot express (plugins/service-registry/config.go, Config.validate) to
 // the config the plugin receives. They are restated here because that code
@@ -51,14 +83,7 @@ func pluginRefuses(cfg map[string]any) []string {
 // plugin (the -dump snapshot Kong loads) and the plugin's own checks:
 // nothing adminsvc stores may be refused by Kong or 500 in the plugin.
 func TestEveryAcceptedOptionIsAcceptedByThePlugin(t *testing.T) {
-	dump, err := os.ReadFile(filepath.Join("..", "..", "kong", "schemas", "service-registry.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := kongschema.ParseDump(dump)
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := snapshotSchema(t)
 	var cases []string
 	for _, rl := range []string{``, `"enabled":false`, `"enabled":true,"requests_per_min":1`, `"enabled":true,"requests_per_min":` + strconv.Itoa(ratelimit.MaxPerMinute) + `,"per_ip":true`,
 		`"enabled":true,"requests_per_min":` + strconv.Itoa(ratelimit.MaxBurst+2),
@@ -99,16 +124,8 @@ func TestEveryAcceptedOptionIsAcceptedByThePlugin(t *testing.T) {
 		}
 		accepted++
 		cfg := RegistryConfig("sr-a.example.com_", true, o, Options{Redis: map[string]any{"host": "10.0.0.5", "port": 6380, "ssl": true, "ssl_verify": true, "server_name": "redis.internal"}})
-		b, _ := json.Marshal(cfg)
-		var in map[string]any
-		_ = json.Unmarshal(b, &in)
-		filled, errs := schema.Validate(in)
-		if errs != nil {
-			t.Errorf("options %s: Kong refuses plugin config %s: %v", raw, b, errs)
-			continue
-		}
-		if e := pluginRefuses(schema.ForPlugin(filled)); len(e) > 0 {
-			t.Errorf("options %s: plugin refuses config %s: %v", raw, b, e)
+		if _, _, why := schemaAccepts(schema, cfg); why != "" {
+			t.Errorf("options %s: %s", raw, why)
 		}
 	}
 	if accepted < 10 {
