@@ -354,15 +354,23 @@ func TestFastPathShadowedByOperatorRouteDBLess(t *testing.T) {
 	}
 }
 
-// refuseFastPath is a plugin schema (an older plugin binary) that refuses
-// the fast_path field, as Kong does for a field its schema lacks.
-type refuseFastPath struct{ kongfake.PluginSchema }
+// olderPlugin is the plugin schema of an older plugin binary, which lacks
+// the field unknown: Kong refuses a config setting it ("unknown field").
+type olderPlugin struct {
+	kongfake.PluginSchema
+	unknown string
+}
 
-func (r refuseFastPath) Validate(c map[string]any) (map[string]any, map[string]any) {
-	if _, ok := c["fast_path"]; ok {
-		return nil, map[string]any{"fast_path": "unknown field"}
+func (o olderPlugin) Validate(c map[string]any) (map[string]any, map[string]any) {
+	if _, ok := c[o.unknown]; ok {
+		return nil, map[string]any{o.unknown: "unknown field"}
 	}
-	return r.PluginSchema.Validate(c)
+	return o.PluginSchema.Validate(c)
+}
+
+// refuseFastPath is a plugin from before fast_path.
+func refuseFastPath(t *testing.T) olderPlugin {
+	return olderPlugin{kongfake.RegistrySchema(t), "fast_path"}
 }
 
 // A Kong whose plugin refuses fast_path: the refusal is reported, the
@@ -370,7 +378,7 @@ func (r refuseFastPath) Validate(c map[string]any) (map[string]any, map[string]a
 // without its plugin (it would answer every unknown request 503, not 404).
 func TestFastPathRefusedPluginLeavesNoBareCatchAll(t *testing.T) {
 	for _, dbless := range []bool{false, true} {
-		e := newFastEnv(t, dbless, "", refuseFastPath{kongfake.RegistrySchema(t)})
+		e := newFastEnv(t, dbless, "", refuseFastPath(t))
 		e.register("api.example.com", "/v1", "http://api-v1:8080", "")
 		res, err := e.rec.ReconcileOnce(context.Background())
 		if err != nil {

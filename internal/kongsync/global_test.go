@@ -332,13 +332,7 @@ func TestDBModeOperatorGlobalPluginFallsBackToServiceScope(t *testing.T) {
 	if p, ok := e.kong.Find("plugins", theirs["id"].(string)); !ok || p["config"].(map[string]any)["registry_routes"] != false {
 		t.Fatalf("operator's plugin: %v", p)
 	}
-	st := e.sync.Status()
-	if !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
-		t.Fatalf("status: %+v", st)
-	}
-	if n := strings.Count(e.log.String(), "an operator's own global service-registry plugin"); n != 1 {
-		t.Fatalf("logged %d times, want once:\n%s", n, e.log.String())
-	}
+	e.checkFellBack(true)
 
 	// The operator's goes: ours takes over at the next full reconcile, and
 	// the route services' plugins go (after ours is written).
@@ -393,27 +387,36 @@ func TestDBModeOperatorGlobalPluginAppearsMeanwhile(t *testing.T) {
 		t.Fatalf("refused again: %+v", res.Refused)
 	}
 	e.checkService(v2, v1, v2)
-	if st := e.sync.Status(); !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
-		t.Fatalf("status: %+v", st)
+	e.checkFellBack(false)
+}
+
+// checkFellBack checks Status says plugin scope service, healthy, because
+// of the operator's global plugin "operator-sr", and (logged) that the log
+// said so exactly once.
+func (e *scopeEnv) checkFellBack(logged bool) {
+	e.t.Helper()
+	st := e.sync.Status()
+	if !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
+		e.t.Fatalf("status: %+v", st)
+	}
+	if !logged {
+		return
+	}
+	if n := strings.Count(e.log.String(), "an operator's own global service-registry plugin"); n != 1 {
+		e.t.Fatalf("logged %d times, want once:\n%s", n, e.log.String())
 	}
 }
 
-// noRegistryRoutes is the schema of a plugin binary from before
-// registry_routes (Kong: unknown field).
-type noRegistryRoutes struct{ kongfake.PluginSchema }
-
-func (s noRegistryRoutes) Validate(c map[string]any) (map[string]any, map[string]any) {
-	if _, ok := c["registry_routes"]; ok {
-		return nil, map[string]any{"registry_routes": "unknown field"}
-	}
-	return s.PluginSchema.Validate(c)
+// noRegistryRoutes is a plugin from before registry_routes.
+func noRegistryRoutes(t *testing.T) olderPlugin {
+	return olderPlugin{kongfake.RegistrySchema(t), "registry_routes"}
 }
 
 // A Kong whose plugin predates registry_routes refuses the global plugin
 // (400): reported, and the route services keep their plugins, so the
 // routes are not left without one.
 func TestDBModeRefusedGlobalPluginKeepsServicePlugins(t *testing.T) {
-	e := newScopeEnv(t, false, "", noRegistryRoutes{kongfake.RegistrySchema(t)})
+	e := newScopeEnv(t, false, "", noRegistryRoutes(t))
 	e.setScope(translator.PluginScopeService)
 	e.registerTwo()
 	e.reconcile()
@@ -439,7 +442,7 @@ func TestDBModeRefusedGlobalPluginKeepsServicePlugins(t *testing.T) {
 // Kong refuses the global plugin (an older plugin without registry_routes):
 // every route service carries its own plugin.
 func TestDBModeFreshGlobalRefusedFallsBack(t *testing.T) {
-	e := newScopeEnv(t, false, "", noRegistryRoutes{kongfake.RegistrySchema(t)})
+	e := newScopeEnv(t, false, "", noRegistryRoutes(t))
 	e.setScope(translator.PluginScopeGlobal)
 	e.registerTwo()
 	if res := e.reconcile(); len(res.Refused) != 1 || res.Refused[0].Route != translator.TagGlobal {
@@ -604,13 +607,7 @@ plugins:
 					t.Fatalf("route %s missing", n)
 				}
 			}
-			st := e.sync.Status()
-			if !st.Healthy() || st.PluginScope != translator.PluginScopeService || st.GlobalPluginShadowedBy != "operator-sr" {
-				t.Fatalf("status: %+v", st)
-			}
-			if n := strings.Count(e.log.String(), "an operator's own global service-registry plugin"); n != 1 {
-				t.Fatalf("logged %d times, want once:\n%s", n, e.log.String())
-			}
+			e.checkFellBack(true)
 		})
 	}
 }
@@ -618,7 +615,7 @@ plugins:
 // DB-less: a Kong refusing the global plugin (its plugin predates
 // registry_routes) gets the config without it; the refusal is reported.
 func TestDBLessRefusedGlobalPluginReported(t *testing.T) {
-	e := newScopeEnv(t, true, "", noRegistryRoutes{kongfake.RegistrySchema(t)})
+	e := newScopeEnv(t, true, "", noRegistryRoutes(t))
 	e.setScope(translator.PluginScopeGlobal)
 	e.registerTwo()
 	res := e.reconcile()

@@ -229,7 +229,7 @@ func TestExplicitModeWithoutGetRoot(t *testing.T) {
 // route out for good: no early apply is asked for, the next full
 // reconcile tries again, and Status says refused.
 func TestRefusedPluginAsksNoRetry(t *testing.T) {
-	e := newFastEnvWith(t, fastEnvOptions{freq: 1, schema: refuseFastPath{kongfake.RegistrySchema(t)}})
+	e := newFastEnvWith(t, fastEnvOptions{freq: 1, schema: refuseFastPath(t)})
 	res := e.reconcile()
 	if len(res.Refused) == 0 || res.RetryIn != 0 {
 		t.Fatalf("refused %+v, retry in %v: want the refusal and no retry", res.Refused, res.RetryIn)
