@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,29 +329,12 @@ func benchHost(kind string, i int) string { return fmt.Sprintf("%s%d.bench.examp
 // the store's RegisterRoute, the write POST /register makes, 8 at a time.
 func preloadRoutes(t *testing.T, store *registry.Store, n int, be *backendSrv) {
 	t.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				_, _, err := store.RegisterRoute(ctx, registry.Route{Host: benchHost("pre", i), Path: "/", Backend: "http://" + be.addr()})
-				cancel()
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	parallel(t, n, func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _, err := store.RegisterRoute(ctx, registry.Route{Host: benchHost("pre", i), Path: "/", Backend: "http://" + be.addr()})
+		return err
+	})
 }
 
 // countManagedRoutes counts Kong's routes tagged as ours but the
