@@ -81,14 +81,23 @@ func (p *plan) add(a action, e entity) {
 // diff plans one entity: create when Kong lacks it, update when Kong's
 // differs in a field we set, nothing when equal.
 func (p *plan) diff(want entity, have entity, exists bool) {
-	switch {
-	case !exists:
-		p.add(create, want)
-	case !want.same(have):
-		p.add(update, want)
-	default:
+	if a, ok := change(want, have, exists); ok {
+		p.add(a, want)
+	} else {
 		p.unchanged++
 	}
+}
+
+// change is the action that makes Kong's have (exists: Kong has it) want;
+// false when Kong has want already.
+func change(want, have entity, exists bool) (action, bool) {
+	switch {
+	case !exists:
+		return create, true
+	case !want.same(have):
+		return update, true
+	}
+	return 0, false
 }
 
 // phases returns the ops in execution order, one slice per phase; the ops
@@ -166,11 +175,9 @@ func planFull(want desired, have actual) plan {
 		}
 	}
 	for _, w := range want.fallback {
-		switch a, ok := have.byKind[kindPlugin][w.id()]; {
-		case !ok:
-			p.fallback = append(p.fallback, op{create, w})
-		case !w.same(a):
-			p.fallback = append(p.fallback, op{update, w})
+		h, exists := have.byKind[kindPlugin][w.id()]
+		if a, ok := change(w, h, exists); ok {
+			p.fallback = append(p.fallback, op{a, w})
 		}
 	}
 	return p
