@@ -111,13 +111,22 @@ func (c *Config) logServiceName(rawService []byte) string {
 	if name := c.knownServiceName(); name != "" || rawService == nil {
 		return name
 	}
-	var name string
-	topLevel(rawService, func(key, v []byte) {
-		if string(key) == "name" {
+	_, name := serializedService(rawService)
+	return name
+}
+
+// serializedService reads the id and name of kong.log.serialize()'s
+// service record ("" when absent).
+func serializedService(raw []byte) (id, name string) {
+	topLevel(raw, func(key, v []byte) {
+		switch string(key) {
+		case "id":
+			_ = json.Unmarshal(v, &id)
+		case "name":
 			_ = json.Unmarshal(v, &name)
 		}
 	})
-	return name
+	return id, name
 }
 
 // breakerAddr is the address the picker knows for a try Kong made to

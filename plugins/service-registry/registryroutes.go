@@ -1,10 +1,6 @@
 package main
 
-import (
-	"encoding/json"
-
-	"github.com/kong-service-registry/service-registry/internal/translator"
-)
+import "github.com/kong-service-registry/service-registry/internal/translator"
 
 // registry_routes: one global plugin instance serves every Kong service
 // adminsvc made for a registered route, with that route's own options read
@@ -87,19 +83,16 @@ func (c *Config) registryRoutesLog(k kongAPI, cp *compiled) {
 	if !ok || doc.tries == nil || doc.service == nil {
 		return
 	}
-	var svc struct {
-		ID   string `json:"id"`
-		Name string `json:"name"`
-	}
-	if json.Unmarshal(doc.service, &svc) != nil || svc.Name == "" {
+	id, name := serializedService(doc.service)
+	if name == "" {
 		return
 	}
-	e := c.routes(cp).Service(svc.Name)
+	e := c.routes(cp).Service(name)
 	if e == nil {
 		return // deregistered meanwhile: nothing left to protect
 	}
 	rs, _ := e.Value(cp.buildRoute).(*routeServing)
-	if rs == nil || rs.err != nil || rs.serviceID != svc.ID {
+	if rs == nil || rs.err != nil || rs.serviceID != id {
 		return
 	}
 	if rcp := rs.cfg.compile(); rcp.err == nil && rcp.breaker != nil {
